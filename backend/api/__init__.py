@@ -1,0 +1,1 @@
+"""The HTTP API (`mani serve`): a starlette app over `backend/`."""

@@ -1,0 +1,67 @@
+"""Handing work to the broker. A broker that is down never loses work: the sweeper re-sends it.
+
+This is the one place `backend/` reaches into `actors/`, and it does so lazily, so that the
+domain code imports without a broker.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import update
+
+from backend.engine import Followups
+from models import Job, utcnow
+from models.db import session_scope
+
+log = logging.getLogger(__name__)
+
+
+def broker_errors() -> tuple[type[BaseException], ...]:
+    import dramatiq.errors
+    import redis.exceptions
+
+    return (dramatiq.errors.ConnectionError, redis.exceptions.RedisError, OSError)
+
+
+def enqueue_job(job_id: int) -> bool:
+    """Ask a worker to dispatch a stored job; False (and a log line) when the broker is down."""
+    from actors import jobs as job_actors
+
+    try:
+        job_actors.dispatch_job.send(job_id)
+    except broker_errors() as error:
+        log.warning("job %s is stored; the broker is unreachable (%s), the sweeper will dispatch it", job_id, error)
+        return False
+    with session_scope() as session:
+        session.execute(update(Job.__table__).where(Job.__table__.c.id == job_id).values(enqueued_at=utcnow()))
+    return True
+
+
+def enqueue_batches(batch_ids: list[int]) -> bool:
+    from actors import jobs as job_actors
+
+    try:
+        for batch_id in batch_ids:
+            job_actors.send_batch.send(batch_id)
+    except broker_errors() as error:
+        log.warning("%d batches wait for the sweeper; the broker is unreachable (%s)", len(batch_ids), error)
+        return False
+    return True
+
+
+def enqueue_followups(followups: Followups, *, batch_id: int | None = None) -> None:
+    """Send what a committed transaction asked for. Errors propagate: the actor is retried."""
+    from actors import jobs as job_actors
+
+    for next_batch in followups.batch_ids:
+        job_actors.send_batch.send(next_batch)
+    if followups.retry_batch_in is not None and batch_id is not None:
+        job_actors.send_batch.send_with_options(args=(batch_id,), delay=int(followups.retry_batch_in * 1000) + 50)
+    for job_id in followups.finish_job_ids:
+        job_actors.finish_job.send(job_id)
+    if followups.callback_ids:
+        from actors import callbacks as callback_actors
+
+        for delivery_id in followups.callback_ids:
+            callback_actors.deliver_callback.send(delivery_id)

@@ -1,0 +1,231 @@
+"""Running one batch: claim it, render and send in chunks, record each chunk, settle.
+
+The network work happens outside any transaction; each chunk's results are written in one
+short transaction that also renews the batch's lease.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from backend import templates
+from backend.engine import (
+    Claim,
+    Followups,
+    Outcomes,
+    SessionFactory,
+    claim_batch,
+    record_outcomes,
+    release_after_error,
+    settle_batch,
+)
+from backend.mime import message_id_for
+from backend.providers import get_provider
+from backend.providers.base import Attachment, Outcome, OutgoingMessage, SendResult
+from backend.settings import Settings, get_settings
+from models import Job, JobStatus, utcnow
+from models.db import session_scope
+
+log = logging.getLogger(__name__)
+
+# How long to wait after a throttling answer that named no time.
+DEFAULT_THROTTLE_SECONDS = 2.0
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """What a batch run needs to know beyond its rows, resolved once per batch."""
+
+    provider_name: str
+    sender: str
+    retry_schedule: list[int]
+    company_settings: dict[str, Any] = field(default_factory=dict)
+    rate_limit: float | None = None
+
+
+def plan_batch(*, session, job: Job, settings: Settings) -> BatchPlan:
+    from backend.company_settings import resolve
+
+    resolved = resolve(session=session, company_id=job.company_id)
+    schedule = resolved.get("cloud_retry_policy") or settings.retry_schedule
+    sender = resolved.get("sender") or settings.sender
+    sender_name = resolved.get("sender_name")
+    if sender_name and "<" not in sender:
+        sender = f"{sender_name} <{sender}>"
+    rate = resolved.get("rate_limit") if job.route == "cloud" else None
+    return BatchPlan(
+        provider_name=job.provider or resolved.get("email_provider") or settings.email_provider,
+        sender=sender,
+        retry_schedule=[int(s) for s in schedule],
+        company_settings=dict(resolved),
+        rate_limit=float(rate) if rate else None,
+    )
+
+
+def run_batch(*, batch_id: int, settings: Settings | None = None, sessions: SessionFactory = session_scope) -> Followups:
+    """Send what is due in one batch. Safe to call for any batch id, any number of times."""
+    settings = settings or get_settings()
+    with sessions() as session:
+        claim = claim_batch(session=session, batch_id=batch_id, settings=settings)
+        if claim is None or isinstance(claim, Followups):
+            return claim or Followups()
+        plan = plan_batch(session=session, job=claim.job, settings=settings)
+    try:
+        certificates = _prepare_certificates(claim=claim, sessions=sessions)
+        _send_rows(claim=claim, plan=plan, certificates=certificates, settings=settings, sessions=sessions)
+    except Exception as error:
+        release_after_error(batch_id=batch_id, error=f"{type(error).__name__}: {error}", sessions=sessions)
+        raise
+    with sessions() as session:
+        return settle_batch(session=session, batch_id=batch_id)
+
+
+def _prepare_certificates(*, claim: Claim, sessions: SessionFactory) -> dict:
+    if claim.job.action not in ("certificate", "both") or not claim.rows:
+        return {}
+    from backend.certificates import prepare_batch
+    from models import Recipient
+
+    with sessions() as session:
+        recipients = [session.get(Recipient, row["id"]) for row in claim.rows]
+        results = prepare_batch(session=session, job=session.get(Job, claim.job.id), recipients=recipients)
+    for row in claim.rows:
+        result = results.get(row["id"])
+        if result is not None and not getattr(result, "error", None):
+            row["certificate_url"], row["certificate_code"] = result.url, result.code
+    return results
+
+
+def _send_rows(
+    *, claim: Claim, plan: BatchPlan, certificates: dict, settings: Settings, sessions: SessionFactory
+) -> None:
+    job = claim.job
+    decrypt = _decryptor(settings) if any(row["secret"] for row in claim.rows) else None
+    rows_by_id = {row["id"]: row for row in claim.rows}
+    email_wanted = job.action != "certificate"
+    provider = get_provider(plan.provider_name, settings=settings, company_settings=plan.company_settings) if email_wanted else None
+    limiter = _limiter(job=job, plan=plan, settings=settings)
+    chunk_size = max(1, min(settings.commit_every, provider.max_batch if provider else settings.commit_every))
+    with provider or _NoProvider():
+        for start in range(0, len(claim.rows), chunk_size):
+            chunk = claim.rows[start : start + chunk_size]
+            outcomes = Outcomes()
+            messages: list[OutgoingMessage] = []
+            for row in chunk:
+                certificate = certificates.get(row["id"])
+                if certificate is not None and getattr(certificate, "error", None):
+                    outcomes.permanent.append({"rid": row["id"], "err": f"certificate: {certificate.error}"})
+                    continue
+                if not email_wanted:
+                    outcomes.sent.append({"rid": row["id"], "ext": row.get("certificate_code")})
+                    continue
+                try:
+                    messages.append(_message(row=row, job=job, plan=plan, certificate=certificate, decrypt=decrypt, settings=settings))
+                except Exception as error:  # a template that cannot render for this row fails only this row
+                    outcomes.permanent.append({"rid": row["id"], "err": f"cannot render the message: {error}"})
+            if messages:
+                if limiter is not None:
+                    limiter(len(messages))
+                _classify(provider.send(messages), rows_by_id=rows_by_id, plan=plan, outcomes=outcomes)
+            with sessions() as session:
+                job_status = record_outcomes(
+                    session=session, job_id=job.id, batch_id=claim.batch.id, outcomes=outcomes, settings=settings
+                )
+            if job_status in (JobStatus.PAUSED, JobStatus.CANCELLED) or outcomes.throttled:
+                # Stop here; the rows not reached go back to waiting when the batch settles.
+                return
+
+
+class _NoProvider:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc_info):
+        return None
+
+
+def _classify(results: Sequence[SendResult], *, rows_by_id: dict, plan: BatchPlan, outcomes: Outcomes) -> None:
+    now = utcnow()
+    for result in results:
+        row = rows_by_id[result.recipient_id]
+        if result.outcome == Outcome.SENT:
+            outcomes.sent.append({"rid": row["id"], "ext": result.external_id})
+        elif result.outcome == Outcome.PERMANENT:
+            outcomes.permanent.append({"rid": row["id"], "err": result.error or "permanent failure"})
+        elif result.outcome == Outcome.THROTTLED:
+            delay = result.retry_after or DEFAULT_THROTTLE_SECONDS
+            outcomes.throttled.append(
+                {"rid": row["id"], "err": f"throttled: {result.error or 'provider asked to slow down'}",
+                 "nxt": now + timedelta(seconds=delay)}
+            )
+        else:
+            done = row["attempts"]  # attempts before this one
+            if done < len(plan.retry_schedule):
+                outcomes.retry.append(
+                    {"rid": row["id"], "err": result.error or "temporary failure",
+                     "nxt": now + timedelta(seconds=plan.retry_schedule[done])}
+                )
+            else:
+                outcomes.permanent.append(
+                    {"rid": row["id"], "err": f"gave up after {done + 1} attempts: {result.error or 'temporary failure'}"}
+                )
+
+
+def _message(*, row: dict, job: Job, plan: BatchPlan, certificate, decrypt, settings: Settings) -> OutgoingMessage:
+    fields = {
+        "email": row["email"],
+        "userid": row["userid"],
+        "firstname": row["firstname"],
+        "lastname": row["lastname"],
+        "username": row["username"],
+        "password": decrypt(row["secret"]) if row["secret"] and decrypt else None,
+    }
+    if row.get("certificate_url"):
+        fields["certificate_url"] = row["certificate_url"]
+        fields["certificate_code"] = row.get("certificate_code")
+    context = templates.build_context(
+        row_fields=fields, variables=row["variables"] or {}, template_data=job.template_data or {}, settings=settings
+    )
+    rendered = templates.render(job.type, context, settings=settings)
+    attachments = []
+    pdf = getattr(certificate, "pdf", None)
+    if pdf:
+        attachments.append(Attachment(filename=f"certificate-{row.get('certificate_code') or row['id']}.pdf", content=pdf))
+    fullname = " ".join(part for part in (row["firstname"], row["lastname"]) if part) or None
+    return OutgoingMessage(
+        recipient_id=row["id"],
+        to_address=row["email"],
+        to_name=fullname,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        message_id=message_id_for(job_uuid=job.uuid, recipient_id=row["id"], domain=_domain(plan.sender)),
+        variables=context,
+        attachments=attachments,
+    )
+
+
+def _domain(sender: str) -> str:
+    address = sender.rsplit("<", 1)[-1].rstrip(">").strip()
+    return address.rsplit("@", 1)[-1] or "mani.localhost"
+
+
+def _decryptor(settings: Settings):
+    from backend.secrets import get_fernet
+
+    fernet = get_fernet(settings=settings)
+    return lambda token: fernet.decrypt(token.encode()).decode()
+
+
+def _limiter(*, job: Job, plan: BatchPlan, settings: Settings):
+    """A blocking `acquire(n)` shared by every worker sending for this company, or None."""
+    if not plan.rate_limit or not job.company_id:
+        return None
+    from backend.ratelimit import get_limiter
+
+    limiter = get_limiter(key=job.company_id, rate=plan.rate_limit, settings=settings)
+    return lambda n: limiter.acquire(n)

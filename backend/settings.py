@@ -1,0 +1,132 @@
+"""The one settings object: `MANI_*` environment variables over an optional TOML file.
+
+Company overrides live in the database (see `backend.company_settings`); this module only
+knows the process-wide configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from platformdirs import user_config_dir, user_data_dir
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+JOB_TYPES = ("welcome_std", "welcome_lic", "reengagement", "reminder", "certificate")
+
+
+def config_file_candidates() -> list[Path]:
+    """Where a config file is looked for, first match wins."""
+    explicit = os.environ.get("MANI_CONFIG")
+    if explicit:
+        return [Path(explicit)]
+    return [Path(user_config_dir("mani")) / "mani.toml", Path("/etc/mani/mani.toml")]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MANI_", extra="ignore", validate_default=True)
+
+    data_dir: Path = Field(default_factory=lambda: Path(user_data_dir("mani")))
+    database_url: str | None = None
+    redis_url: str | None = None
+    # Keys in Redis are namespaced so that several mani installs (or test runs) share one Redis.
+    redis_namespace: str = "mani"
+
+    email_provider: str = "outbox"
+    smtp_url: str | None = None
+    smtp_timeout: float = 30.0
+    outbox_dir: Path | None = None
+    sender: str = "mani <noreply@mani.localhost>"
+
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    # Seconds to wait before retry 1, 2, 3...; after the last one a recipient is permanently failed.
+    retry_schedule: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [5, 30, 120])
+    duplicate_window_hours: float = 24.0
+    max_field_length: int = 1000
+    max_csv_bytes: int = 200 * 1024 * 1024
+
+    # Crash safety: a worker commits results every `commit_every` sends, holds a batch for
+    # `batch_lease_seconds` (renewed on every commit), and a batch is given up on after
+    # `max_batch_attempts` claims.
+    commit_every: int = Field(default=50, ge=1)
+    batch_lease_seconds: int = Field(default=120, ge=1)
+    max_batch_attempts: int = Field(default=5, ge=1)
+    requeue_after_seconds: int = Field(default=300, ge=1)
+    sweep_interval_seconds: float = Field(default=2.0, gt=0)
+    broker_heartbeat_timeout_ms: int = 60_000
+
+    site_name: str = "Moodle"
+    login_url: str = "http://localhost/login/index.php"
+    template_dir: Path | None = None
+
+    secret_key: str | None = None
+    secret_key_file: Path | None = None
+
+    log_level: str = "INFO"
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().strip("[]")
+            return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = next((path for path in config_file_candidates() if path.is_file()), None)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'mani.db'}"
+
+    @property
+    def is_embedded_database(self) -> bool:
+        return not self.database_url
+
+    @property
+    def effective_outbox_dir(self) -> Path:
+        return self.outbox_dir or self.data_dir / "outbox"
+
+    @property
+    def effective_secret_key_file(self) -> Path:
+        return self.secret_key_file or self.data_dir / "secret.key"
+
+    @property
+    def sender_domain(self) -> str:
+        address = self.sender.rsplit("<", 1)[-1].rstrip(">").strip()
+        return address.rsplit("@", 1)[-1] or "mani.localhost"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

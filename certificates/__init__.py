@@ -1,0 +1,31 @@
+"""Certificate rendering: templates as data, bundled Unicode fonts, QR codes, verification codes.
+
+Public API:
+    load_template(ref=None, *, search_dirs=()) -> Template
+    validate_template(data, *, base_dir=None, name="template") -> Template
+    required_fields(template) -> set[str];  missing_fields(required, available) -> list[str]
+    get_renderer(template, *, fallback_fonts=()) -> Renderer;  Renderer.render(values) -> bytes
+    prepare_values(template, data, *, code, verify_url, issued_at, expires_at=None) -> dict
+    new_code() -> str;  normalize_code(text) -> str | None
+    CertificateError (per recipient), TemplateError (UnusableInput)
+"""
+
+from certificates.codes import new_code, normalize_code
+from certificates.errors import CertificateError, TemplateError
+from certificates.renderer import Renderer, get_renderer, prepare_values
+from certificates.template import Template, load_template, missing_fields, required_fields, validate_template
+
+__all__ = [
+    "CertificateError",
+    "Renderer",
+    "Template",
+    "TemplateError",
+    "get_renderer",
+    "load_template",
+    "missing_fields",
+    "new_code",
+    "normalize_code",
+    "prepare_values",
+    "required_fields",
+    "validate_template",
+]

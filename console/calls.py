@@ -1,0 +1,131 @@
+"""How console workers reach the backend: one session per call, health reported to the app.
+
+These run on worker threads (`@work(thread=True)`), never on the UI thread. Each opens its
+own `session_scope()`, so no widget ever holds a session, and each tells the app whether the
+database or the broker answered, which drives the banner and lets it clear by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from backend.errors import ManiError, ReadOnly
+from console.messages import HealthReport
+
+if TYPE_CHECKING:
+    from textual.dom import DOMNode
+
+T = TypeVar("T")
+
+READ_ONLY_MESSAGE = "Read-only mode: this console was started with --read-only, so changes are refused."
+
+
+class Unavailable(ManiError):
+    """The database or the broker did not answer; the banner already says so."""
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    from sqlalchemy import exc
+
+    from models.db import DatabaseNotMigrated
+
+    return (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError, DatabaseNotMigrated)
+
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    import redis
+
+    from backend.deadletters import BrokerUnavailable
+
+    return (BrokerUnavailable, redis.ConnectionError, redis.TimeoutError)
+
+
+def explain(error: BaseException) -> str:
+    """One sentence for a person."""
+    if isinstance(error, ManiError):
+        return str(error)
+    if isinstance(error, _database_errors()):
+        text = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        return f"The database is unreachable: {text}"
+    if isinstance(error, _broker_errors()):
+        return f"The broker (Redis) is unreachable: {error}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _report(node: DOMNode, service: str, error: str | None) -> None:
+    node.app.post_message(HealthReport(service, error))
+
+
+def _with_session(node: DOMNode, fn: Callable[..., T], *, read_only: bool, **kwargs: Any) -> T:
+    from models.db import session_scope
+
+    try:
+        with session_scope(read_only=read_only) as session:
+            result = fn(session=session, **kwargs)
+    except _database_errors() as error:
+        _report(node, "database", explain(error))
+        raise Unavailable(explain(error)) from error
+    _report(node, "database", None)
+    return result
+
+
+def read(node: DOMNode, fn: Callable[..., T], **kwargs: Any) -> T:
+    """`fn(session=..., **kwargs)` in a read-only session."""
+    return _with_session(node, fn, read_only=True, **kwargs)
+
+
+def write(node: DOMNode, fn: Callable[..., T], **kwargs: Any) -> T:
+    """`fn(session=..., **kwargs)` in a session that commits; refused in read-only mode."""
+    if getattr(node.app, "read_only", True):
+        raise ReadOnly(READ_ONLY_MESSAGE)
+    return _with_session(node, fn, read_only=False, **kwargs)
+
+
+def broker(node: DOMNode, fn: Callable[..., T], *, change: bool = False, **kwargs: Any) -> T:
+    """`fn(broker=..., **kwargs)` against the configured broker; `change` ones are refused read-only."""
+    if change and getattr(node.app, "read_only", True):
+        raise ReadOnly(READ_ONLY_MESSAGE)
+    try:
+        result = fn(broker=node.app.config.broker, **kwargs)
+    except _broker_errors() as error:
+        _report(node, "broker", explain(error))
+        raise Unavailable(explain(error)) from error
+    _report(node, "broker", None)
+    return result
+
+
+def audit(node: DOMNode, *, session, action: str, target: str | None = None, details: dict | None = None) -> None:
+    """Record a console action in the caller's transaction, as the OS user at the keyboard."""
+    from backend.audit import record
+
+    record(session=session, actor=node.app.config.actor, source="console", action=action, target=target,
+           details=details)
+
+
+def hand_to_broker(node: DOMNode, *, job_ids: list[int] = (), batch_ids: list[int] = ()) -> str:
+    """After the commit: enqueue what an action stored. Returns a few words for the notification.
+
+    On the embedded default (no Redis) there is no worker in this process: the sweeper of
+    `mani worker` picks the work up from the store, so nothing is sent to a broker here.
+    A broker that is down loses nothing either: the sweeper re-sends once it is back.
+    """
+    from backend.settings import get_settings
+
+    explicit = node.app.config.broker
+    if explicit is None and not get_settings().redis_url:
+        return "`mani worker` picks it up from the store"
+    from actors import broker as broker_setup
+    from backend import dispatch
+
+    if explicit is not None:
+        if broker_setup._configured is not explicit:
+            broker_setup.configure(explicit)
+    else:
+        broker_setup.get_broker()
+    ok = all([dispatch.enqueue_job(job_id) for job_id in job_ids] + ([dispatch.enqueue_batches(list(batch_ids))]
+                                                                      if batch_ids else []))
+    if not ok:
+        _report(node, "broker", "The broker (Redis) is unreachable: queued work waits in the store")
+        return "the broker is down: the sweeper sends it when the broker is back"
+    return "queued for the workers"

@@ -1,0 +1,167 @@
+"""A small, deterministic store for screenshots, snapshot tests and trying the console out.
+
+`seed(session=..., now=...)` writes three companies, nine jobs in every interesting state
+(running, stuck, failing, paused, finished...), their batches and recipients, and a few audit
+entries. Everything is placed relative to `now`, so a frozen clock gives identical screens.
+
+    python -m console.demo            # seeds the configured store (refuses a non-empty one)
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, insert, select
+from sqlmodel import Session
+
+from models import AuditEntry, Batch, Company, Job, Recipient, Rejection
+
+DEMO_NOW = datetime(2025, 3, 14, 9, 30, tzinfo=timezone.utc)
+FIRST_NAMES = ("ada", "alan", "grace", "edsger", "barbara", "donald", "frances", "ken", "radia", "linus")
+LAST_NAMES = ("lovelace", "turing", "hopper", "dijkstra", "liskov", "knuth", "allen", "thompson", "perlman")
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    type: str
+    company: str | None
+    status: str
+    total: int
+    sent: int
+    failed: int  # of which the first third permanently failed
+    created_ago: timedelta
+    progress_ago: timedelta | None = None
+    source: str = "users.csv"
+    error: str | None = None
+
+
+JOBS = (
+    DemoJob("welcome_std", "acme", "completed", 1200, 1200, 0, timedelta(days=2), timedelta(days=2), "acme-new.csv"),
+    DemoJob("reminder", "globex", "partial_failure", 800, 760, 40, timedelta(hours=26), timedelta(hours=25),
+            "q1-reminders.csv"),
+    DemoJob("welcome_lic", "acme", "processing", 3000, 1860, 12, timedelta(minutes=20), timedelta(seconds=4),
+            "licences-march.csv"),
+    DemoJob("reengagement", "initech", "processing", 1000, 400, 3, timedelta(minutes=55), timedelta(minutes=25),
+            "inactive-30d.csv"),
+    DemoJob("certificate", "globex", "queued", 300, 0, 0, timedelta(minutes=2), None, "completions.csv"),
+    DemoJob("reminder", "acme", "paused", 1000, 200, 0, timedelta(hours=3), timedelta(hours=2), "due-friday.csv"),
+    DemoJob("welcome_std", None, "failed", 50, 0, 50, timedelta(hours=5), timedelta(hours=5), "trial.csv",
+            "every recipient failed: SMTP 550 relay denied"),
+    DemoJob("welcome_std", "initech", "processing", 600, 150, 90, timedelta(minutes=9), timedelta(seconds=20),
+            "bad-addresses.csv"),
+    DemoJob("reminder", "globex", "cancelled", 400, 120, 0, timedelta(days=1), timedelta(days=1), "old-list.csv"),
+)
+ERRORS = ("SMTP 550 5.1.1 user unknown", "SMTP 421 try again later", "mailbox full (552)")
+
+
+def _uuid(number: int) -> str:
+    return f"{number:08x}-5eed-4a11-8c0d-{number:012x}"
+
+
+def seed(*, session: Session, now: datetime = DEMO_NOW, batch_size: int = 200) -> list[int]:
+    """Write the demo data into the caller's transaction; returns the job ids in JOBS order."""
+    for company_id, name, settings in (
+        ("acme", "Acme Training", {"enabled": True, "email_provider": "ses", "threshold": 500}),
+        ("globex", "Globex Academy", {"enabled": True, "email_provider": "mailgun"}),
+        ("initech", "Initech Learning", {"enabled": False}),
+    ):
+        session.add(Company(id=company_id, name=name, settings=settings, created_at=now - timedelta(days=30),
+                            updated_at=now - timedelta(days=3)))
+    session.flush()
+    job_ids = []
+    R = Recipient.__table__
+    for number, spec in enumerate(JOBS, start=1):
+        created = now - spec.created_ago
+        started = created + timedelta(seconds=30) if spec.status not in ("queued",) else None
+        finished = now - spec.progress_ago if spec.status in ("completed", "partial_failure", "failed",
+                                                              "cancelled") else None
+        job = Job(
+            uuid=_uuid(number), type=spec.type, company_id=spec.company, status=spec.status, source="csv",
+            source_name=spec.source, total=spec.total, batch_count=-(-spec.total // batch_size),
+            sent_count=spec.sent, failed_count=spec.failed, created_at=created, updated_at=now, error=spec.error,
+            enqueued_at=created, started_at=started, finished_at=finished, created_by="alice",
+            last_progress_at=(now - spec.progress_ago) if spec.progress_ago else None,
+            route="cloud" if spec.company in ("acme", "globex") else "local",
+            provider={"acme": "ses", "globex": "mailgun"}.get(spec.company or "", "smtp"),
+            rejected_count=2 if number == 2 else 0,
+        )
+        session.add(job)
+        session.flush()
+        job_ids.append(job.id)
+        rows = []
+        for batch_number, start in enumerate(range(0, spec.total, batch_size), start=1):
+            size = min(batch_size, spec.total - start)
+            indexes = range(start, start + size)
+            sent = sum(1 for i in indexes if i < spec.sent)
+            failed = sum(1 for i in indexes if spec.sent <= i < spec.sent + spec.failed)
+            done = sent + failed == size
+            status = {"cancelled": "cancelled", "queued": "queued"}.get(spec.status) or (
+                ("completed" if not failed else "partial_failure" if sent else "failed") if done else
+                "processing" if sent + failed else "queued")
+            batch_id = session.execute(insert(Batch.__table__).values(
+                job_id=job.id, number=batch_number, size=size, status=status, attempts=1 if sent + failed else 0,
+                sent_count=sent, failed_count=failed, created_at=created,
+                started_at=started if sent + failed else None,
+                finished_at=(now - (spec.progress_ago or timedelta())) if done else None,
+                last_error=ERRORS[0] if failed else None,
+            ).returning(Batch.__table__.c.id)).scalar_one()
+            for i in indexes:
+                first, last = FIRST_NAMES[i % len(FIRST_NAMES)], LAST_NAMES[(i // 7) % len(LAST_NAMES)]
+                email = f"{first}.{last}{i}@{spec.company or 'example'}.org"
+                if i < spec.sent:
+                    status_r, error, attempts = "sent", None, 1
+                    window = (spec.created_ago - (spec.progress_ago or timedelta())).total_seconds()
+                    sent_at = (now - (spec.progress_ago or timedelta())) - timedelta(
+                        seconds=window * (spec.sent - 1 - i) / max(spec.sent, 1))
+                elif i < spec.sent + spec.failed:
+                    k = i - spec.sent
+                    status_r = "permanently_failed" if k < max(spec.failed // 3, 1) else "failed"
+                    error, attempts, sent_at = ERRORS[k % len(ERRORS)], 3 if status_r == "failed" else 1, None
+                else:
+                    status_r = "cancelled" if spec.status == "cancelled" else "pending"
+                    error, attempts, sent_at = None, 0, None
+                rows.append({
+                    "job_id": job.id, "batch_id": batch_id, "line": i + 2, "userid": str(1000 + i), "email": email,
+                    "email_norm": email.lower(), "firstname": first.title(), "lastname": last.title(),
+                    "username": f"{first}{i}", "variables": {}, "status": status_r, "attempts": attempts,
+                    "last_error": error, "sent_at": sent_at, "updated_at": sent_at or created,
+                    "certificate_url": f"https://certs.example.org/{_uuid(number)[:8]}/{i}.pdf"
+                    if spec.type == "certificate" and status_r == "sent" else None,
+                })
+        for chunk in range(0, len(rows), 1000):
+            session.execute(insert(R), rows[chunk:chunk + 1000])
+        if number == 2:
+            session.execute(insert(Rejection.__table__), [
+                {"job_id": job.id, "line": 14, "email": "not-an-address", "reason": "invalid email address"},
+                {"job_id": job.id, "line": 90, "email": None, "reason": "missing email"},
+            ])
+    for minutes, actor, action, target, details in (
+        (400, "alice", "job.submit", _uuid(6), {"recipients": 1000, "file": "due-friday.csv"}),
+        (120, "bob", "job.pause", _uuid(6), {"reason": "customer asked to hold"}),
+        (90, "alice", "company.settings", "acme", {"changed": ["email_provider", "ses_secret_key"],
+                                                   "ses_secret_key": "****"}),
+        (45, "root", "deadletter.delete", "default/3f1e", {"actor": "send_batch"}),
+        (8, "alice", "job.retry", _uuid(2), {"count": 40}),
+    ):
+        session.add(AuditEntry(at=now - timedelta(minutes=minutes), actor=actor, source="console", action=action,
+                               target=target, details=details))
+    session.flush()
+    return job_ids
+
+
+def main() -> int:
+    from models.db import session_scope
+
+    with session_scope() as session:
+        if session.execute(select(func.count()).select_from(Job.__table__)).scalar_one():
+            print("The store already has jobs: the demo only seeds an empty one.", file=sys.stderr)
+            return 1
+        ids = seed(session=session, now=datetime.now(timezone.utc))
+    print(f"Seeded {len(ids)} demo jobs.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

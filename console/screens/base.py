@@ -1,0 +1,65 @@
+"""What every console screen shares: the nav bar, the problems banner, the footer, and
+helpers for confirmations and read-only refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer
+
+from console.calls import READ_ONLY_MESSAGE
+from console.messages import ActionDone, ActionFailed
+from console.widgets.banner import Banner
+from console.widgets.confirm import ConfirmModal
+from console.widgets.navbar import NavBar
+
+
+class ManiScreen(Screen):
+    # Which main screen the nav bar highlights (a pushed screen names its parent's).
+    NAV: ClassVar[str] = "dashboard"
+    # Shown by `?` above the key map: what this screen is for, in a few lines of Markdown.
+    HELP: ClassVar[str] = ""
+
+    def compose(self) -> ComposeResult:
+        yield NavBar(self.NAV)
+        yield Banner()
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> Iterable[Widget]:
+        return ()
+
+    # Actions ----------------------------------------------------------------------------------
+
+    def refuse_if_read_only(self) -> bool:
+        """In read-only mode, say so and return True: the caller then does nothing."""
+        if self.app.read_only:
+            self.notify(READ_ONLY_MESSAGE, title="Not allowed", severity="warning")
+            return True
+        return False
+
+    def confirm(self, title: str, question: str, then: Callable[[], None], *, label: str = "Yes",
+                danger: bool = False) -> None:
+        """Ask first; run `then` (which starts a worker) only on yes."""
+        if self.refuse_if_read_only():
+            return
+
+        def answered(answer: bool | None) -> None:
+            if answer:
+                then()
+
+        self.app.push_screen(ConfirmModal(title, question, confirm_label=label, danger=danger), answered)
+
+    def on_action_done(self, message: ActionDone) -> None:
+        self.notify(message.message, title="Done")
+        self.after_action(message)
+
+    def on_action_failed(self, message: ActionFailed) -> None:
+        self.notify(message.message, title="Failed", severity="error", timeout=8)
+
+    def after_action(self, message: ActionDone) -> None:
+        """Hook: reload what the action changed."""

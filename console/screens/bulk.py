@@ -1,0 +1,5 @@
+from console.screens.base import ManiScreen
+
+
+class BulkScreen(ManiScreen):
+    NAV = "bulk"

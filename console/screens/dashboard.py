@@ -1,0 +1,215 @@
+"""The start screen: Sidekiq-style counters and the active jobs, refreshed every few seconds."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.timer import Timer
+from textual.widgets import DataTable, Static
+
+from backend.dashboard import DashboardSnapshot, dashboard_snapshot
+from backend.deadletters import BrokerStats, broker_stats
+from console import calls
+from console.messages import Loaded
+from console.screens.base import ManiScreen
+from console.widgets import cells
+from console.widgets.banner import Banner
+from console.widgets.counters import Counter
+
+COUNTERS = (
+    ("active", "Active jobs", "Jobs not finished: pending, queued, processing, retrying or paused"),
+    ("queued", "Queued", "Jobs waiting to run, and the recipients still to send in active jobs"),
+    ("processing", "Processing", "Jobs being sent right now"),
+    ("sent", "Sent 1h", "Recipients sent in the last hour"),
+    ("failed", "Failed", "Failed recipients in active jobs and jobs finished in the last hour"),
+    ("dead", "Dead letters", "Broker messages that exhausted their retries (screen 5)"),
+    ("depth", "Queue depth", "Messages waiting in the broker (ready + delayed)"),
+    ("rate", "Send rate", "Recipients sent in the last minute; avg: since start, for running jobs"),
+)
+
+
+class DashboardScreen(ManiScreen):
+    NAV = "dashboard"
+    HELP = """\
+**Dashboard.** What mani is doing now. Counters on top, active jobs below with their
+progress; it refreshes on its own (`--refresh SECONDS`). Problems are flagged in the banner:
+a job stuck with no progress, a failure rate above the threshold, dead letters waiting.
+Select a job and press **Enter** for its detail."""
+
+    BINDINGS = [
+        Binding("enter", "open_job", "Open job", id="dashboard.open", tooltip="Open the selected job's detail"),
+        Binding("ctrl+r,f5", "reload", "Refresh", id="dashboard.refresh", tooltip="Refresh now"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timer: Timer | None = None
+        self._snapshot: DashboardSnapshot | None = None
+        self._stats: BrokerStats | None = None
+        self._layout = ""
+
+    def compose_body(self) -> ComposeResult:
+        with Grid(id="counters"):
+            for key, label, tooltip in COUNTERS:
+                yield Counter(label, id=f"counter-{key}", tooltip=tooltip)
+        table = DataTable(id="active-jobs", cursor_type="row", zebra_stripes=True)
+        table.border_title = "Active jobs"
+        yield table
+        yield Static("Loading…", id="dashboard-status", classes="status-line")
+
+    def on_mount(self) -> None:
+        self._set_columns()
+
+    def on_screen_resume(self) -> None:
+        self.load()
+        refresh = self.app.config.refresh
+        if refresh and self._timer is None:
+            self._timer = self.set_interval(refresh, self.load)
+        elif self._timer is not None:
+            self._timer.resume()
+
+    def on_screen_suspend(self) -> None:
+        if self._timer is not None:
+            self._timer.pause()
+
+    def on_resize(self) -> None:
+        if self._set_columns() and self._snapshot is not None:
+            self._show_jobs(self._snapshot)
+
+    # Data -------------------------------------------------------------------------------------
+
+    def action_reload(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="dashboard")
+    def load(self) -> None:
+        config = self.app.config
+        snapshot = stats = None
+        try:
+            snapshot = calls.read(
+                self, dashboard_snapshot, now=config.clock(), stuck_after=config.stuck_after,
+                failure_threshold=config.failure_threshold, failure_min_sample=config.failure_min_sample,
+            )
+        except calls.Unavailable:
+            pass
+        try:
+            stats = calls.broker(self, broker_stats)
+        except calls.Unavailable:
+            pass
+        self.post_message(Loaded("dashboard", (snapshot, stats)))
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        snapshot, stats = message.data
+        self._stats = stats
+        if snapshot is not None:
+            self._snapshot = snapshot
+            self._show_counters(snapshot, stats)
+            self._show_jobs(snapshot)
+        elif stats is not None and self._snapshot is not None:
+            self._show_counters(self._snapshot, stats)
+        problems = list(snapshot.problems if snapshot else [])
+        if stats is not None and stats.dead_letters:
+            problems.insert(0, f"{stats.dead_letters:,} dead-lettered message(s): press 5 to requeue or delete")
+        self.query_one(Banner).problems = tuple(problems)
+        status = self.query_one("#dashboard-status", Static)
+        if snapshot is not None:
+            every = f"every {self.app.config.refresh:g}s" if self.app.config.refresh else "manual (ctrl+r)"
+            shown = len(snapshot.jobs)
+            status.update(
+                f"Updated {snapshot.now:%H:%M:%S} UTC · refresh {every} · "
+                f"{shown:,} of {snapshot.active_jobs:,} active jobs shown"
+            )
+
+    def _show_counters(self, snap: DashboardSnapshot, stats: BrokerStats | None) -> None:
+        def put(key: str, value: str, note: str = "", alert: bool = False) -> None:
+            counter = self.query_one(f"#counter-{key}", Counter)
+            counter.value, counter.note, counter.alert = value, note, alert
+
+        put("active", cells.number(snap.active_jobs))
+        put("queued", cells.number(snap.queued_jobs),
+            f"{cells.short_number(snap.queued_recipients)} rcpt" if snap.queued_recipients else "")
+        put("processing", cells.number(snap.processing_jobs))
+        put("sent", cells.number(snap.sent_last_hour))
+        put("failed", cells.number(snap.failed_recent),
+            alert=any("failure rate" in p for p in snap.problems))
+        if stats is None:
+            put("dead", "?", "no broker", alert=True)
+            put("depth", "?", "no broker", alert=True)
+        elif stats.kind == "none":
+            put("dead", "–", "in-process")
+            put("depth", "–", "in-process")
+        else:
+            put("dead", cells.number(stats.dead_letters), alert=stats.dead_letters > 0)
+            put("depth", cells.number(stats.depth), f"+{cells.short_number(stats.delayed)} later" if stats.delayed else "")
+        avg = f"avg {cells.rate(snap.rate_since_start)}" if snap.rate_since_start is not None else ""
+        put("rate", cells.rate(snap.rate_last_minute), avg)
+
+    # The active jobs table ----------------------------------------------------------------------
+
+    def _set_columns(self) -> bool:
+        """(Re)build the columns for the current width; True when they changed."""
+        layout = "wide" if self.size.width >= 120 else "narrow"
+        if layout == self._layout:
+            return False
+        self._layout = layout
+        table = self.query_one("#active-jobs", DataTable)
+        table.clear(columns=True)
+        if layout == "wide":
+            columns = ("Job", "Type", "Company", "Status", "Progress", "Sent/Total", "Failed", "Rate", "Last min",
+                       "Age", "Problem")
+        else:
+            columns = ("Job", "Type", "Company", "Status", "Progress", "Sent/Total", "Fail", "Rate", "Age")
+        for label in columns:
+            table.add_column(label, key=label)
+        return True
+
+    def _show_jobs(self, snap: DashboardSnapshot) -> None:
+        table = self.query_one("#active-jobs", DataTable)
+        selected = None
+        if table.row_count and table.cursor_row >= 0:
+            selected = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        table.clear()
+        wide = self._layout == "wide"
+        for job in snap.jobs:
+            marker = Text("▲", style="bold red") if job.problems else Text(" ")
+            ident = Text.assemble(marker, f"{job.id}")
+            status = cells.status_text(job.status)
+            if job.problems:
+                status.stylize("reverse")
+            if wide:
+                row = (
+                    ident, job.type, cells.ellipsis(job.company_id or "–", 16), status,
+                    cells.progress_bar(job.done, job.failed, job.total, width=16),
+                    f"{cells.number(job.sent)}/{cells.number(job.total)}", cells.number(job.failed),
+                    cells.rate(job.rate_per_minute), cells.rate(job.recent_per_minute),
+                    cells.age(snap.now, job.created_at), cells.ellipsis("; ".join(job.problems), 34),
+                )
+            else:
+                row = (
+                    ident, job.type, cells.ellipsis(job.company_id or "–", 8), status,
+                    cells.progress_bar(job.done, job.failed, job.total, width=6),
+                    f"{cells.short_number(job.sent)}/{cells.short_number(job.total)}",
+                    cells.short_number(job.failed), cells.rate(job.rate_per_minute), cells.age(snap.now, job.created_at),
+                )
+            table.add_row(*row, key=str(job.id))
+        if selected is not None and str(selected) in {str(job.id) for job in snap.jobs}:
+            table.move_cursor(row=table.get_row_index(str(selected)), animate=False)
+        if not snap.jobs:
+            self.query_one("#dashboard-status", Static).update("No active jobs.")
+
+    def action_open_job(self) -> None:
+        table = self.query_one("#active-jobs", DataTable)
+        if table.row_count:
+            self._open(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+
+    @on(DataTable.RowSelected, "#active-jobs")
+    def _row_selected(self, event: DataTable.RowSelected) -> None:
+        self._open(event.row_key.value)
+
+    def _open(self, job_id: str | None) -> None:
+        if job_id is not None:
+            self.app.open_job(int(job_id))
