@@ -437,6 +437,8 @@ def main() -> None:
 
     logging.basicConfig(level=get_settings().log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Migrations announce every step at INFO; a person running `mani` wants only problems.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         from backend.secrets import install_log_masking
 

@@ -15,11 +15,6 @@ from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, Retries, Shutdow
 
 from backend.settings import Settings, get_settings
 
-_placeholder = StubBroker(middleware=[])
-dramatiq.set_broker(_placeholder)
-_lock = threading.Lock()
-_configured: dramatiq.Broker | None = None
-
 # Seven days, Dramatiq's default: dead letters stay visible in the console for a week.
 DEAD_MESSAGE_TTL_MS = 7 * 24 * 3600 * 1000
 
@@ -34,6 +29,12 @@ def _middleware() -> list:
         Pipelines(),
         Retries(max_retries=5, min_backoff=1000, max_backoff=5 * 60 * 1000),
     ]
+
+
+_placeholder = StubBroker(middleware=_middleware())
+dramatiq.set_broker(_placeholder)
+_lock = threading.Lock()
+_configured: dramatiq.Broker | None = None
 
 
 def build_broker(settings: Settings) -> dramatiq.Broker:

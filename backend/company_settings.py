@@ -256,14 +256,13 @@ def _company(session: Session, company_id: str) -> Company:
     return company
 
 
-def _layers(*, session: Session, company_id: str | None, settings: Any, reveal):
+def _layers(*, session: Session, company_id: str | None, settings: Any, reveal, keys: dict[str, SettingSpec]):
     """(key, value, source, company's own stored value) per setting, `reveal` turning tokens into text."""
     company = _company(session, company_id) if company_id else None
     rows = {row.key: row for row in session.exec(select(GlobalSetting)).all()}
-    catalogue = COMPANY_CATALOGUE if company is not None else GLOBAL_CATALOGUE
-    for key, spec in catalogue.items():
+    for key, spec in keys.items():
         own = None
-        if company is not None:
+        if company is not None and spec.scope != "global":
             if key in (company.secrets or {}):
                 own = reveal(company.secrets[key])
             elif key in (company.settings or {}):
@@ -287,13 +286,9 @@ def resolve(*, session: Session, company_id: str | None, settings: Any | None = 
     settings = _settings_or_default(settings)
     values, sources = {}, {}
     for key, value, source, _own in _layers(
-        session=session, company_id=company_id, settings=settings, reveal=lambda t: decrypt(t, settings=settings)
+        session=session, company_id=company_id, settings=settings, reveal=lambda t: decrypt(t, settings=settings), keys=_ALL
     ):
         values[key], sources[key] = value, source
-    if company_id is None:  # company-only keys still answer for jobs without a company
-        for key, spec in COMPANY_CATALOGUE.items():
-            values.setdefault(key, spec.default)
-            sources.setdefault(key, "default")
     return ResolvedSettings(company_id=company_id, values=values, sources=sources)
 
 
@@ -326,7 +321,8 @@ def describe(*, session: Session, company_id: str | None = None, settings: Any |
     company = _company(session, company_id) if company_id else None
     entries: dict[str, dict] = {}
     for key, value, source, own in _layers(
-        session=session, company_id=company_id, settings=settings, reveal=_reveal_or_unreadable(settings)
+        session=session, company_id=company_id, settings=settings, reveal=_reveal_or_unreadable(settings),
+        keys=SETTINGS_CATALOGUE[scope],
     ):
         spec = _ALL[key]
         entries[key] = {

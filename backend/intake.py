@@ -297,7 +297,8 @@ def _check_bytes(path: Path, *, max_bytes: int) -> None:
                 if nul >= 0:
                     line = newlines + chunk.count(b"\n", 0, nul) + 1
                     raise UnusableInput(
-                        f"CSV file {path} is not a text file: it has a NUL byte at byte offset {offset + nul} (line {line})."
+                        f"CSV file {path} is not a text file: it has a NUL byte at byte offset {offset + nul} "
+                        f"(line {line})."
                     )
                 pending = len(decoder.getstate()[0])
                 try:

@@ -92,6 +92,9 @@ def _autoescape(name: str | None) -> bool:
 
 @lru_cache(maxsize=16)
 def _environment(template_dir: Path | None) -> ImmutableSandboxedEnvironment:
+    if template_dir and not Path(template_dir).is_dir():
+        # A mistyped folder would otherwise send the defaults without a word.
+        raise UnusableInput(f"the template folder {template_dir} (MANI_TEMPLATE_DIR) is not a directory.")
     loaders = [FileSystemLoader(str(template_dir))] if template_dir else []
     loaders.append(FileSystemLoader(str(DEFAULT_TEMPLATE_DIR)))
     environment = ImmutableSandboxedEnvironment(
@@ -185,7 +188,9 @@ def check_variables(
         )
     if missing:
         names = ", ".join(f"'{name}'" for name in missing)
-        raise UnusableInput(f"template variables {names} of {job_type} are not provided by any CSV column or template data.")
+        raise UnusableInput(
+            f"template variables {names} of {job_type} are not provided by any CSV column or template data."
+        )
 
 
 def build_context(

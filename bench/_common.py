@@ -1,15 +1,20 @@
-"""Shared pieces of the bench scripts: the sink process, the CSV, the messages, RSS readings."""
+"""Shared pieces of the bench scripts: the sink process, the CSV and messages, RSS readings, and\nthe baselines mani is measured against (email.mime + smtplib, persistent or one connection each)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
 import time
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -198,3 +203,140 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# Baselines and the sink's ceiling ---------------------------------------------------------------
+
+ENVELOPE_SENDER = "noreply@moodle.example"
+
+
+def legacy_mime(row: dict[str, str]) -> bytes:
+    """The same two-part message through email.mime, as cheaply as the standard library allows."""
+    subject, text, html = render(row)
+    message = MIMEMultipart("alternative")
+    message["From"] = SENDER
+    message["To"] = formataddr((f"{row['firstname']} {row['lastname']}", row["email"]))
+    message["Subject"] = subject
+    message["Date"] = formatdate()
+    message["Message-ID"] = f"<raw.{row['userid']}@moodle.example>"
+    message.attach(MIMEText(text, "plain", "utf-8"))
+    message.attach(MIMEText(html, "html", "utf-8"))
+    return message.as_bytes()
+
+
+# Baselines ------------------------------------------------------------------------------------
+
+
+def _raw_worker(port: int, rows: list[dict], ready, go, done) -> None:
+    client = smtplib.SMTP("127.0.0.1", port, local_hostname="bench", timeout=60)
+    ready.release()
+    go.wait()
+    for row in rows:
+        client.sendmail(ENVELOPE_SENDER, [row["email"]], legacy_mime(row))
+    client.quit()
+    done.put(len(rows))
+
+
+def raw_limit(rows: list[dict], port: int, processes: int) -> float:
+    """Seconds for `processes` forked senders, each over one persistent connection."""
+    context = multiprocessing.get_context("fork")
+    ready, go, done = context.Semaphore(0), context.Event(), context.Queue()
+    workers = [
+        context.Process(target=_raw_worker, args=(port, rows[i::processes], ready, go, done)) for i in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.acquire()
+    started = time.perf_counter()
+    go.set()
+    sent = sum(done.get() for _ in workers)
+    elapsed = time.perf_counter() - started
+    for worker in workers:
+        worker.join()
+    assert sent == len(rows)
+    return elapsed
+
+
+def naive(rows: list[dict], port: int) -> float:
+    """Seconds for one connection per message, in sequence."""
+    started = time.perf_counter()
+    for row in rows:
+        client = smtplib.SMTP("127.0.0.1", port, local_hostname="bench", timeout=60)
+        client.sendmail(ENVELOPE_SENDER, [row["email"]], legacy_mime(row))
+        client.quit()
+    return time.perf_counter() - started
+
+
+def _blast_worker(port: int, count: int, message: bytes, window: int, done) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        reader = connection.makefile("rb")
+        reader.readline()
+        connection.sendall(b"EHLO bench\r\n")
+        while reader.readline()[3:4] == b"-":
+            pass
+        sent = 0
+        while sent < count:
+            batch = min(window, count - sent)
+            connection.sendall(
+                b"".join(
+                    b"MAIL FROM:<%s>\r\nRCPT TO:<ceiling%d@example.com>\r\nDATA\r\n%s\r\n.\r\n"
+                    % (ENVELOPE_SENDER.encode(), os.getpid() * 1_000_000 + sent + i, message)
+                    for i in range(batch)
+                )
+            )
+            for _ in range(batch * 4):
+                reader.readline()
+            sent += batch
+        connection.sendall(b"QUIT\r\n")
+        reader.readline()
+    done.put(count)
+
+
+def sink_ceiling(port: int, count: int, message: bytes, connections: int = 2) -> float:
+    """Seconds for the sink to take `count` messages from cheap pipelining clients."""
+    context = multiprocessing.get_context("fork")
+    done = context.Queue()
+    started = time.perf_counter()
+    workers = [
+        context.Process(target=_blast_worker, args=(port, count // connections, message, 100, done))
+        for _ in range(connections)
+    ]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        done.get()
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - started
+
+
+def compose_rates(rows: list[dict], seconds: float = 1.0) -> dict[str, float]:
+    """Messages composed per second on one core: email.mime against backend.mime."""
+    rates = {}
+    count = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        legacy_mime(rows[count % len(rows)])
+        count += 1
+    rates["email.mime"] = count / (time.perf_counter() - started)
+    try:
+        from backend.mime import compose
+        from backend.providers.base import OutgoingMessage
+    except ImportError:
+        return rates
+    count = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        row = rows[count % len(rows)]
+        subject, text, html = render(row)
+        message = OutgoingMessage(
+            recipient_id=count, to_address=row["email"], to_name=f"{row['firstname']} {row['lastname']}",
+            subject=subject, text=text, html=html, message_id=f"mani.bench.{count}@moodle.example",
+        )
+        compose(message, sender=SENDER)
+        count += 1
+    rates["backend.mime"] = count / (time.perf_counter() - started)
+    return rates

@@ -87,7 +87,11 @@ def _checksum(data: bytes) -> int:
 
 def _cmap(cid_to_unicode: dict[int, int]) -> bytes:
     """A (3,1) format 4 cmap, one segment per character: unicode -> glyph id (= CID)."""
-    pairs = sorted((uni, cid) for cid, uni in cid_to_unicode.items() if 0 < uni < 0xFFFF)
+    first: dict[int, int] = {}
+    for cid, uni in sorted(cid_to_unicode.items()):
+        if 0 < uni < 0xFFFF:
+            first.setdefault(uni, cid)  # one glyph per character in a cmap
+    pairs = sorted(first.items())
     ends = [uni for uni, _ in pairs] + [0xFFFF]
     deltas = [(cid - uni) & 0xFFFF for uni, cid in pairs] + [1]
     count = len(ends)

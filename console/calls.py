@@ -129,3 +129,18 @@ def hand_to_broker(node: DOMNode, *, job_ids: list[int] = (), batch_ids: list[in
         _report(node, "broker", "The broker (Redis) is unreachable: queued work waits in the store")
         return "the broker is down: the sweeper sends it when the broker is back"
     return "queued for the workers"
+
+
+def hand_to_callbacks(node: DOMNode, delivery_ids: list[int]) -> None:
+    """Enqueue Moodle callback deliveries an action produced (e.g. cancel); the sweeper covers failures."""
+    from backend.settings import get_settings
+
+    if not delivery_ids or (node.app.config.broker is None and not get_settings().redis_url):
+        return
+    try:
+        from actors import callbacks as callback_actors
+
+        for delivery_id in delivery_ids:
+            callback_actors.deliver_callback.send(delivery_id)
+    except Exception:  # noqa: BLE001 - the sweeper delivers what was not enqueued
+        _report(node, "broker", "The broker (Redis) is unreachable: callbacks wait in the store")

@@ -56,7 +56,8 @@ def test_bom_semicolons_and_crlf(tmp_path):
     assert source.delimiter == ";"
     assert source.columns == ["email", "firstname", "lastname"]
     rows, rejected = read(path)
-    assert [(r.line, r.email, r.lastname) for r in rows] == [(2, "ana@example.com", "García"), (3, "bo@example.org", "Li")]
+    assert [(r.line, r.email, r.lastname) for r in rows] == [
+        (2, "ana@example.com", "García"), (3, "bo@example.org", "Li")]
     assert rejected == []
 
 

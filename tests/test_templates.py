@@ -165,7 +165,8 @@ def test_unknown_job_type_lists_the_known_ones(settings):
     with pytest.raises(UnknownJobType) as caught:
         render("newsletter", {}, settings=settings)
     assert str(caught.value) == (
-        "unknown job type 'newsletter'; the known types are: welcome_std, welcome_lic, reengagement, reminder, certificate."
+        "unknown job type 'newsletter'; the known types are: "
+        "welcome_std, welcome_lic, reengagement, reminder, certificate."
     )
     with pytest.raises(UnknownJobType):
         required_variables("newsletter", settings=settings)
@@ -203,6 +204,15 @@ def test_override_with_a_syntax_error_is_unusable_input(tmp_path):
         required_variables("reminder", settings=custom)
     with pytest.raises(UnusableInput, match=r"reminder/body.txt.j2 has an error on line 1"):
         render("reminder", {}, settings=custom)
+
+
+def test_missing_override_dir_is_an_error_not_a_silent_fallback(tmp_path):
+    clear_template_cache()
+    missing = Settings(template_dir=tmp_path / "nowhere")
+    with pytest.raises(UnusableInput, match="nowhere \\(MANI_TEMPLATE_DIR\\) is not a directory"):
+        check_variables("reminder", ["email"], settings=missing)
+    with pytest.raises(UnusableInput, match="is not a directory"):
+        render("reminder", {}, settings=missing)
 
 
 @pytest.mark.parametrize("source", [

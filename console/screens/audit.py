@@ -1,5 +1,101 @@
+"""The audit log: who did what, from where, newest first."""
+
+from __future__ import annotations
+
+import json
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Input, Static
+
+from backend import dashboard as queries
+from console import calls
+from console.messages import ActionFailed, Loaded
 from console.screens.base import ManiScreen
+from console.widgets import cells
+from console.widgets.paged_table import PagedTable
+
+PAGE = 200
 
 
 class AuditScreen(ManiScreen):
     NAV = "audit"
+    HELP = """\
+**Audit.** Every change made from the console, the CLI, the API and the workers, with the OS
+user (`SUDO_USER` or the login name) for console and CLI actions. Secrets are never written
+here, only masked. `/` searches actor, action or target."""
+
+    BINDINGS = [
+        Binding("slash", "search", "Search", id="audit.search", tooltip="Search by actor, action or target"),
+        Binding("escape", "clear", "Clear", id="audit.clear", tooltip="Clear the search"),
+        Binding("ctrl+r,f5", "reload", "Refresh", id="audit.refresh", tooltip="Read the log again"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.row_offset = 0
+        self.total = 0
+
+    def compose_body(self) -> ComposeResult:
+        yield Input(placeholder="/ search actor, action or target", compact=True, id="audit-search")
+        table = PagedTable(id="audit", cursor_type="row", zebra_stripes=True)
+        table.border_title = "Audit log"
+        table.add_columns("When (UTC)", "Actor", "Source", "Action", "Target", "Details")
+        yield table
+        yield Static("", id="audit-status", classes="status-line")
+
+    def on_mount(self) -> None:
+        self.query_one("#audit").focus()
+
+    def on_screen_resume(self) -> None:
+        self.load()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    def load(self, offset: int | None = None) -> None:
+        if offset is not None:
+            self.row_offset = max(offset, 0)
+        self._load(self.query_one("#audit-search", Input).value.strip() or None, self.row_offset)
+
+    @work(thread=True, exclusive=True, group="audit")
+    def _load(self, search: str | None, offset: int) -> None:
+        try:
+            rows, total = calls.read(self, queries.audit_entries, search=search, limit=PAGE, offset=offset)
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("load", calls.explain(error)))
+            return
+        self.post_message(Loaded("audit", (rows, total, offset)))
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        rows, total, offset = message.data
+        self.total, self.row_offset = total, offset
+        table = self.query_one("#audit", PagedTable)
+        table.clear()
+        for row in rows:
+            details = json.dumps(row.details, separators=(",", ":"), sort_keys=True) if row.details else ""
+            table.add_row(cells.when(row.at, seconds=True), cells.ellipsis(row.actor, 16), row.source, row.action,
+                          cells.ellipsis(row.target, 24), cells.ellipsis(details, 60), key=str(row.id))
+        table.has_previous, table.has_next = offset > 0, offset + len(rows) < total
+        shown = f"entries {offset + 1:,}–{offset + len(rows):,} of {total:,}" if rows else "no entries"
+        self.query_one("#audit-status", Static).update(f"{shown} · [ ] page · / search")
+
+    @on(PagedTable.PageRequest)
+    def _page(self, message: PagedTable.PageRequest) -> None:
+        step = {"next": PAGE, "first": -self.row_offset, "last": max(self.total - 1, 0) // PAGE * PAGE - self.row_offset}
+        self.load(self.row_offset + step.get(message.direction, -PAGE))
+
+    @on(Input.Submitted, "#audit-search")
+    def _search(self) -> None:
+        self.load(0)
+        self.query_one("#audit").focus()
+
+    def action_search(self) -> None:
+        self.query_one("#audit-search", Input).focus()
+
+    def action_clear(self) -> None:
+        self.query_one("#audit-search", Input).value = ""
+        self.load(0)
+        self.query_one("#audit").focus()

@@ -1,5 +1,148 @@
+"""Broker messages that exhausted their retries: see why, then requeue or delete them."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from backend import deadletters
+from backend.deadletters import DeadLetter
+from console import calls
+from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
+from console.widgets import cells
 
 
 class DeadLettersScreen(ManiScreen):
     NAV = "deadletters"
+    HELP = """\
+**Dead letters.** Messages the workers gave up on after their retries (Redis keeps them a week).
+Requeueing one puts it back on its queue with a fresh retry count; the database stays the
+source of truth, so a requeued batch that was already finished is simply skipped.
+`r` requeue the selected, `R` all; `d` delete the selected, `D` all. Each asks first."""
+
+    BINDINGS = [
+        Binding("r", "requeue", "Requeue", id="dead.requeue", tooltip="Put the selected message back on its queue"),
+        Binding("R", "requeue_all", "Requeue all", id="dead.requeue_all", tooltip="Put every dead letter back"),
+        Binding("d", "delete", "Delete", id="dead.delete", tooltip="Drop the selected message for good"),
+        Binding("D", "delete_all", "Delete all", id="dead.delete_all", tooltip="Drop every dead letter for good"),
+        Binding("ctrl+r,f5", "reload", "Refresh", id="dead.refresh", tooltip="Read the dead letters again"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.letters: list[DeadLetter] = []
+        self.kind = ""
+
+    def compose_body(self) -> ComposeResult:
+        table = DataTable(id="dead-letters", cursor_type="row", zebra_stripes=True)
+        table.border_title = "Dead letters"
+        table.add_columns("Died", "Queue", "Actor", "Arguments", "Retries", "Error")
+        yield table
+        yield Static("", id="dead-error", classes="detail-line")
+        yield Static("", id="dead-status", classes="status-line")
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def on_screen_resume(self) -> None:
+        self.load()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="dead-letters")
+    def load(self) -> None:
+        try:
+            stats = calls.broker(self, deadletters.broker_stats)
+            letters = calls.broker(self, deadletters.list_dead_letters)
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("load", calls.explain(error)))
+            return
+        self.post_message(Loaded("letters", (stats.kind, letters)))
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        self.kind, self.letters = message.data
+        table = self.query_one(DataTable)
+        keep = table.cursor_row
+        table.clear()
+        for letter in self.letters:
+            table.add_row(cells.when(letter.dead_at), letter.queue, letter.actor, cells.ellipsis(letter.arguments, 16),
+                          str(letter.retries), Text(cells.ellipsis(letter.error, 60), style="red"), key=letter.key)
+        if self.letters:
+            table.move_cursor(row=min(max(keep, 0), len(self.letters) - 1), animate=False)
+        status = self.query_one("#dead-status", Static)
+        if self.kind == "none":
+            status.update("Embedded default: the broker is in-process, so there is no shared dead-letter queue. "
+                          "Set MANI_REDIS_URL to run distributed.")
+        else:
+            status.update(f"{len(self.letters):,} dead letter(s) in the {self.kind} broker · r/R requeue · d/D delete")
+        self._show_error()
+
+    @on(DataTable.RowHighlighted)
+    def _show_error(self) -> None:
+        letter = self._selected()
+        self.query_one("#dead-error", Static).update(
+            Text.assemble(("error: ", "bold"), letter.error, f"  · message {letter.message_id}") if letter else "")
+
+    def _selected(self) -> DeadLetter | None:
+        table = self.query_one(DataTable)
+        if not self.letters or table.cursor_row < 0:
+            return None
+        return self.letters[min(table.cursor_row, len(self.letters) - 1)]
+
+    def _ask(self, *, requeue: bool, every: bool) -> None:
+        letter = self._selected()
+        if not self.letters or (not every and letter is None):
+            self.notify("There are no dead letters.", severity="warning")
+            return
+        verb = "Requeue" if requeue else "Delete"
+        if every:
+            question = f"{verb} all {len(self.letters):,} dead letters?"
+        else:
+            question = f"{verb} 1 dead letter ({letter.actor}{'(' + letter.arguments + ')' if letter.arguments else ''})?"
+        if not requeue:
+            question += " Deleted messages are gone for good (the sweeper still finds unfinished work in the store)."
+        keys = None if every else [letter.key]
+        self.confirm(f"{verb} dead letters", question, lambda: self.move(keys, requeue, len(self.letters) if every else 1),
+                     label=verb, danger=not requeue)
+
+    def action_requeue(self) -> None:
+        self._ask(requeue=True, every=False)
+
+    def action_requeue_all(self) -> None:
+        self._ask(requeue=True, every=True)
+
+    def action_delete(self) -> None:
+        self._ask(requeue=False, every=False)
+
+    def action_delete_all(self) -> None:
+        self._ask(requeue=False, every=True)
+
+    @work(thread=True, exclusive=True, group="dead-letters-action")
+    def move(self, keys: list[str] | None, requeue: bool, expected: int) -> None:
+        letters = {letter.key: letter for letter in self.letters}
+        fn = deadletters.requeue if requeue else deadletters.delete
+        action = "deadletter.requeue" if requeue else "deadletter.delete"
+        try:
+            count = calls.broker(self, fn, change=True, keys=keys)
+
+            def audit(*, session) -> None:
+                details = {"count": count}
+                if keys and keys[0] in letters:
+                    details.update(deadletters.describe(letters[keys[0]]))
+                calls.audit(self, session=session, action=action, target=keys[0] if keys else "all", details=details)
+
+            calls.write(self, audit)
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed(action, calls.explain(error)))
+            return
+        verb = "Requeued" if requeue else "Deleted"
+        self.post_message(ActionDone(action, f"{verb} {count:,} dead letter(s)."))
+
+    def after_action(self, message: ActionDone) -> None:
+        self.load()

@@ -1,5 +1,200 @@
+"""Every job, newest first: filter by status, type, company and date; search by id or address."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Input, Select, Static
+
+from backend import dashboard as queries
+from backend.settings import JOB_TYPES
+from console import calls
+from console.messages import ActionFailed, Loaded
 from console.screens.base import ManiScreen
+from console.widgets import cells
+from console.widgets.paged_table import PagedTable
+from models import JobStatus
+
+PAGE = 100
+
+
+def parse_since(text: str, now: datetime) -> datetime | None:
+    """`2025-03-01`, `7d`, `12h` or empty. Raises ValueError for anything else."""
+    text = text.strip().lower()
+    if not text:
+        return None
+    if text[-1] in "dh" and text[:-1].isdigit():
+        amount = int(text[:-1])
+        return now - (timedelta(days=amount) if text[-1] == "d" else timedelta(hours=amount))
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
 class HistoryScreen(ManiScreen):
     NAV = "history"
+    HELP = """\
+**History.** Every job, newest first. Filter by status, type and company; `since` takes a
+date (2025-03-01) or an age (7d, 12h). `/` searches: a job id, a uuid prefix, a file name,
+or an email address (or its beginning) to find the jobs that sent to it. Enter opens a job."""
+
+    BINDINGS = [
+        Binding("slash", "search", "Search", id="history.search", tooltip="Search by job id, uuid or email"),
+        Binding("enter", "open_job", "Open job", id="history.open", tooltip="Open the selected job"),
+        Binding("escape", "clear", "Clear", id="history.clear", tooltip="Clear the filters"),
+        Binding("ctrl+r,f5", "reload", "Refresh", show=False, id="history.refresh", tooltip="Read the jobs again"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.row_offset = 0
+        self.total = 0
+        self.rows: list[queries.JobRow] = []
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(classes="filter-bar", id="history-filters"):
+            yield Select([(s.value, s.value) for s in JobStatus], prompt="any status", compact=True,
+                         id="filter-status")
+            yield Select([(t, t) for t in JOB_TYPES], prompt="any type", compact=True, id="filter-type")
+            yield Select([], prompt="any company", compact=True, id="filter-company")
+            yield Input(placeholder="since", compact=True, id="filter-since")
+            yield Input(placeholder="/ job id, uuid or email", compact=True, id="filter-search")
+        table = PagedTable(id="history", cursor_type="row", zebra_stripes=True)
+        table.border_title = "Jobs"
+        yield table
+        yield Static("", id="history-status", classes="status-line")
+
+    def on_mount(self) -> None:
+        self._columns()
+        self.load_companies()
+        self.load()
+        self.query_one("#history").focus()
+
+    def on_screen_resume(self) -> None:
+        if self.is_mounted and self.rows:
+            self.load()
+
+    def _columns(self) -> None:
+        table = self.query_one("#history", PagedTable)
+        wide = self.app.size.width >= 120
+        table.clear(columns=True)
+        labels = ("Job", "Type", "Company", "Status", "Progress", "Sent/Total", "Failed", "Created", "By", "Source") \
+            if wide else ("Job", "Type", "Company", "Status", "Sent/Total", "Fail", "Created")
+        table.add_columns(*labels)
+
+    # Data ---------------------------------------------------------------------------------------
+
+    def _filters(self) -> dict:
+        def value(selector: str):
+            selected = self.query_one(selector, Select).value
+            return None if selected is Select.NULL else selected
+
+        return {
+            "status": value("#filter-status"), "job_type": value("#filter-type"),
+            "company_id": value("#filter-company"),
+            "search": self.query_one("#filter-search", Input).value.strip() or None,
+        }
+
+    def action_reload(self) -> None:
+        self.load()
+
+    def load(self, offset: int | None = None) -> None:
+        if offset is not None:
+            self.row_offset = max(offset, 0)
+        try:
+            since = parse_since(self.query_one("#filter-since", Input).value, self.app.config.clock())
+        except ValueError:
+            self.notify("`since` takes a date like 2025-03-01, or an age like 7d or 12h.", severity="warning")
+            return
+        self._load(self._filters(), since, self.row_offset)
+
+    @work(thread=True, exclusive=True, group="history")
+    def _load(self, filters: dict, since: datetime | None, offset: int) -> None:
+        try:
+            rows, total = calls.read(self, queries.search_jobs, since=since, limit=PAGE, offset=offset, **filters)
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("load", calls.explain(error)))
+            return
+        self.post_message(Loaded("jobs", (rows, total, offset)))
+
+    @work(thread=True, exclusive=True, group="history-companies")
+    def load_companies(self) -> None:
+        try:
+            choices = calls.read(self, queries.company_choices)
+        except Exception:  # noqa: BLE001 - the banner says why; the filter stays empty
+            return
+        self.post_message(Loaded("companies", choices))
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        if message.what == "companies":
+            self.query_one("#filter-company", Select).set_options(
+                [(f"{name} ({cid})", cid) for cid, name in message.data])
+            return
+        rows, total, offset = message.data
+        self.rows, self.total, self.row_offset = rows, total, offset
+        table = self.query_one("#history", PagedTable)
+        keep = table.cursor_row
+        table.clear()
+        wide = self.app.size.width >= 120
+        for job in rows:
+            common = (str(job.id), job.type, cells.ellipsis(job.company_id or "–", 10 if wide else 8),
+                      cells.status_text(job.status))
+            if wide:
+                extra = (cells.progress_bar(job.done, job.failed, job.total, width=12),
+                         f"{cells.number(job.sent)}/{cells.number(job.total)}", cells.number(job.failed),
+                         cells.when(job.created_at), job.created_by or "–", cells.ellipsis(job.source_name, 24))
+            else:
+                extra = (f"{cells.short_number(job.sent)}/{cells.short_number(job.total)}",
+                         cells.short_number(job.failed), cells.when(job.created_at))
+            table.add_row(*common, *extra, key=str(job.id))
+        table.has_previous, table.has_next = offset > 0, offset + len(rows) < total
+        if rows:
+            table.move_cursor(row=min(max(keep, 0), len(rows) - 1), animate=False)
+        shown = f"jobs {offset + 1:,}–{offset + len(rows):,} of {total:,}" if rows else "no jobs match"
+        self.query_one("#history-status", Static).update(f"{shown} · [ ] page · / search · Enter opens")
+
+    # Interaction ----------------------------------------------------------------------------------
+
+    @on(Select.Changed)
+    def _filter_changed(self) -> None:
+        self.load(0)
+
+    @on(Input.Submitted)
+    def _input_submitted(self) -> None:
+        self.load(0)
+        self.query_one("#history").focus()
+
+    @on(PagedTable.PageRequest, "#history")
+    def _page(self, message: PagedTable.PageRequest) -> None:
+        direction = message.direction
+        if direction == "next":
+            self.load(self.row_offset + PAGE)
+        elif direction.startswith("previous"):
+            self.load(self.row_offset - PAGE)
+        elif direction == "first":
+            self.load(0)
+        elif direction == "last":
+            self.load(max((self.total - 1) // PAGE * PAGE, 0))
+
+    def action_search(self) -> None:
+        self.query_one("#filter-search", Input).focus()
+
+    def action_clear(self) -> None:
+        for selector in ("#filter-status", "#filter-type", "#filter-company"):
+            self.query_one(selector, Select).clear()
+        for selector in ("#filter-since", "#filter-search"):
+            self.query_one(selector, Input).value = ""
+        self.load(0)
+        self.query_one("#history").focus()
+
+    def action_open_job(self) -> None:
+        table = self.query_one("#history", PagedTable)
+        if self.rows and table.cursor_row >= 0:
+            self.app.open_job(self.rows[min(table.cursor_row, len(self.rows) - 1)].id)
+
+    @on(DataTable.RowSelected, "#history")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        self.app.open_job(int(event.row_key.value))

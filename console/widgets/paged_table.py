@@ -14,9 +14,9 @@ from textual.widgets import DataTable
 
 class PagedTable(DataTable):
     BINDINGS = [
-        Binding("right_square_bracket", "page('next')", "Next page", id="page.next",
+        Binding("right_square_bracket", "page('next')", "Next page", show=False, id="page.next",
                 tooltip="Show the next page of rows"),
-        Binding("left_square_bracket", "page('previous')", "Prev page", id="page.previous",
+        Binding("left_square_bracket", "page('previous')", "Prev page", show=False, id="page.previous",
                 tooltip="Show the previous page of rows"),
         Binding("ctrl+home", "page('first')", "First page", show=False, id="page.first",
                 tooltip="Jump to the first page"),

@@ -87,7 +87,7 @@ class Receiver:
         self.window = window
         self.path = path
         self.port = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._failures: list[str] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

@@ -1,0 +1,332 @@
+"""One job: summary, counts, batches, and its recipients paged from the store, with actions."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Input, Select, Static, TabbedContent, TabPane
+
+from backend import dashboard as queries
+from backend.dashboard import JobDetail, RecipientPage
+from console import calls
+from console.messages import ActionDone, ActionFailed, Loaded
+from console.screens.base import ManiScreen
+from console.widgets import cells
+from console.widgets.confirm import PromptModal
+from console.widgets.paged_table import PagedTable
+
+STATUS_FILTERS = [("All statuses", "all"), ("Problems", "problems"), ("Retryable (failed)", "retryable")] + [
+    (status, status) for status in ("pending", "processing", "sent", "failed", "retry_pending", "permanently_failed",
+                                    "bounced", "complained", "skipped", "cancelled")
+]
+
+
+def _status_filter(value: str):
+    if value == "problems":
+        return [s.value for s in queries.PROBLEM_STATUSES]
+    if value == "retryable":
+        return [s.value for s in queries.RETRYABLE_STATUSES]
+    return None if value in ("all", "", None) else value
+
+
+class JobDetailScreen(ManiScreen):
+    HELP = """\
+**Job detail.** The job's summary and counts; its recipients (one page at a time, `[` `]` to
+page, moving past the edge turns the page), batches and status counts in tabs.
+`/` searches addresses; the status list filters. `r` retries the selected recipient,
+`R` every failed one; `p`/`u` pause/resume; `c` cancels; `e` exports the log as CSV.
+Each change asks first and says how many recipients it touches."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="job.back", tooltip="Back to the previous screen"),
+        Binding("slash", "search", "Search", id="job.search", tooltip="Search recipients by address"),
+        Binding("r", "retry_selected", "Retry", id="job.retry_one", tooltip="Retry the selected failed recipient"),
+        Binding("R", "retry_all", "Retry all", id="job.retry_all", tooltip="Retry every failed recipient"),
+        Binding("p", "pause", "Pause", id="job.pause", tooltip="Pause the job: no more sends until resumed"),
+        Binding("u", "resume", "Resume", id="job.resume", tooltip="Resume a paused job"),
+        Binding("c", "cancel_job", "Cancel", id="job.cancel", tooltip="Cancel the job: unsent recipients end cancelled"),
+        Binding("e", "export", "Export", id="job.export", tooltip="Export the job's recipient log as CSV"),
+        Binding("ctrl+r,f5", "reload", "Refresh", show=False, id="job.refresh", tooltip="Read the job again"),
+    ]
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.detail: JobDetail | None = None
+        self.page: RecipientPage | None = None
+        self.status_filter = "all"
+        self.search = ""
+        self.NAV = "dashboard"
+
+    def compose_body(self) -> ComposeResult:
+        self.NAV = self.app.current_mode
+        yield Static("Loading…", id="job-summary")
+        with TabbedContent(id="job-tabs"):
+            with TabPane("Recipients", id="tab-recipients"):
+                with Horizontal(id="recipient-filters", classes="filter-bar"):
+                    yield Select(STATUS_FILTERS, value="all", allow_blank=False, compact=True, id="recipient-status")
+                    yield Input(placeholder="/ search address", compact=True, id="recipient-search")
+                table = PagedTable(id="recipients", cursor_type="row", zebra_stripes=True)
+                table.add_columns("Line", "Email", "Name", "Status", "Att", "Last error", "Sent", "Certificate")
+                yield table
+                yield Static("", id="page-status", classes="status-line")
+            with TabPane("Batches", id="tab-batches"):
+                batches = DataTable(id="batches", cursor_type="row", zebra_stripes=True)
+                batches.add_columns("Batch", "Status", "Size", "Sent", "Failed", "Attempts", "Finished", "Last error")
+                yield batches
+            with TabPane("Counts", id="tab-counts"):
+                counts = DataTable(id="counts", cursor_type="row", show_cursor=False)
+                counts.add_columns("Recipient status", "Count")
+                yield counts
+
+    def on_mount(self) -> None:
+        self.load_detail()
+        self.load_page("first")
+        self.query_one("#recipients").focus()
+
+    # Loading ------------------------------------------------------------------------------------
+
+    def action_reload(self) -> None:
+        self.load_detail()
+        self.load_page("current")
+
+    @work(thread=True, exclusive=True, group="job-detail")
+    def load_detail(self) -> None:
+        try:
+            detail = calls.read(self, queries.job_detail, job_ref=self.job_id)
+        except Exception as error:  # noqa: BLE001 - shown as a notification
+            self.post_message(ActionFailed("load", calls.explain(error)))
+            return
+        self.post_message(Loaded("detail", detail))
+
+    @work(thread=True, exclusive=True, group="job-page")
+    def load_page(self, direction: str) -> None:
+        page, size = self.page, self.app.config.page_size
+        options: dict = {}
+        if direction == "next" and page and page.rows:
+            options["after_id"] = page.rows[-1].id
+        elif direction.startswith("previous") and page and page.rows:
+            options["before_id"] = page.rows[0].id
+        elif direction == "last":
+            options["last"] = True
+        elif direction == "current" and page and page.rows:
+            options["after_id"] = page.rows[0].id - 1
+        try:
+            result = calls.read(
+                self, queries.recipients_page, job_id=self.job_id, status=_status_filter(self.status_filter),
+                search=self.search or None, limit=size, **options,
+            )
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("load", calls.explain(error)))
+            return
+        self.post_message(Loaded("page", (result, direction)))
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        if message.what == "detail":
+            self._show_detail(message.data)
+        elif message.what == "page":
+            self._show_page(*message.data)
+
+    def _show_detail(self, detail: JobDetail) -> None:
+        self.detail = detail
+        job, now = detail.job, self.app.config.clock()
+        company = f"{detail.company_name} ({job.company_id})" if job.company_id else "no company"
+        line1 = Text.assemble(
+            (f"Job {job.id}", "bold"), f" · {job.type} · {company} · ", cells.status_text(job.status),
+            f" · route {detail.route or '–'}/{detail.provider or '–'}",
+        )
+        pending = sum(detail.counts.get(s, 0) for s in ("pending", "processing", "retry_pending"))
+        line2 = Text.assemble(
+            cells.progress_bar(job.done, job.failed, job.total, width=20), "  ",
+            (f"{cells.number(job.sent)} sent", "green"), " · ", (f"{cells.number(job.failed)} failed", "red"),
+            f" · {cells.number(pending)} to go · of {cells.number(job.total)}",
+        )
+        line3 = Text(
+            f"created {cells.age(now, job.created_at)} ago by {job.created_by or '–'} · {job.uuid} · "
+            f"{job.source_name or ''} · skipped {detail.skipped_duplicates} · rejected {detail.rejected_count}",
+            style="dim",
+        )
+        lines = [line1, line2, line3]
+        if detail.error:
+            lines.append(Text(f"error: {detail.error}", style="bold red"))
+        self.query_one("#job-summary", Static).update(Text("\n").join(lines))
+        self.sub_title = f"job {job.id}"
+        batches = self.query_one("#batches", DataTable)
+        batches.clear()
+        for batch in detail.batches:
+            batches.add_row(
+                f"{batch.number}", cells.status_text(batch.status), cells.number(batch.size), cells.number(batch.sent),
+                cells.number(batch.failed), str(batch.attempts), cells.when(batch.finished_at),
+                cells.ellipsis(batch.last_error, 60), key=str(batch.id),
+            )
+        counts = self.query_one("#counts", DataTable)
+        counts.clear()
+        for status, count in sorted(detail.counts.items(), key=lambda item: -item[1]):
+            counts.add_row(cells.status_text(status), cells.number(count))
+
+    def _show_page(self, page: RecipientPage, direction: str) -> None:
+        self.page = page
+        table = self.query_one("#recipients", PagedTable)
+        keep = table.cursor_row if direction == "current" else 0
+        table.clear()
+        for row in page.rows:
+            table.add_row(
+                str(row.line or ""), cells.ellipsis(row.email, 40), cells.ellipsis(row.name, 24),
+                cells.status_text(row.status), str(row.attempts), cells.ellipsis(row.last_error, 40),
+                cells.when(row.sent_at), cells.ellipsis(row.certificate_url, 48) or "–", key=str(row.id),
+            )
+        table.has_next, table.has_previous = page.has_next, page.has_previous
+        if page.rows:
+            target = len(page.rows) - 1 if direction == "previous:end" or direction == "last" else keep
+            table.move_cursor(row=min(target, len(page.rows) - 1), animate=False)
+        end = page.start + len(page.rows)
+        shown = f"rows {page.start + 1:,}–{end:,} of {page.total:,}" if page.rows else "no recipients match"
+        self.query_one("#page-status", Static).update(
+            f"{shown} · [ ] page · / search · filter: {self.status_filter}" + (f" · “{self.search}”" if self.search else "")
+        )
+
+    @on(PagedTable.PageRequest)
+    def _page_request(self, message: PagedTable.PageRequest) -> None:
+        self.load_page(message.direction)
+
+    @on(Select.Changed, "#recipient-status")
+    def _status_changed(self, event: Select.Changed) -> None:
+        self.status_filter = str(event.value)
+        self.page = None
+        self.load_page("first")
+
+    @on(Input.Submitted, "#recipient-search")
+    def _search_submitted(self, event: Input.Submitted) -> None:
+        self.search = event.value.strip()
+        self.page = None
+        self.load_page("first")
+        self.query_one("#recipients").focus()
+
+    def action_search(self) -> None:
+        self.query_one(TabbedContent).active = "tab-recipients"
+        self.query_one("#recipient-search", Input).focus()
+
+    def action_back(self) -> None:
+        focused = self.focused
+        if isinstance(focused, Input) and focused.value:
+            focused.value = ""
+            if self.search:
+                self.search = ""
+                self.load_page("first")
+            return
+        self.app.pop_screen()
+
+    # Actions ------------------------------------------------------------------------------------
+
+    def _selected_recipient(self):
+        table = self.query_one("#recipients", PagedTable)
+        if not self.page or not self.page.rows or table.cursor_row < 0:
+            return None
+        return self.page.rows[min(table.cursor_row, len(self.page.rows) - 1)]
+
+    def action_retry_selected(self) -> None:
+        row = self._selected_recipient()
+        if row is None:
+            self.notify("Select a recipient first.", severity="warning")
+            return
+        if row.status not in {s.value for s in queries.RETRYABLE_STATUSES}:
+            self.notify(f"{row.email} is {row.status}: only failed recipients can be retried.", severity="warning")
+            return
+        self.confirm("Retry recipient", f"Retry 1 recipient ({row.email}) of job {self.job_id}?",
+                     lambda: self.run_action("retry", recipient_ids=[row.id]), label="Retry")
+
+    def action_retry_all(self) -> None:
+        count = self.detail.retryable if self.detail else 0
+        if not count:
+            self.notify(f"Job {self.job_id} has no failed recipients to retry.", severity="warning")
+            return
+        self.confirm("Retry all failed", f"Retry all {count:,} failed recipients of job {self.job_id}? "
+                     "Each is sent again.", lambda: self.run_action("retry"), label=f"Retry {count:,}")
+
+    def _open_count(self) -> int:
+        counts = self.detail.counts if self.detail else {}
+        return sum(counts.get(s, 0) for s in ("pending", "processing", "retry_pending", "failed"))
+
+    def action_pause(self) -> None:
+        self.confirm("Pause job", f"Pause job {self.job_id}? {self._open_count():,} recipients not yet sent wait "
+                     "until you resume it.", lambda: self.run_action("pause"), label="Pause")
+
+    def action_resume(self) -> None:
+        self.confirm("Resume job", f"Resume job {self.job_id}? {self._open_count():,} recipients not yet sent "
+                     "will be sent.", lambda: self.run_action("resume"), label="Resume")
+
+    def action_cancel_job(self) -> None:
+        self.confirm("Cancel job", f"Cancel job {self.job_id} for good? {self._open_count():,} recipients not yet "
+                     "sent will never be sent.", lambda: self.run_action("cancel"), label="Cancel job", danger=True)
+
+    @work(thread=True, exclusive=True, group="job-action")
+    def run_action(self, kind: str, recipient_ids: list[int] | None = None) -> None:
+        from backend import job_actions
+
+        actor = self.app.config.actor
+        fn = {"retry": job_actions.retry_job, "pause": job_actions.pause_job, "resume": job_actions.resume_job,
+              "cancel": job_actions.cancel_job}[kind]
+        options = {"recipient_ids": recipient_ids} if recipient_ids else {}
+        try:
+            result = calls.write(self, fn, job_ref=self.job_id, actor=actor, source="console", **options)
+            note = ""
+            if kind == "retry" or (kind == "resume" and (result.batch_ids or result.dispatch)):
+                note = calls.hand_to_broker(self, job_ids=[self.job_id] if result.dispatch else [],
+                                            batch_ids=result.batch_ids)
+            if getattr(result, "callback_ids", None):
+                calls.hand_to_callbacks(self, result.callback_ids)
+        except Exception as error:  # noqa: BLE001 - every failure is shown, with why
+            self.post_message(ActionFailed(kind, calls.explain(error)))
+            return
+        words = {"retry": f"{result.count:,} recipient(s) set to retry", "pause": "paused",
+                 "resume": "resumed", "cancel": f"cancelled ({result.count:,} recipients not sent)"}[kind]
+        self.post_message(ActionDone(kind, f"Job {self.job_id}: {words}" + (f"; {note}" if note else "") + "."))
+
+    def after_action(self, message: ActionDone) -> None:
+        self.action_reload()
+
+    # Export ---------------------------------------------------------------------------------------
+
+    def action_export(self) -> None:
+        uuid = self.detail.job.uuid[:8] if self.detail else "job"
+        default = self.app.config.export_dir / f"mani-job-{self.job_id}-{uuid}-log.csv"
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self.export_log(Path(path).expanduser())
+
+        self.app.push_screen(PromptModal("Export the job's log", "Write every recipient of this job to:",
+                                         str(default)), chosen)
+
+    @work(thread=True, exclusive=True, group="job-export")
+    def export_log(self, path: Path) -> None:
+        def write_csv(*, session) -> int:
+            rows = 0
+            with path.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=queries.LOG_COLUMNS)
+                writer.writeheader()
+                for record in queries.iter_recipient_log(session=session, job_id=self.job_id):
+                    writer.writerow(record)
+                    rows += 1
+            return rows
+
+        def audit(*, session, rows: int) -> None:
+            calls.audit(self, session=session, action="job.export", target=self.detail.job.uuid if self.detail else
+                        str(self.job_id), details={"path": str(path), "rows": rows})
+
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            rows = calls.read(self, write_csv)
+            # An export is not a change, so read-only mode allows it; it is still audited.
+            calls._with_session(self, audit, read_only=False, rows=rows)
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("export", calls.explain(error)))
+            return
+        self.post_message(ActionDone("export", f"Exported {rows:,} recipients to {path}."))
