@@ -24,10 +24,18 @@ def broker_errors() -> tuple[type[BaseException], ...]:
     return (dramatiq.errors.ConnectionError, redis.exceptions.RedisError, OSError)
 
 
+def _job_actors():
+    """The job actors, bound to the configured broker (configured from settings on first use)."""
+    from actors import jobs as job_actors
+    from actors.broker import get_broker
+
+    get_broker()
+    return job_actors
+
+
 def enqueue_job(job_id: int) -> bool:
     """Ask a worker to dispatch a stored job; False (and a log line) when the broker is down."""
-    from actors import jobs as job_actors
-
+    job_actors = _job_actors()
     try:
         job_actors.dispatch_job.send(job_id)
     except broker_errors() as error:
@@ -39,7 +47,7 @@ def enqueue_job(job_id: int) -> bool:
 
 
 def enqueue_batches(batch_ids: list[int]) -> bool:
-    from actors import jobs as job_actors
+    job_actors = _job_actors()
 
     try:
         for batch_id in batch_ids:
@@ -52,7 +60,7 @@ def enqueue_batches(batch_ids: list[int]) -> bool:
 
 def enqueue_followups(followups: Followups, *, batch_id: int | None = None) -> None:
     """Send what a committed transaction asked for. Errors propagate: the actor is retried."""
-    from actors import jobs as job_actors
+    job_actors = _job_actors()
 
     for next_batch in followups.batch_ids:
         job_actors.send_batch.send(next_batch)

@@ -49,43 +49,62 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-command-at-a-time"])
+def sink(request):
+    """The test SMTP server, with and without PIPELINING (two code paths in the provider)."""
+    with SmtpSink(pipelining=request.param) as server:
+        yield server
+
+
 # Success and connection reuse ----------------------------------------------------------------
 
 
-def test_a_batch_is_sent_on_one_connection(smtp_sink):
+def test_a_batch_is_sent_on_one_connection(sink):
     batch = messages(30)
-    results = send(smtp_sink.url, batch)
+    results = send(sink.url, batch)
     assert [r.outcome for r in results] == [Outcome.SENT] * 30
     assert [r.recipient_id for r in results] == list(range(30))
-    received = smtp_sink.messages
+    received = sink.messages
     assert [m.rcpt_tos for m in received] == [(f"user{i}@example.com",) for i in range(30)]
     assert [m.message_id for m in received] == [m.message_id for m in batch]
     assert all(m.mail_from == "noreply@mani.test" for m in received)
     # The server's queue id from "250 ... queued as X" becomes the external id.
     assert [r.external_id for r in results] == [m.queue_id for m in received]
-    assert smtp_sink.connections == 1
+    assert sink.connections == 1
     assert received[0].parsed["Subject"] == "Welcome 0"
 
 
-def test_each_batch_opens_its_own_connection(smtp_sink):
-    send(smtp_sink.url, messages(3))
-    send(smtp_sink.url, messages(3, start=3))
-    assert smtp_sink.connections == 2
-    assert {m.connection for m in smtp_sink.messages} == {1, 2}
+def test_each_batch_opens_its_own_connection(sink):
+    send(sink.url, messages(3))
+    send(sink.url, messages(3, start=3))
+    assert sink.connections == 2
+    assert {m.connection for m in sink.messages} == {1, 2}
 
 
-def test_internationalized_recipient_uses_smtputf8(smtp_sink):
+def test_dot_stuffing_and_content_survive_the_trip(sink):
+    text = ".leading dot\n..two dots\n.\nFrom here\nend with no newline"
+    batch = messages(2)
+    batch[0].text = text
+    batch[1].html = None
+    batch[1].text = ".only a dot line at the very start"
+    assert [r.outcome for r in send(sink.url, batch)] == [Outcome.SENT] * 2
+    first, second = sink.messages
+    assert first.parsed.get_body(("plain",)).get_content() == text.replace("\n", "\r\n")
+    assert second.parsed.get_content() == ".only a dot line at the very start"
+
+
+def test_internationalized_recipient_uses_smtputf8(sink):
     batch = messages(1)
     batch[0].to_address = "zoë@example.com"
-    results = send(smtp_sink.url, batch)
+    results = send(sink.url, batch)
     assert results[0].outcome is Outcome.SENT
-    assert smtp_sink.received_addresses() == ["zoë@example.com"]
+    assert sink.received_addresses() == ["zoë@example.com"]
 
 
-def test_an_unusable_address_fails_alone(smtp_sink):
+def test_an_unusable_address_fails_alone(sink):
     batch = messages(3)
     batch[1].to_address = "not an address"
-    results = send(smtp_sink.url, batch)
+    results = send(sink.url, batch)
     assert [r.outcome for r in results] == [Outcome.SENT, Outcome.PERMANENT, Outcome.SENT]
     assert "not an address" in results[1].error
 
@@ -93,57 +112,57 @@ def test_an_unusable_address_fails_alone(smtp_sink):
 # Refusals ---------------------------------------------------------------------------------
 
 
-def test_4xx_is_transient_with_the_servers_code_and_text(smtp_sink):
-    smtp_sink.fail("user1@example.com", code=451, text="4.3.0 Mailbox busy, try later")
-    results = send(smtp_sink.url, messages(3))
+def test_4xx_is_transient_with_the_servers_code_and_text(sink):
+    sink.fail("user1@example.com", code=451, text="4.3.0 Mailbox busy, try later")
+    results = send(sink.url, messages(3))
     assert [r.outcome for r in results] == [Outcome.SENT, Outcome.TRANSIENT, Outcome.SENT]
     assert results[1].error == "451 4.3.0 Mailbox busy, try later"
-    assert smtp_sink.received_addresses() == ["user0@example.com", "user2@example.com"]
-    assert smtp_sink.connections == 1
+    assert sink.received_addresses() == ["user0@example.com", "user2@example.com"]
+    assert sink.connections == 1
 
 
-def test_5xx_is_permanent_keeping_the_reply_text(smtp_sink):
-    smtp_sink.fail("user0@example.com", code=550, text="5.1.1 user unknown")
-    results = send(smtp_sink.url, messages(2))
+def test_5xx_is_permanent_keeping_the_reply_text(sink):
+    sink.fail("user0@example.com", code=550, text="5.1.1 user unknown")
+    results = send(sink.url, messages(2))
     assert [r.outcome for r in results] == [Outcome.PERMANENT, Outcome.SENT]
     assert results[0].error == "550 5.1.1 user unknown"
 
 
-def test_a_refusal_at_end_of_data_is_classified_too(smtp_sink):
-    smtp_sink.fail("user0@example.com", code=554, text="5.7.1 Message rejected as spam", at="data")
-    smtp_sink.fail("user1@example.com", code=452, text="4.3.1 Insufficient storage", at="data")
-    results = send(smtp_sink.url, messages(3))
+def test_a_refusal_at_end_of_data_is_classified_too(sink):
+    sink.fail("user0@example.com", code=554, text="5.7.1 Message rejected as spam", at="data")
+    sink.fail("user1@example.com", code=452, text="4.3.1 Insufficient storage", at="data")
+    results = send(sink.url, messages(3))
     assert [r.outcome for r in results] == [Outcome.PERMANENT, Outcome.TRANSIENT, Outcome.SENT]
     assert results[0].error == "554 5.7.1 Message rejected as spam"
     assert results[1].error == "452 4.3.1 Insufficient storage"
 
 
-def test_a_refusal_that_runs_out_is_accepted_next_time(smtp_sink):
-    smtp_sink.fail("user0@example.com", code=450, times=1)
-    assert send(smtp_sink.url, messages(1))[0].outcome is Outcome.TRANSIENT
-    assert send(smtp_sink.url, messages(1))[0].outcome is Outcome.SENT
+def test_a_refusal_that_runs_out_is_accepted_next_time(sink):
+    sink.fail("user0@example.com", code=450, times=1)
+    assert send(sink.url, messages(1))[0].outcome is Outcome.TRANSIENT
+    assert send(sink.url, messages(1))[0].outcome is Outcome.SENT
 
 
 @pytest.mark.parametrize("code", [421, 454])
-def test_throttling_stops_the_batch_without_failing_it(smtp_sink, code):
-    smtp_sink.throttle_all(code=code, times=1)
-    results = send(smtp_sink.url, messages(4))
+def test_throttling_stops_the_batch_without_failing_it(sink, code):
+    sink.throttle_all(code=code, times=1)
+    results = send(sink.url, messages(4))
     assert [r.outcome for r in results] == [Outcome.THROTTLED] * 4
     assert all(r.error.startswith(str(code)) for r in results)
-    assert smtp_sink.messages == []
+    assert sink.messages == []
     # Waited out, the same messages go through.
-    assert [r.outcome for r in send(smtp_sink.url, messages(4))] == [Outcome.SENT] * 4
+    assert [r.outcome for r in send(sink.url, messages(4))] == [Outcome.SENT] * 4
 
 
 # Lost connections -----------------------------------------------------------------------------
 
 
-def test_a_dropped_connection_is_reopened_and_the_rest_sent(smtp_sink):
-    smtp_sink.drop_connection_after(3)
-    results = send(smtp_sink.url, messages(10))
+def test_a_dropped_connection_is_reopened_and_the_rest_sent(sink):
+    sink.drop_connection_after(3)
+    results = send(sink.url, messages(10))
     assert [r.outcome for r in results] == [Outcome.SENT] * 10
-    assert sorted(smtp_sink.received_addresses()) == sorted(f"user{i}@example.com" for i in range(10))
-    assert smtp_sink.connections == 2
+    assert sorted(sink.received_addresses()) == sorted(f"user{i}@example.com" for i in range(10))
+    assert sink.connections == 2
 
 
 def test_server_down_makes_every_message_transient():
@@ -196,6 +215,31 @@ class OneMessageServer:
                 connection.sendall(b"250 OK\r\n")
         reader.close()
         connection.close()
+
+
+def test_a_busy_greeting_throttles_the_batch_without_reconnecting():
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def answer_busy():
+        listener.settimeout(3)
+        try:
+            while True:
+                connection, _ = listener.accept()
+                accepted.append(connection)
+                connection.sendall(b"421 4.7.0 Too many connections, try later\r\n")
+                connection.close()
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=answer_busy, daemon=True)
+    thread.start()
+    results = send(f"smtp://127.0.0.1:{listener.getsockname()[1]}", messages(3))
+    listener.close()
+    thread.join(timeout=5)
+    assert [r.outcome for r in results] == [Outcome.THROTTLED] * 3
+    assert results[0].error == "421 4.7.0 Too many connections, try later"
+    assert len(accepted) == 1
 
 
 def test_when_the_reconnect_fails_the_rest_is_transient():

@@ -29,6 +29,8 @@ JOB_TYPES: dict[str, tuple[str, str | None]] = {
     "csv_import": ("welcome_std", None),
     "license_allocation": ("welcome_lic", None),
 }
+# The seeds' template_data names where mani's templates use another (both are kept).
+TEMPLATE_DATA_ALIASES = {"completion_percentage": "completion_percent"}
 MAX_REPORTED_ERRORS = 200
 _FIELD_IN_REASON = re.compile(r"field '([^']*)'")
 
@@ -126,6 +128,9 @@ def parse_job_request(payload: Mapping[str, Any], *, max_field_length: int) -> J
         bad("template_data", "must be an object")
         template_data = {}
     template_data = dict(template_data)
+    for seed_name, mani_name in TEMPLATE_DATA_ALIASES.items():
+        if seed_name in template_data:
+            template_data.setdefault(mani_name, template_data[seed_name])
     certificate_template = payload.get("certificate_template")
     if certificate_template is not None:
         if not isinstance(certificate_template, str):

@@ -1,5 +1,296 @@
+"""Bulk email tools: pick a source, preview exactly what will be sent, then send."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, DataTable, Input, OptionList, Select, Static, TabbedContent, TabPane
+from textual.widgets.option_list import Option
+
+from backend import dashboard as queries
+from backend.settings import JOB_TYPES
+from console import calls
+from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
+from console.widgets.path_input import PathSuggester
+
+
+@dataclass(frozen=True)
+class Source:
+    """A card in the source list. Later issues add Moodle-database sources here."""
+
+    id: str
+    title: str
+    description: str
+    ready: bool = True
+
+
+SOURCES = (
+    Source("csv", "CSV file", "Recipients from a CSV file: email, firstname, lastname, username, password..."),
+    Source("moodle_new_users", "Moodle: new users", "Users created in the last X hours (coming later)", ready=False),
+    Source("moodle_licences", "IOMAD: licence allocations", "Users given a licence in the last X hours (later)",
+           ready=False),
+)
+
+
+@dataclass
+class PreviewView:
+    """The parts of `backend.jobs.preview_csv`'s answer the screen shows."""
+
+    accepted: int
+    sample: list[Any]
+    rejected: list[Any]
+    duplicates: list[Any]
+    duplicate_count: int
+    subject: str
+    text: str
+    html: str
+
+    @classmethod
+    def of(cls, preview: Any) -> PreviewView:
+        def pick(*names, default=None):
+            for name in names:
+                value = preview.get(name) if isinstance(preview, dict) else getattr(preview, name, None)
+                if value is not None:
+                    return value
+            return default
+
+        message = pick("message", "first_message", "rendered", default=None)
+
+        def part(name: str) -> str:
+            if message is None:
+                return ""
+            value = message.get(name) if isinstance(message, dict) else getattr(message, name, None)
+            return value or ""
+
+        duplicates = pick("duplicates", "duplicate_rows", "skipped_duplicates", default=[])
+        count = pick("duplicate_count", "skipped", default=None)
+        if isinstance(duplicates, int):
+            count, duplicates = duplicates, []
+        accepted = pick("accepted", "accepted_count", default=0)
+        sample = pick("sample", "accepted_rows", "rows", default=[])
+        if isinstance(accepted, list):
+            accepted, sample = len(accepted), accepted
+        return cls(accepted=int(accepted), sample=list(sample), rejected=list(pick("rejected", default=[])),
+                   duplicates=list(duplicates), duplicate_count=int(count if count is not None else len(duplicates)),
+                   subject=part("subject"), text=part("text"), html=part("html"))
+
+
+def _field(row: Any, name: str) -> str:
+    value = row.get(name) if isinstance(row, dict) else getattr(row, name, None)
+    return "" if value is None else str(value)
+
+
+def html_as_text(html: str) -> str:
+    """The HTML part as a person reads it in a terminal: tags dropped, blocks on their own lines."""
+    import html as html_module
+    import re
+
+    text = re.sub(r"(?is)<(script|style).*?</\1>", "", html)
+    text = re.sub(r"(?i)<br\s*/?>|</(p|div|h\d|li|tr)>", "\n", text)
+    text = re.sub(r"(?i)<a\s[^>]*href=\"([^\"]+)\"[^>]*>(.*?)</a>", r"\2 <\1>", text)
+    text = html_module.unescape(re.sub(r"<[^>]+>", "", text))
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 class BulkScreen(ManiScreen):
     NAV = "bulk"
+    HELP = """\
+**Bulk email.** Choose the job type, the CSV file (→ completes the path) and the company,
+then **Preview** (ctrl+o): accepted rows, rejected rows with their line and reason, duplicates
+that would be skipped, and the first message exactly as it will be sent. **Send** (ctrl+s)
+asks first and says how many recipients get mail."""
+
+    BINDINGS = [
+        Binding("ctrl+o", "preview", "Preview", id="bulk.preview", tooltip="Check the file and render the first message"),
+        Binding("ctrl+s", "send", "Send", id="bulk.send", tooltip="Create the job and send it (asks first)"),
+        Binding("escape", "focus_form", "Form", show=False, id="bulk.form", tooltip="Back to the form"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.preview: PreviewView | None = None
+        self.previewed: tuple | None = None
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="bulk-main"):
+            sources = OptionList(*[Option(Text.assemble((s.title, "bold"), "\n", (s.description, "dim")), id=s.id,
+                                          disabled=not s.ready) for s in SOURCES], id="bulk-sources")
+            sources.border_title = "Source"
+            yield sources
+            with Vertical(id="bulk-work"):
+                with Vertical(id="bulk-form"):
+                    with Horizontal(classes="form-row"):
+                        yield Select([(t, t) for t in JOB_TYPES], value="welcome_std", allow_blank=False, compact=True,
+                                     id="bulk-type")
+                        yield Select([], prompt="no company", compact=True, id="bulk-company")
+                    with Horizontal(classes="form-row"):
+                        yield Input(placeholder="CSV path (→ completes)", compact=True, id="bulk-path",
+                                    suggester=PathSuggester(base=self.app.config.csv_dir))
+                        yield Button("Preview", id="bulk-preview-button", compact=True)
+                        yield Button("Send", id="bulk-send-button", compact=True, variant="primary", disabled=True)
+                yield Static("Pick a CSV file and press ctrl+o to preview.", id="bulk-summary")
+                with TabbedContent(id="bulk-tabs"):
+                    with TabPane("Accepted", id="tab-accepted"):
+                        yield DataTable(id="bulk-accepted", cursor_type="row", zebra_stripes=True)
+                    with TabPane("Rejected", id="tab-rejected"):
+                        yield DataTable(id="bulk-rejected", cursor_type="row", zebra_stripes=True)
+                    with TabPane("Duplicates", id="tab-duplicates"):
+                        yield DataTable(id="bulk-duplicates", cursor_type="row", zebra_stripes=True)
+                    with TabPane("Message", id="tab-message"):
+                        with VerticalScroll(id="bulk-message"):
+                            yield Static("", id="bulk-message-text")
+
+    def on_mount(self) -> None:
+        self.query_one("#bulk-accepted", DataTable).add_columns("Line", "Email", "First name", "Last name", "Username")
+        self.query_one("#bulk-rejected", DataTable).add_columns("Line", "Email", "Reason")
+        self.query_one("#bulk-duplicates", DataTable).add_columns("Line", "Email", "Why skipped")
+        self.load_companies()
+        self.query_one("#bulk-path", Input).focus()
+
+    @work(thread=True, exclusive=True, group="bulk-companies")
+    def load_companies(self) -> None:
+        try:
+            self.post_message(Loaded("companies", calls.read(self, queries.company_choices)))
+        except Exception:  # noqa: BLE001 - the banner says why
+            pass
+
+    def _form(self) -> tuple[str, str | None, str]:
+        company = self.query_one("#bulk-company", Select).value
+        return (str(self.query_one("#bulk-type", Select).value), None if company is Select.NULL else str(company),
+                self.query_one("#bulk-path", Input).value.strip())
+
+    # Preview --------------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#bulk-preview-button")
+    @on(Input.Submitted, "#bulk-path")
+    def action_preview(self) -> None:
+        job_type, company, path = self._form()
+        if not path:
+            self.notify("Give the CSV file's path first.", severity="warning")
+            self.query_one("#bulk-path", Input).focus()
+            return
+        self.query_one("#bulk-summary", Static).update("Reading the file…")
+        self.run_preview(job_type, company, str(Path(path).expanduser()))
+
+    @work(thread=True, exclusive=True, group="bulk-preview")
+    def run_preview(self, job_type: str, company: str | None, path: str) -> None:
+        from backend import jobs
+
+        try:
+            preview = calls.read(self, jobs.preview_csv, path=path, job_type=job_type, company_id=company)
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("preview", calls.explain(error)))
+            self.post_message(Loaded("preview-failed", calls.explain(error)))
+            return
+        self.post_message(Loaded("preview", (PreviewView.of(preview), (job_type, company, path))))
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        if message.what == "companies":
+            self.query_one("#bulk-company", Select).set_options([(f"{n} ({c})", c) for c, n in message.data])
+        elif message.what == "preview-failed":
+            self.preview = self.previewed = None
+            self.query_one("#bulk-send-button", Button).disabled = True
+            self.query_one("#bulk-summary", Static).update(Text(f"✖ {message.data}", style="bold red"))
+        elif message.what == "preview":
+            self._show_preview(*message.data)
+
+    def _show_preview(self, view: PreviewView, form: tuple) -> None:
+        self.preview, self.previewed = view, form
+        summary = Text.assemble(
+            (f"{view.accepted:,} to send", "bold green"), " · ", (f"{len(view.rejected):,} rejected", "bold red"),
+            " · ", (f"{view.duplicate_count:,} duplicates skipped", "bold yellow"),
+            f" · {form[0]} · {form[1] or 'no company'} · {Path(form[2]).name}",
+        )
+        self.query_one("#bulk-summary", Static).update(summary)
+        accepted = self.query_one("#bulk-accepted", DataTable)
+        accepted.clear()
+        for row in view.sample:
+            accepted.add_row(_field(row, "line"), _field(row, "email"), _field(row, "firstname"),
+                             _field(row, "lastname"), _field(row, "username"))
+        rejected = self.query_one("#bulk-rejected", DataTable)
+        rejected.clear()
+        for row in view.rejected:
+            rejected.add_row(_field(row, "line"), _field(row, "email"), Text(_field(row, "reason"), style="red"))
+        duplicates = self.query_one("#bulk-duplicates", DataTable)
+        duplicates.clear()
+        for row in view.duplicates:
+            if isinstance(row, str):
+                duplicates.add_row("", row, "sent recently")
+            else:
+                duplicates.add_row(_field(row, "line"), _field(row, "email"),
+                                   _field(row, "reason") or "sent the same type recently")
+        tabs = self.query_one("#bulk-tabs", TabbedContent)
+        tabs.get_tab("tab-accepted").label = f"Accepted {view.accepted:,}"
+        tabs.get_tab("tab-rejected").label = f"Rejected {len(view.rejected):,}"
+        tabs.get_tab("tab-duplicates").label = f"Duplicates {view.duplicate_count:,}"
+        message = Text()
+        message.append("Subject: ", style="bold")
+        message.append(view.subject + "\n\n")
+        message.append("── text ──\n", style="dim")
+        message.append(view.text.strip() + "\n\n")
+        message.append("── HTML, as text ──\n", style="dim")
+        message.append(html_as_text(view.html) if view.html else "(no HTML part)")
+        self.query_one("#bulk-message-text", Static).update(message)
+        self.query_one("#bulk-send-button", Button).disabled = view.accepted == 0
+
+    # Send -----------------------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#bulk-send-button")
+    def action_send(self) -> None:
+        if self.preview is None or self.previewed is None:
+            self.notify("Preview first (ctrl+o): you send what you have seen.", severity="warning")
+            return
+        if self.previewed != self._form()[:2] + (str(Path(self._form()[2]).expanduser()),):
+            self.notify("The form changed since the preview: preview again.", severity="warning")
+            return
+        view, (job_type, company, path) = self.preview, self.previewed
+        if view.accepted == 0:
+            self.notify("Nothing to send: every row was rejected or is a duplicate.", severity="warning")
+            return
+        question = (f"Send {job_type} to {view.accepted:,} recipients"
+                    f"{' of ' + company if company else ''} from {Path(path).name}?")
+        skipped = [f"{len(view.rejected):,} rejected rows"] if view.rejected else []
+        skipped += [f"{view.duplicate_count:,} duplicates"] if view.duplicate_count else []
+        if skipped:
+            question += f" ({' and '.join(skipped)} are not sent.)"
+        self.confirm("Send bulk email", question, lambda: self.send(job_type, company, path),
+                     label=f"Send {view.accepted:,}")
+
+    @work(thread=True, exclusive=True, group="bulk-send")
+    def send(self, job_type: str, company: str | None, path: str) -> None:
+        from backend import jobs
+
+        def submit(*, session):
+            created = jobs.submit_csv(session=session, path=path, job_type=job_type, company_id=company,
+                                      created_by=self.app.config.actor)
+            calls.audit(self, session=session, action="job.submit", target=created.job.uuid,
+                        details={"file": Path(path).name, "type": job_type, "company": company,
+                                 "recipients": created.accepted, "rejected": len(created.rejected),
+                                 "duplicates": created.skipped_duplicates})
+            return created.job.id, created.accepted
+
+        try:
+            job_id, accepted = calls.write(self, submit)
+            note = calls.hand_to_broker(self, job_ids=[job_id])
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("send", calls.explain(error)))
+            return
+        self.post_message(ActionDone("send", f"Job {job_id} created for {accepted:,} recipients; {note}.", job_id))
+
+    def after_action(self, message: ActionDone) -> None:
+        if message.action == "send" and message.data:
+            self.preview = self.previewed = None
+            self.query_one("#bulk-send-button", Button).disabled = True
+            self.app.open_job(int(message.data))
+
+    def action_focus_form(self) -> None:
+        self.query_one("#bulk-path", Input).focus()

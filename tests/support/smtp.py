@@ -99,16 +99,25 @@ class _Controller(Controller):
 class SmtpSink:
     """A recording SMTP server with switchable failures. Use `with SmtpSink() as sink:`."""
 
-    def __init__(self, *, host: str = "127.0.0.1", auth: tuple[str, str] | None = None, tls: str | None = None):
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        auth: tuple[str, str] | None = None,
+        tls: str | None = None,
+        pipelining: bool = True,
+    ):
         """`auth`: require AUTH PLAIN/LOGIN with this user and password (TLS not needed).
         `tls`: None, "starttls" (offered, not required) or "implicit" (smtps); `cafile` then
-        names the self-signed certificate a client should trust."""
+        names the self-signed certificate a client should trust.
+        `pipelining`: advertise PIPELINING (RFC 2920) in the EHLO reply, as Postfix and Exim do."""
         if tls not in (None, "starttls", "implicit"):
             raise ValueError("tls must be None, 'starttls' or 'implicit'")
         self.host = host
         self.port = 0
         self.auth = auth
         self.tls = tls
+        self.pipelining = pipelining
         self.cafile: str | None = None
         self._lock = threading.Condition()
         self._messages: list[ReceivedMessage] = []
@@ -234,6 +243,12 @@ class SmtpSink:
             auth_data.password.decode("utf-8", "replace"),
         ) == self.auth
         return AuthResult(success=ok, handled=False)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     @staticmethod
     def _take(rule: _Rule | None) -> str | None:
