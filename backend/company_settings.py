@@ -422,3 +422,17 @@ def set_global_settings(
             target="global", details={"changes": changes},
         )
     return changes
+
+
+def _register_cloud_providers() -> None:
+    """Make ses/mailgun/sendgrid known to `backend.providers.get_provider` (the engine resolves
+    settings before it builds a provider, so this runs in every sending process)."""
+    from backend.providers import known_providers, register_provider
+
+    known = set(known_providers())
+    for name in CLOUD_PROVIDERS:
+        if name not in known:
+            register_provider(name, f"backend.providers.{name}:from_settings")
+
+
+_register_cloud_providers()

@@ -295,7 +295,11 @@ def compose(message: OutgoingMessage, *, sender: str, date: datetime | None = No
     boundary = "=_mani_" + hashlib.blake2b(message_id.encode("ascii"), digest_size=9).hexdigest()
     if message.html is None:
         content_type = 'text/plain; charset="utf-8"'
-        body = b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + encode_qp(message.text or "")
+        encoded = encode_qp(message.text or "")
+        if not encoded.endswith(b"\r\n"):
+            # SMTP ends the data with a line break; a soft break keeps it out of the text.
+            encoded += b"=\r\n"
+        body = b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + encoded
         if message.attachments:
             content_part = _text_part("plain", message.text or "")
     else:

@@ -1,5 +1,201 @@
+"""Companies and their cloud settings: list, inspect (secrets masked), edit, test the connection."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Static
+
+from backend import dashboard as queries
+from console import calls
+from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
+from console.widgets.confirm import PromptModal
 
 
 class CompaniesScreen(ManiScreen):
     NAV = "companies"
+    HELP = """\
+**Companies.** Each company (IOMAD tenant) and its effective cloud settings, with where each
+value comes from (company, global, file, default). Secrets are always masked. `e` or Enter
+edits the company's overrides in a form that checks each value as you type; `t` tests the
+connection (provider, storage, callback); `a` adds a company."""
+
+    BINDINGS = [
+        Binding("e", "edit", "Edit", id="companies.edit", tooltip="Edit the selected company's settings"),
+        Binding("t", "test", "Test connection", id="companies.test", tooltip="Check the company's provider and storage"),
+        Binding("a", "add", "Add", id="companies.add", tooltip="Add a company"),
+        Binding("ctrl+r,f5", "reload", "Refresh", show=False, id="companies.refresh", tooltip="Read again"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.companies: list[tuple[str, str]] = []
+        self.described: dict | None = None
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="companies-main"):
+            table = DataTable(id="companies", cursor_type="row", zebra_stripes=True)
+            table.border_title = "Companies"
+            table.add_columns("Id", "Name")
+            yield table
+            settings = DataTable(id="company-settings", cursor_type="row", zebra_stripes=True)
+            settings.border_title = "Settings"
+            settings.add_columns("Setting", "Value", "From")
+            yield settings
+        yield Static("", id="company-detail", classes="detail-line")
+
+    def on_mount(self) -> None:
+        self.query_one("#companies").focus()
+
+    def on_screen_resume(self) -> None:
+        self.load()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="companies")
+    def load(self) -> None:
+        try:
+            self.post_message(Loaded("companies", calls.read(self, queries.company_choices)))
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("load", calls.explain(error)))
+
+    @work(thread=True, exclusive=True, group="company-settings")
+    def load_settings(self, company_id: str) -> None:
+        from backend.company_settings import describe
+
+        try:
+            self.post_message(Loaded("settings", calls.read(self, describe, company_id=company_id)))
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("load", calls.explain(error)))
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        if message.what == "companies":
+            self.companies = message.data
+            table = self.query_one("#companies", DataTable)
+            keep = table.cursor_row
+            table.clear()
+            for company_id, name in self.companies:
+                table.add_row(company_id, name, key=company_id)
+            if self.companies:
+                table.move_cursor(row=min(max(keep, 0), len(self.companies) - 1), animate=False)
+                self.load_settings(self.selected_id())
+            else:
+                self.query_one("#company-detail", Static).update("No companies yet: press a to add one.")
+        elif message.what == "settings":
+            self._show_settings(message.data)
+
+    def _show_settings(self, described: dict) -> None:
+        self.described = described
+        table = self.query_one("#company-settings", DataTable)
+        table.clear()
+        for key, entry in described["settings"].items():
+            value = entry["value"]
+            shown = "–" if value is None else str(value)
+            style = "bold" if entry["source"] == "company" else "dim" if entry["source"] == "default" else ""
+            table.add_row(key, Text(shown, style=style), entry["source"], key=key)
+        company = described.get("company") or {}
+        table.border_title = f"Settings of {company.get('name', '')}"
+        self._describe_row()
+
+    @on(DataTable.RowHighlighted, "#company-settings")
+    def _describe_row(self) -> None:
+        table = self.query_one("#company-settings", DataTable)
+        if not self.described or not table.row_count:
+            return
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        entry = self.described["settings"].get(key, {})
+        self.query_one("#company-detail", Static).update(
+            Text.assemble((f"{key}: ", "bold"), entry.get("description", ""),
+                          (" (secret: shown masked)" if entry.get("secret") else "", "italic")))
+
+    @on(DataTable.RowHighlighted, "#companies")
+    def _company_highlighted(self) -> None:
+        if self.companies:
+            self.load_settings(self.selected_id())
+
+    @on(DataTable.RowSelected, "#companies")
+    def _company_selected(self) -> None:
+        self.action_edit()
+
+    def selected_id(self) -> str | None:
+        table = self.query_one("#companies", DataTable)
+        if not self.companies or table.cursor_row < 0:
+            return None
+        return self.companies[min(table.cursor_row, len(self.companies) - 1)][0]
+
+    # Actions --------------------------------------------------------------------------------------
+
+    def action_edit(self) -> None:
+        from console.screens.company_form import CompanyFormScreen
+
+        company_id = self.selected_id()
+        if company_id is None:
+            return
+        if self.refuse_if_read_only():
+            return
+        self.app.push_screen(CompanyFormScreen(company_id), lambda saved: self.load() if saved else None)
+
+    def action_add(self) -> None:
+        if self.refuse_if_read_only():
+            return
+
+        def got_id(company_id: str | None) -> None:
+            if company_id:
+                self.app.push_screen(PromptModal("Add a company", f"Name of company {company_id}:", ""),
+                                     lambda name: self.add(company_id, name) if name else None)
+
+        self.app.push_screen(PromptModal("Add a company", "Company id (the IOMAD company id or tenant id):"), got_id)
+
+    @work(thread=True, exclusive=True, group="company-action")
+    def add(self, company_id: str, name: str) -> None:
+        from backend.companies import add_company
+
+        try:
+            calls.write(self, add_company, company_id=company_id, name=name, actor=self.app.config.actor,
+                        source="console")
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("add", calls.explain(error)))
+            return
+        self.post_message(ActionDone("add", f"Company {company_id} added."))
+
+    def action_test(self) -> None:
+        company_id = self.selected_id()
+        if company_id is not None:
+            self.notify(f"Testing {company_id}'s connections…", timeout=3)
+            self.test_connection(company_id)
+
+    @work(thread=True, exclusive=True, group="company-test")
+    def test_connection(self, company_id: str) -> None:
+        from backend.connection_test import test_company
+
+        try:
+            results = calls.read(self, test_company, company_id=company_id)
+
+            def audit(*, session) -> None:
+                calls.audit(self, session=session, action="company.test", target=f"company:{company_id}",
+                            details={r.name: ("ok" if r.ok else "failed") for r in results})
+
+            # A test changes nothing, so read-only mode allows it; it is still audited.
+            calls._with_session(self, audit, read_only=False)
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("test", calls.explain(error)))
+            return
+        self.post_message(Loaded("test", (company_id, results)))
+
+    @on(Loaded)
+    def _tested(self, message: Loaded) -> None:
+        if message.what != "test":
+            return
+        from console.screens.company_form import CheckResultsModal
+
+        company_id, results = message.data
+        self.app.push_screen(CheckResultsModal(company_id, results))
+
+    def after_action(self, message: ActionDone) -> None:
+        self.load()

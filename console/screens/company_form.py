@@ -1,0 +1,209 @@
+"""Editing one company's overrides: one field per catalogue setting, checked as you type.
+
+The form is built from `backend.company_settings.COMPANY_CATALOGUE`, so a setting added there
+(a new provider's key, say) appears here with its validation and no console change. Secret
+fields never show the stored value: leave them empty to keep it, type to replace it.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.validation import ValidationResult, Validator
+from textual.widgets import DataTable, Input, Label, Select, Static
+
+from console import calls
+from console.messages import ActionDone, ActionFailed, Loaded
+from console.screens.base import ManiScreen
+
+INHERIT = "__inherit__"
+
+
+class SpecValidator(Validator):
+    """The catalogue's own parser: the message is the one `mani companies set` would give."""
+
+    def __init__(self, spec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def validate(self, value: str) -> ValidationResult:
+        from backend.company_settings import parse_value
+
+        try:
+            parse_value(self.spec, value, scope="company")
+        except ValueError as error:
+            return self.failure(str(error))
+        return self.success()
+
+
+class CompanyFormScreen(ManiScreen):
+    NAV = "companies"
+    HELP = """\
+**Edit company settings.** One field per setting. Empty means "inherit the global value".
+Each field is checked as you type. Secret fields stay empty: type a new value to replace the
+stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escape leaves."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save", id="form.save", tooltip="Check and store the changed settings"),
+        Binding("escape", "leave", "Back", id="form.back", tooltip="Leave without saving"),
+    ]
+
+    def __init__(self, company_id: str) -> None:
+        super().__init__()
+        self.company_id = company_id
+        self.original: dict[str, str] = {}
+        self.specs: dict = {}
+
+    def compose_body(self) -> ComposeResult:
+        from backend.company_settings import COMPANY_CATALOGUE
+
+        self.specs = COMPANY_CATALOGUE
+        with VerticalScroll(id="company-form") as form:
+            form.border_title = f"Settings of {self.company_id}"
+            for key, spec in COMPANY_CATALOGUE.items():
+                with Vertical(classes="form-field", id=f"field-{key}"):
+                    yield Label(Text.assemble((key, "bold"), "  ", (spec.description, "dim")))
+                    choices = spec.choices_for("company")
+                    if spec.kind == "bool" or choices:
+                        options = [("true", "true"), ("false", "false")] if spec.kind == "bool" else [
+                            (c, c) for c in choices]
+                        yield Select([("(inherit)", INHERIT), *options], value=INHERIT, allow_blank=False,
+                                     compact=True, id=f"setting-{key}")
+                    else:
+                        yield Input(compact=True, password=spec.secret, id=f"setting-{key}",
+                                    validators=[SpecValidator(spec)], valid_empty=True,
+                                    placeholder="(inherit)" if not spec.secret else "(not set)")
+                    yield Static("", classes="field-error", id=f"error-{key}")
+        yield Static("ctrl+s saves · Escape leaves without saving", classes="status-line", id="form-status")
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="company-form")
+    def load(self) -> None:
+        from backend.company_settings import describe
+
+        try:
+            self.post_message(Loaded("described", calls.read(self, describe, company_id=self.company_id)))
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("load", calls.explain(error)))
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        for key, entry in message.data["settings"].items():
+            own = entry.get("set")
+            widget = self.query_one(f"#setting-{key}")
+            if entry.get("secret"):
+                # Never the stored value, only whether there is one (masked by the backend).
+                widget.placeholder = f"set ({own}): type to replace" if own is not None else "(not set)"
+                self.original[key] = ""
+                continue
+            text = "" if own is None else (str(own).lower() if isinstance(own, bool) else
+                                          ",".join(map(str, own)) if isinstance(own, list) else str(own))
+            self.original[key] = text
+            if isinstance(widget, Select):
+                widget.value = text if text else INHERIT
+            else:
+                widget.value = text
+        first = self.query("#company-form Select, #company-form Input").first()
+        first.focus()
+
+    def _value(self, key: str) -> str:
+        widget = self.query_one(f"#setting-{key}")
+        value = widget.value
+        if isinstance(widget, Select):
+            return "" if value == INHERIT or value is Select.NULL else str(value)
+        return value.strip()
+
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        key = (event.input.id or "").removeprefix("setting-")
+        result = event.validation_result
+        error = self.query_one(f"#error-{key}", Static)
+        error.update("" if result is None or result.is_valid else "✖ " + "; ".join(result.failure_descriptions))
+        error.set_class(not (result is None or result.is_valid), "-shown")
+
+    def changes(self) -> dict[str, str | None]:
+        changed: dict[str, str | None] = {}
+        for key, spec in self.specs.items():
+            value = self._value(key)
+            if spec.secret:
+                if value:
+                    changed[key] = value
+            elif value != self.original.get(key, ""):
+                changed[key] = value or None
+        return changed
+
+    def action_save(self) -> None:
+        if self.refuse_if_read_only():
+            return
+        invalid = [key for key in self.specs if not isinstance(self.query_one(f"#setting-{key}"), Select)
+                   and not self.query_one(f"#setting-{key}", Input).is_valid]
+        if invalid:
+            self.notify(f"Fix {', '.join(invalid)} first.", severity="error")
+            self.query_one(f"#setting-{invalid[0]}").focus()
+            return
+        changes = self.changes()
+        if not changes:
+            self.notify("Nothing changed.", severity="warning")
+            return
+        self.save(changes)
+
+    @work(thread=True, exclusive=True, group="company-save")
+    def save(self, values: dict[str, str | None]) -> None:
+        from backend.company_settings import set_company_settings
+
+        try:
+            changed = calls.write(self, set_company_settings, company_id=self.company_id, values=values,
+                                  actor=self.app.config.actor, source="console")
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("save", calls.explain(error)))
+            return
+        self.post_message(ActionDone("save", f"Saved {len(changed)} setting(s) of {self.company_id}: "
+                                             f"{', '.join(sorted(changed)) or 'no change'}."))
+
+    def after_action(self, message: ActionDone) -> None:
+        self.dismiss(True)
+
+    def action_leave(self) -> None:
+        if self.changes():
+            self.confirm_leave()
+        else:
+            self.dismiss(False)
+
+    def confirm_leave(self) -> None:
+        from console.widgets.confirm import ConfirmModal
+
+        self.app.push_screen(ConfirmModal("Unsaved changes", f"Leave without saving {len(self.changes())} change(s)?",
+                                          confirm_label="Leave"), lambda leave: self.dismiss(False) if leave else None)
+
+
+class CheckResultsModal(ModalScreen[None]):
+    """What `test connection` found, one line per check."""
+
+    BINDINGS = [Binding("escape,enter", "close", "Close", id="checks.close", tooltip="Close the results")]
+
+    def __init__(self, company_id: str, results: list) -> None:
+        super().__init__()
+        self.company_id = company_id
+        self.results = results
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="modal-body") as body:
+            body.border_title = f"Connection test: {self.company_id}"
+            table = DataTable(id="check-results", cursor_type="row", show_cursor=False)
+            table.add_columns("Check", "", "Detail")
+            for result in self.results:
+                table.add_row(result.name, Text("ok", style="bold green") if result.ok else
+                              Text("FAIL", style="bold red"), result.detail)
+            yield table
+            ok = all(result.ok for result in self.results)
+            yield Static(Text("All checks passed." if ok else "Some checks failed.",
+                              style="green" if ok else "bold red"))
+
+    def action_close(self) -> None:
+        self.dismiss(None)
