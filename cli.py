@@ -139,6 +139,8 @@ def submit(
     if wait and not settings.redis_url and created.accepted:
         from actors.runner import start_worker
 
+        # The in-process worker's start and stop lines are noise next to a progress bar.
+        logging.getLogger("dramatiq").setLevel(logging.WARNING)
         embedded = start_worker(threads=8, settings=settings)
     try:
         queued = enqueue_job(job.id) if created.accepted else True
@@ -151,6 +153,8 @@ def submit(
             embedded.stop()
     if as_json:
         emit(document, as_json=True)
+    elif wait and (job.provider or settings.email_provider) == "outbox":
+        typer.echo(f"The messages are .eml files in {settings.effective_outbox_dir / job.uuid}")
     if wait and document["status"] in ("failed", "partial_failure"):
         raise typer.Exit(1)
 

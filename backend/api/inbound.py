@@ -67,8 +67,9 @@ def guard_replay(*, session: Session, body: bytes, now: datetime, window: int) -
     values = {"digest": hashlib.sha256(body).hexdigest(), "expires_at": now + timedelta(seconds=2 * window + 60)}
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    result = session.execute(insert(SeenCallback).values(**values).on_conflict_do_nothing())
-    return result.rowcount == 1
+    statement = insert(SeenCallback).values(**values).on_conflict_do_nothing().returning(SeenCallback.digest)
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
+    return session.execute(statement).first() is not None
 
 
 def _validate(payload: dict) -> list[dict]:

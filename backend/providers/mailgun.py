@@ -21,6 +21,7 @@ ProviderError when nothing was sent yet, else TRANSIENT; 5xx, timeouts, refused 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,6 +34,26 @@ MAX_BATCH = 1000
 # Mailgun takes messages up to 25 MB; stay well clear with the recipient variables.
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 DEFAULT_API_URL = "https://api.mailgun.net"
+
+
+class _BriefErrors(logging.Filter):
+    """The client logs a failed request's exception, and its own redaction filter then expands
+    it attribute by attribute, request body included (names, temporary passwords): log the
+    exception's type and first words instead. Installed ahead of the client's filters."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_short(a)[:200] if isinstance(a, BaseException) else a for a in record.args)
+        if record.exc_info:
+            record.exc_text = _short(record.exc_info[1])[:200] if record.exc_info[1] else None
+            record.exc_info = None
+        return True
+
+
+for _name in ("mailgun.endpoints", "mailgun.client"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, _BriefErrors) for f in _logger.filters):
+        _logger.filters.insert(0, _BriefErrors())
 
 
 class _Config(Exception):
@@ -241,7 +262,7 @@ def _retry_after(response) -> float | None:
 
 
 def _short(error: BaseException) -> str:
-    return " ".join(str(error).split())[:300] or type(error).__name__
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
 
 
 def from_settings(*, settings: Any, company_settings: Mapping | None = None) -> MailgunProvider:

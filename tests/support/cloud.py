@@ -302,7 +302,7 @@ class MailgunServer(_FakeHTTP):
         match = re.fullmatch(r"/v3/([^/]+)/(messages|messages\.mime)", path)
         if method != "POST" or not match:
             return 404, {}, {"message": "Not found"}
-        domain, kind = match.groups()
+        domain, kind = match.group(1), ("mime" if match.group(2) == "messages.mime" else "batch")
         if domain not in self.domains:
             return 404, {}, {"message": f"Domain {domain} is not found"}
         if self._throttle.take():

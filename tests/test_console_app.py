@@ -1,0 +1,432 @@
+"""Pilot tests of mani-console against a real SQLite store seeded with real rows."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import pytest
+from sqlalchemy import func, select
+
+from backend.errors import ReadOnly
+from console.app import ManiConsole
+from console.config import ConsoleConfig
+from console.demo import DEMO_NOW, seed
+from models import AuditEntry, Batch, Company, Job, Recipient
+from models.db import session_scope
+
+
+def run_async(test):
+    """Run an async test on its own event loop (no async plugin needed); fixtures still apply."""
+
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return wrapper
+
+
+async def settle(pilot, rounds: int = 4) -> None:
+    """Let workers finish and their messages land (workers may start further workers)."""
+    for _ in range(rounds):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def make_app(**options) -> ManiConsole:
+    options.setdefault("refresh", 0)
+    options.setdefault("actor", "tester")
+    options.setdefault("clock", lambda: DEMO_NOW)
+    return ManiConsole(ConsoleConfig(**options))
+
+
+@pytest.fixture
+def demo_db(sqlite_db):
+    with session_scope() as session:
+        ids = seed(session=session, now=DEMO_NOW)
+    return ids
+
+
+def cell_text(table, row_key: str, column: int) -> str:
+    value = table.get_row(row_key)[column]
+    return getattr(value, "plain", str(value))
+
+
+@run_async
+async def test_dashboard_shows_active_jobs_and_updates_as_a_job_progresses(demo_db):
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one("#active-jobs")
+        assert table.row_count == 5  # queued, 3 processing, paused
+        assert cell_text(table, "3", 5) == "1,860/3,000"
+        banner = str(app.screen.query_one("Banner").render())
+        assert "stuck" in banner and "failure rate" in banner
+
+        # The job progresses: a worker commits 500 more sends.
+        with session_scope() as session:
+            job = session.get(Job, 3)
+            job.sent_count = 2360
+            batch = session.execute(select(Batch).where(Batch.job_id == 3, Batch.status == "queued")).scalars().first()
+            batch.sent_count, batch.status = 500, "processing"
+            session.add_all([job, batch])
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert cell_text(table, "3", 5) == "2,360/3,000"
+
+        # A job that finishes leaves the active table.
+        with session_scope() as session:
+            job = session.get(Job, 5)
+            job.status = "completed"
+            session.add(job)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert table.row_count == 4
+
+
+@run_async
+async def test_dashboard_refreshes_by_itself(demo_db):
+    app = make_app(refresh=0.05)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one("#active-jobs")
+        with session_scope() as session:
+            job = session.get(Job, 8)
+            job.sent_count = 400
+            session.add(job)
+        for _ in range(200):  # bounded wait for the timer; no timing is asserted
+            await pilot.pause(0.02)
+            if cell_text(table, "8", 5) == "400/600":
+                break
+        assert cell_text(table, "8", 5) == "400/600"
+
+
+def recipient_statuses(job_id: int) -> dict[str, int]:
+    with session_scope() as session:
+        rows = session.execute(
+            select(Recipient.status, func.count()).where(Recipient.job_id == job_id).group_by(Recipient.status))
+        return dict(rows.all())
+
+
+@run_async
+async def test_open_a_job_retry_one_failed_recipient_then_all(demo_db):
+    before = recipient_statuses(2)
+    assert before["failed"] + before["permanently_failed"] == 40
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.open_job(2)
+        await settle(pilot)
+        screen = app.screen
+        assert screen.query_one("#recipients").row_count == 100  # one page, never the whole job
+        screen.query_one("#recipient-status").value = "retryable"
+        await settle(pilot)
+        first = screen.page.rows[0]
+        assert first.status in ("failed", "permanently_failed")
+
+        await pilot.press("r")
+        await pilot.pause()
+        assert "Retry 1 recipient" in str(app.screen.query_one("#confirm-question").render())
+        await pilot.press("y")
+        await settle(pilot)
+        with session_scope() as session:
+            assert session.get(Recipient, first.id).status == "retry_pending"
+        assert recipient_statuses(2).get("retry_pending") == 1
+
+        await pilot.press("R")
+        await pilot.pause()
+        assert "Retry all 39 failed recipients" in str(app.screen.query_one("#confirm-question").render())
+        await pilot.press("y")
+        await settle(pilot)
+    after = recipient_statuses(2)
+    assert after.get("failed", 0) == after.get("permanently_failed", 0) == 0
+    assert after["retry_pending"] == 40
+    with session_scope() as session:
+        entries = session.execute(select(AuditEntry).where(AuditEntry.action == "job.retry",
+                                                           AuditEntry.actor == "tester")).scalars().all()
+        assert [e.details["recipients"] for e in entries] == [1, 39]
+        assert {e.source for e in entries} == {"console"}
+
+
+@run_async
+async def test_job_detail_pages_through_recipients_and_searches(demo_db):
+    app = make_app(page_size=50)
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.open_job(3)
+        await settle(pilot)
+        screen = app.screen
+        assert (screen.page.start, screen.page.total) == (0, 3000)
+        await pilot.press("right_square_bracket")
+        await settle(pilot)
+        assert screen.page.start == 50 and screen.page.rows[0].line == 52
+        await pilot.press("ctrl+end")
+        await settle(pilot)
+        assert screen.page.start == 2950 and not screen.page.has_next
+        await pilot.press("slash")
+        await pilot.press(*"radia.turing8@")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert screen.page.total == 1 and screen.page.rows[0].email == "radia.turing8@acme.org"
+
+
+@run_async
+async def test_export_the_job_log_as_csv(demo_db, tmp_path):
+    app = make_app(export_dir=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_job(2)
+        await settle(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+        await pilot.press("enter")
+        await settle(pilot)
+    files = list(tmp_path.glob("mani-job-2-*.csv"))
+    assert len(files) == 1
+    lines = files[0].read_text().splitlines()
+    assert lines[0].startswith("recipient_id,line,userid,email") and len(lines) == 801
+    with session_scope() as session:
+        assert session.execute(select(func.count()).where(AuditEntry.action == "job.export")).scalar_one() == 1
+
+
+@run_async
+async def test_history_finds_a_job_by_recipient_email(demo_db):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await settle(pilot)
+        screen = app.screen
+        assert screen.total == 9
+        await pilot.press("slash")
+        await pilot.press(*"ken.turing7@globex")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert sorted(row.id for row in screen.rows) == [2, 5, 9]
+        await pilot.press("enter")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "JobDetailScreen"
+        await pilot.press("escape")
+        assert app.screen is screen
+
+
+@run_async
+async def test_edit_a_company_settings_validating_as_you_type(demo_db, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    from backend.settings import reset_settings_cache
+
+    monkeypatch.setenv("MANI_SECRET_KEY", Fernet.generate_key().decode())
+    reset_settings_cache()
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("4")
+        await settle(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        form = app.screen
+        threshold = form.query_one("#setting-threshold")
+        assert threshold.value == "500"
+        threshold.value = "lots"
+        await pilot.pause()
+        assert form.query_one("#error-threshold").has_class("-shown")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        with session_scope() as session:
+            assert session.get(Company, "acme").settings["threshold"] == 500  # refused, nothing saved
+        threshold.value = "750"
+        form.query_one("#setting-mailgun_api_key").value = "key-0123456789abcdef"
+        await pilot.pause()
+        assert not form.query_one("#error-threshold").has_class("-shown")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "CompaniesScreen"
+        shown = " ".join(str(app.screen.query_one("#company-settings").get_row("mailgun_api_key")[1]).split())
+        assert "0123456789abcdef" not in shown
+    with session_scope() as session:
+        company = session.get(Company, "acme")
+        assert company.settings["threshold"] == 750
+        assert "mailgun_api_key" in company.secrets and "0123456789" not in company.secrets["mailgun_api_key"]
+        entry = session.execute(select(AuditEntry).where(AuditEntry.action == "company.settings",
+                                                         AuditEntry.actor == "tester")).scalar_one()
+        assert "0123456789abcdef" not in str(entry.details)
+
+
+def _dead_letter_broker():
+    import dramatiq
+    from dramatiq import Worker
+    from dramatiq.brokers.stub import StubBroker
+
+    broker = StubBroker()
+    broker.emit_after("process_boot")
+
+    @dramatiq.actor(broker=broker, max_retries=0, actor_name="always_fails")
+    def always_fails(batch_id):
+        raise RuntimeError(f"SMTP server closed the connection (batch {batch_id})")
+
+    always_fails.send(17)
+    worker = Worker(broker, worker_timeout=50)
+    worker.start()
+    broker.join(always_fails.queue_name, fail_fast=False)
+    worker.stop()
+    return broker
+
+
+@run_async
+async def test_dead_letter_requeue_on_the_stub_broker(sqlite_db):
+    broker = _dead_letter_broker()
+    assert len(broker.dead_letters) == 1
+    app = make_app(broker=broker)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.screen.query_one("#counter-dead").value == "1"
+        await pilot.press("5")
+        await settle(pilot)
+        assert "SMTP server closed" in str(app.screen.query_one("#dead-error").render())
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot)
+        assert app.screen.letters == []
+    assert broker.dead_letters == [] and broker.queues["default"].qsize() == 1
+    with session_scope() as session:
+        assert session.execute(select(AuditEntry.action)).scalars().all() == ["deadletter.requeue"]
+
+
+@pytest.mark.redis
+@run_async
+async def test_dead_letter_requeue_on_redis(sqlite_db, redis_url):
+    import dramatiq
+    import redis
+    from dramatiq import Worker
+    from dramatiq.brokers.redis import RedisBroker
+
+    from backend.settings import get_settings
+
+    namespace = get_settings().redis_namespace
+    broker = RedisBroker(url=redis_url, namespace=namespace)
+
+    @dramatiq.actor(broker=broker, max_retries=0, actor_name="always_fails_redis")
+    def always_fails(batch_id):
+        raise RuntimeError("SMTP 421 try again later")
+
+    always_fails.send(17)
+    always_fails.send(18)
+    worker = Worker(broker, worker_timeout=50)
+    worker.start()
+    broker.join(always_fails.queue_name)
+    worker.stop()
+    client = redis.Redis.from_url(redis_url)
+    assert client.zcard(f"{namespace}:default.XQ") == 2
+
+    app = make_app()  # the configured Redis, as in production
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        assert app.screen.query_one("#counter-dead").value == "2"
+        await pilot.press("5")
+        await settle(pilot)
+        assert len(app.screen.letters) == 2
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("y")
+        await settle(pilot)
+        assert len(app.screen.letters) == 1
+    assert client.zcard(f"{namespace}:default.XQ") == 1
+    assert client.llen(f"{namespace}:default") == 1
+    with session_scope() as session:
+        assert session.execute(select(AuditEntry.action)).scalars().all() == ["deadletter.requeue"]
+
+
+@run_async
+async def test_read_only_mode_refuses_every_change(demo_db, tmp_path):
+    broker = _dead_letter_broker()
+    app = make_app(read_only=True, broker=broker)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.open_job(2)
+        await settle(pilot)
+        for key in ("R", "p", "c"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert type(app.screen).__name__ == "JobDetailScreen"  # no confirmation was even asked
+        messages = [n.message for n in app._notifications]
+        assert messages and all("Read-only mode" in m for m in messages)
+        await pilot.press("escape", "4")
+        await settle(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "CompaniesScreen"
+        await pilot.press("5")
+        await settle(pilot)
+        await pilot.press("R")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "DeadLettersScreen"
+        with pytest.raises(ReadOnly):
+            from console import calls
+
+            calls.write(app.screen, lambda session: None)
+    assert recipient_statuses(2).get("retry_pending") is None
+    assert len(broker.dead_letters) == 1
+    with session_scope() as session:
+        assert session.execute(select(func.count()).select_from(AuditEntry)).scalar_one() == 5  # the demo's own
+
+
+@pytest.mark.redis
+@run_async
+async def test_redis_down_shows_a_banner_and_recovers_by_itself(sqlite_db, redis_url, monkeypatch):
+    from backend.settings import reset_settings_cache
+
+    monkeypatch.setenv("MANI_REDIS_URL", "redis://127.0.0.1:1/0")
+    reset_settings_cache()
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert app.broker_error and "unreachable" in app.broker_error
+        assert "unreachable" in str(app.screen.query_one("Banner").render())
+        assert app.screen.query_one("#counter-dead").value == "?"
+        await pilot.press("2")  # the console keeps working
+        await settle(pilot)
+        assert app.screen.total == 0
+        monkeypatch.setenv("MANI_REDIS_URL", redis_url)
+        reset_settings_cache()
+        await pilot.press("1", "ctrl+r")
+        await settle(pilot)
+        assert app.broker_error is None
+        assert not app.screen.query_one("Banner").has_class("-shown")
+
+
+@run_async
+async def test_bulk_csv_preview_then_send_creates_the_job(demo_db, tmp_path):
+    from backend import jobs
+
+    if not hasattr(jobs, "preview_csv"):
+        pytest.skip("backend.jobs.preview_csv is not there yet")
+    csv_file = tmp_path / "new-users.csv"
+    csv_file.write_text(
+        "email,firstname,lastname,username,password\n"
+        "new.one@acme.org,New,One,newone,Secret-1\n"
+        "new.two@acme.org,New,Two,newtwo,Secret-2\n"
+        "not-an-address,Bad,Row,bad,Secret-3\n"
+        "new.three@acme.org,New,Three,newthree,Secret-4\n"
+    )
+    app = make_app(csv_dir=tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("3")
+        await settle(pilot)
+        screen = app.screen
+        screen.query_one("#bulk-company").value = "acme"
+        screen.query_one("#bulk-path").value = str(csv_file)
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        assert screen.preview.accepted == 3
+        assert [int(getattr(r, "line", 0)) for r in screen.preview.rejected] == [4]
+        assert "Subject:" in str(screen.query_one("#bulk-message-text").render())
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "to 3 recipients" in str(app.screen.query_one("#confirm-question").render())
+        await pilot.press("y")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "JobDetailScreen"
+    with session_scope() as session:
+        job = session.execute(select(Job).where(Job.source_name == str(csv_file))).scalar_one()
+        assert (job.total, job.company_id, job.created_by, job.rejected_count) == (3, "acme", "tester", 1)
+        assert session.execute(select(func.count()).where(AuditEntry.action == "job.submit",
+                                                          AuditEntry.target == job.uuid)).scalar_one() >= 1
