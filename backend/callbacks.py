@@ -280,7 +280,7 @@ def deliver(*, session: Session, delivery_id: int, http_client: httpx.Client,
             attempt.response_excerpt = response.text[:500]
             if not response.is_success:
                 attempt.error = f"HTTP {response.status_code}"
-        except httpx.HTTPError as error:
+        except Exception as error:  # noqa: BLE001 - any failure to post is a failed attempt, recorded
             attempt.error = f"{type(error).__name__}: {error}"[:1000]
     attempt.duration_ms = int((time.monotonic() - started) * 1000)
     return _record(session, delivery, attempt, now)

@@ -181,7 +181,12 @@ def prepare_batch(*, session: Session, job: Job, recipients: Sequence[Recipient]
         certificate = existing.get(recipient.id)
         if certificate is not None:
             url = storage.url(certificate.storage_key, ttl=ttl)
-            pdf = storage.get(certificate.storage_key) if attach else None
+            try:
+                pdf = storage.get(certificate.storage_key) if attach else None
+            except NotFound:  # frozen as issued: never silently re-rendered
+                results[recipient.id] = CertificateResult(code=None, url=None, error=(
+                    f"certificate {certificate.code} is missing from storage; revoke it and retry to issue a new one"))
+                continue
             results[recipient.id] = CertificateResult(certificate.code, url, pdf, verify_url=verify_url(certificate.code, settings=settings), reused=True)
         else:
             code = new_code()

@@ -94,7 +94,7 @@ class _RedisDeadLetters:
         try:
             return fn(*args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise BrokerUnavailable(f"Redis is not reachable: {error}") from error
+            raise BrokerUnavailable(f"The broker (Redis) is unreachable: {error}") from error
 
     def _queues(self) -> tuple[set[str], set[str]]:
         """(queues with messages or delayed messages, queues with dead letters)."""

@@ -40,10 +40,9 @@ class JobCreated:
 
 def _encryptor(settings: Settings):
     """Temporary passwords are encrypted at rest; the embedded default makes its own key."""
-    from backend.secrets import get_fernet
+    from backend.field_cipher import field_cipher
 
-    fernet = get_fernet(settings=settings, create=settings.is_embedded_database)
-    return lambda value: fernet.encrypt(value.encode()).decode()
+    return field_cipher(settings=settings, create=settings.is_embedded_database).encrypt
 
 
 def validate_job_options(
@@ -163,7 +162,6 @@ class _JobWriter:
             "variables": row.variables,
             "status": status,
             "attempts": 0,
-            "updated_at": self.now,
         }
 
     def add_chunk(self, chunk: list[RecipientRow | RejectedRow], duplicates: set[str]) -> None:

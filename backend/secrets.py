@@ -89,8 +89,8 @@ def generate_key_file(path: Path | str, *, overwrite: bool = False) -> Path:
     return path
 
 
-def get_fernet(*, settings: Any | None = None, create: bool = False) -> MultiFernet:
-    """The configured key(s) as a MultiFernet; SecretKeyMissing when none is configured.
+def secret_keys(*, settings: Any | None = None, create: bool = False) -> tuple[str, ...]:
+    """The configured Fernet key(s), first one current; SecretKeyMissing when none is configured.
 
     With `create=True` the embedded default (no MANI_DATABASE_URL) writes its own key file on
     first need; any other installation must be configured, because all hosts share one key.
@@ -112,6 +112,12 @@ def get_fernet(*, settings: Any | None = None, create: bool = False) -> MultiFer
             raise SecretKeyMissing(f"The key file {path} is empty: {_how_to_make_a_key(path)}.")
     for key in keys:
         register_secret(key)
+    return keys
+
+
+def get_fernet(*, settings: Any | None = None, create: bool = False) -> MultiFernet:
+    """The configured key(s) as a MultiFernet (see `secret_keys`)."""
+    keys = secret_keys(settings=settings, create=create)
     with _lock:
         fernet = _fernets.get(keys)
         if fernet is None:

@@ -215,10 +215,9 @@ def _domain(sender: str) -> str:
 
 
 def _decryptor(settings: Settings):
-    from backend.secrets import get_fernet
+    from backend.field_cipher import field_cipher
 
-    fernet = get_fernet(settings=settings)
-    return lambda token: fernet.decrypt(token.encode()).decode()
+    return field_cipher(settings=settings).decrypt
 
 
 def _limiter(*, job: Job, plan: BatchPlan, settings: Settings):

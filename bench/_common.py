@@ -14,6 +14,7 @@ import sys
 import time
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.policy import compat32
 from email.utils import formataddr, formatdate
 from pathlib import Path
 
@@ -138,6 +139,9 @@ class SinkProcess:
                 return stats
             time.sleep(0.1)
 
+    def cpu_seconds(self) -> float | None:
+        return cpu_seconds(self.process.pid)
+
     def stop(self) -> dict:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -192,6 +196,21 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far, None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
+
+
 def process_name(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()[:80]
@@ -208,6 +227,7 @@ def free_port() -> int:
 # Baselines and the sink's ceiling ---------------------------------------------------------------
 
 ENVELOPE_SENDER = "noreply@moodle.example"
+_CRLF_COMPAT32 = compat32.clone(linesep="\r\n")
 
 
 def legacy_mime(row: dict[str, str]) -> bytes:
@@ -221,7 +241,8 @@ def legacy_mime(row: dict[str, str]) -> bytes:
     message["Message-ID"] = f"<raw.{row['userid']}@moodle.example>"
     message.attach(MIMEText(text, "plain", "utf-8"))
     message.attach(MIMEText(html, "html", "utf-8"))
-    return message.as_bytes()
+    # SMTP wants CRLF; compat32's default "\n" would make the whole message one overlong line.
+    return message.as_bytes(policy=_CRLF_COMPAT32)
 
 
 # Baselines ------------------------------------------------------------------------------------
@@ -237,8 +258,9 @@ def _raw_worker(port: int, rows: list[dict], ready, go, done) -> None:
     done.put(len(rows))
 
 
-def raw_limit(rows: list[dict], port: int, processes: int) -> float:
-    """Seconds for `processes` forked senders, each over one persistent connection."""
+def raw_limit(rows: list[dict], port: int, processes: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) for `processes` forked senders, one persistent connection each."""
+    cpu_before = _children_cpu()
     context = multiprocessing.get_context("fork")
     ready, go, done = context.Semaphore(0), context.Event(), context.Queue()
     workers = [
@@ -255,17 +277,18 @@ def raw_limit(rows: list[dict], port: int, processes: int) -> float:
     for worker in workers:
         worker.join()
     assert sent == len(rows)
-    return elapsed
+    return elapsed, _children_cpu() - cpu_before
 
 
-def naive(rows: list[dict], port: int) -> float:
-    """Seconds for one connection per message, in sequence."""
+def naive(rows: list[dict], port: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) for one connection per message, in sequence."""
+    cpu_before = time.process_time()
     started = time.perf_counter()
     for row in rows:
         client = smtplib.SMTP("127.0.0.1", port, local_hostname="bench", timeout=60)
         client.sendmail(ENVELOPE_SENDER, [row["email"]], legacy_mime(row))
         client.quit()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu_before
 
 
 def _blast_worker(port: int, count: int, message: bytes, window: int, done) -> None:
@@ -295,8 +318,9 @@ def _blast_worker(port: int, count: int, message: bytes, window: int, done) -> N
     done.put(count)
 
 
-def sink_ceiling(port: int, count: int, message: bytes, connections: int = 2) -> float:
-    """Seconds for the sink to take `count` messages from cheap pipelining clients."""
+def sink_ceiling(port: int, count: int, message: bytes, connections: int = 2) -> tuple[float, float]:
+    """(wall, client CPU seconds) for the sink to take `count` messages from pipelining clients."""
+    cpu_before = _children_cpu()
     context = multiprocessing.get_context("fork")
     done = context.Queue()
     started = time.perf_counter()
@@ -310,7 +334,7 @@ def sink_ceiling(port: int, count: int, message: bytes, connections: int = 2) ->
         done.get()
     for worker in workers:
         worker.join()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _children_cpu() - cpu_before
 
 
 def compose_rates(rows: list[dict], seconds: float = 1.0) -> dict[str, float]:

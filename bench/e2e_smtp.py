@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     REPO_DIR, SENDER, SinkProcess, compose_rates, csv_rows, descendants, legacy_mime, naive, peak_rss_mb,
-    process_name, raw_limit, sink_ceiling, write_csv,
+    process_name, raw_limit, cpu_seconds, sink_ceiling, write_csv,
 )
 
 TARGETS = {"seconds_50k": 60.0, "ratio": 1.5, "rss_mb": 300.0, "intake_50k": 3.0}
@@ -119,7 +119,7 @@ class RssWatcher(threading.Thread):
 
     def __init__(self, root: int):
         super().__init__(daemon=True)
-        self.root, self.peaks, self.names = root, {}, {}
+        self.root, self.peaks, self.names, self.cpu = root, {}, {}, {}
         self.stopping = threading.Event()
 
     def sample(self) -> None:
@@ -128,6 +128,9 @@ class RssWatcher(threading.Thread):
             if peak is not None:
                 self.peaks[pid] = max(peak, self.peaks.get(pid, 0.0))
                 self.names.setdefault(pid, process_name(pid))
+            used = cpu_seconds(pid)
+            if used is not None:
+                self.cpu[pid] = used
 
     def run(self) -> None:
         while not self.stopping.wait(0.5):
@@ -177,19 +180,31 @@ def run_mani(args, csv_path: Path, workdir: Path, sink: SinkProcess) -> dict:
         watcher = RssWatcher(worker.pid)
         try:
             _wait_until_ready(worker, log_path, args.processes)
+            watcher.sample()
+            cpu_at_start = dict(watcher.cpu)
             watcher.start()
+            children_before = os.times()
             started = time.perf_counter()
             submit = subprocess.run(
                 command + ["submit", "--csv", str(csv_path), "--type", "welcome_std", "--wait", "--json"],
                 env=env, cwd=REPO_DIR, capture_output=True, text=True, timeout=3600,
             )
             seconds = time.perf_counter() - started
+            children_after = os.times()
             watcher.sample()
+            sink_cpu = sink.cpu_seconds()
         finally:
             watcher.stopping.set()
             _stop(worker)
             _clear_redis(args.redis_url, namespace)
-    outcome: dict = {"seconds": seconds, "exit": submit.returncode}
+    worker_cpu = sum(used - cpu_at_start.get(pid, 0.0) for pid, used in watcher.cpu.items())
+    submit_cpu = (children_after.children_user + children_after.children_system) - (
+        children_before.children_user + children_before.children_system
+    )
+    outcome: dict = {
+        "seconds": seconds, "exit": submit.returncode, "cpu": worker_cpu + submit_cpu,
+        "worker_cpu": round(worker_cpu, 2), "submit_cpu": round(submit_cpu, 2), "sink_cpu": sink_cpu,
+    }
     try:
         summary = json.loads(submit.stdout[submit.stdout.index("{"):])
         outcome.update(status=summary.get("status"), accepted=summary.get("accepted"), counts=summary.get("counts"))
@@ -258,14 +273,18 @@ def main() -> int:
     results: dict[str, dict] = {}
 
     def sink_phase(name: str, run, expected: int) -> None:
-        """Run one baseline against a fresh sink; `run` answers seconds for all n recipients."""
+        """Run one baseline on a fresh sink; `run` answers (seconds, client CPU) for all n."""
         with SinkProcess(workdir, impl=args.sink_impl, name=name) as sink:
-            seconds = run(sink)
+            seconds, cpu = run(sink)
             stats = sink.wait_for(expected, timeout=30)
+            sink_cpu = sink.cpu_seconds()
+        if sink_cpu is not None and expected < n:
+            sink_cpu *= n / expected  # the naive sample, extrapolated like its time
         ok = stats["messages"] >= expected and stats["distinct_recipients"] >= expected
-        results[name] = {"seconds": seconds, "messages": stats["messages"], "ok": ok}
+        results[name] = {"seconds": seconds, "cpu": cpu, "sink_cpu": sink_cpu, "messages": stats["messages"], "ok": ok}
         note = "" if ok else f"  (sink counted only {stats['messages']:,} of {expected:,})"
-        print(f"  {name:<8} {seconds:8.2f} s  {n / seconds:9,.0f} msg/s{note}", flush=True)
+        print(f"  {name:<8} {seconds:8.2f} s  {n / seconds:9,.0f} msg/s  client CPU {cpu:6.2f} s"
+              f"  sink CPU {sink_cpu or 0:6.2f} s{note}", flush=True)
 
     rates = compose_rates(rows)
     print("compose, one core: " + ", ".join(f"{k} {v:,.0f} msg/s" for k, v in rates.items()))
@@ -276,7 +295,7 @@ def main() -> int:
         sink_phase("raw", lambda sink: raw_limit(rows, sink.port, args.processes), n)
     if "naive" not in args.skip:
         k = min(args.naive_sample, n)
-        sink_phase("naive", lambda sink: naive(rows[:k], sink.port) * n / k, k)
+        sink_phase("naive", lambda sink: tuple(value * n / k for value in naive(rows[:k], sink.port)), k)
         results["naive"]["sample"] = k
     if "intake" not in args.skip:
         results["intake"] = intake_seconds(csv_path, workdir, db=args.db, postgres_url=args.postgres_url)
@@ -304,7 +323,7 @@ def print_table(results: dict[str, dict], n: int, args) -> None:
     scale = n / 50_000
     print()
     print(f"{n:,} recipients, {args.processes} processes x {args.threads} threads, db={args.db}")
-    print(f"{'phase':<52} {'seconds':>9} {'emails/s':>10} {'x raw':>7}")
+    print(f"{'phase':<52} {'seconds':>9} {'emails/s':>10} {'x raw':>7} {'CPU s':>7} {'sink CPU s':>10}")
     labels = {
         "ceiling": "sink ceiling (pipelined raw sockets, 2 connections)",
         "raw": f"raw limit (email.mime + smtplib, {args.processes} persistent conns)",
@@ -315,12 +334,16 @@ def print_table(results: dict[str, dict], n: int, args) -> None:
         result = results.get(key)
         if not result or result.get("seconds") is None:
             reason = (result or {}).get("error", "skipped")
-            print(f"{label:<52} {'-':>9} {'-':>10} {'-':>7}   {reason}")
+            print(f"{label:<52} {'-':>9} {'-':>10} {'-':>7} {'-':>7} {'-':>10}   {reason}")
             continue
         seconds = result["seconds"]
         ratio = f"{seconds / raw:.2f}" if raw else "-"
+        cpu = f"{result['cpu']:.1f}" if result.get("cpu") is not None else "-"
+        sink_cpu = f"{result['sink_cpu']:.1f}" if result.get("sink_cpu") is not None else "-"
         extra = f"   extrapolated from {result['sample']:,}" if key == "naive" else ""
-        print(f"{label:<52} {seconds:9.2f} {n / seconds:10,.0f} {ratio:>7}{extra}")
+        print(f"{label:<52} {seconds:9.2f} {n / seconds:10,.0f} {ratio:>7} {cpu:>7} {sink_cpu:>10}{extra}")
+    print("CPU s: the senders' user+system time (mani: worker processes + the submit command);"
+          " Redis and the database not included.")
 
     print("\ntargets" + (f" (scaled to {n:,} recipients)" if n != 50_000 else ""))
     mani = results.get("mani", {})

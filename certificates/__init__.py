@@ -13,7 +13,8 @@ Public API:
 from certificates.codes import new_code, normalize_code
 from certificates.errors import CertificateError, TemplateError
 from certificates.renderer import Renderer, get_renderer, prepare_values
-from certificates.template import Template, load_template, missing_fields, required_fields, validate_template
+from certificates.template import Template, load_template, missing_fields, required_fields
+from certificates.validate import validate_template
 
 __all__ = [
     "CertificateError",

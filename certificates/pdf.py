@@ -7,21 +7,20 @@ fontTools, which also mutates and closes it. Here each document gets a `CachedFo
 embeds each one with `certificates.subset`, so every PDF still carries its own font subset.
 
 This leans on fpdf2 internals (TTFFont's slots, OutputProducer._add_fonts); pyproject pins
-the fpdf2 minor version and tests/test_certificates_render.py checks the result with poppler.
+the fpdf2 minor version, and tests/test_certificates_render.py checks every PDF with poppler.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections import defaultdict
 
 from fpdf import FPDF
 from fpdf.fonts import PDFFontDescriptor, SubsetMap, TTFFont
 from fpdf.enums import FontDescriptorFlags, TextEmphasis
-from fpdf.output import CIDSystemInfo, OutputProducer, PDFFont, PDFFontStream
+from fpdf.output import CIDSystemInfo, OutputProducer, PDFFont, PDFFontStream, _cid_font_widths
 from fpdf.syntax import Name, PDFArray, PDFContentStream
 
-from certificates.fonts import FontFace
+from certificates.faces import FontFace
 from certificates.subset import build_subset
 
 
@@ -42,9 +41,7 @@ class CachedFont(TTFFont):
         font.desc = None  # built at output: the descriptor becomes a PDF object of this document
         font.glyph_ids = face.glyph_ids
         font.cmap = face.cmap
-        cw = defaultdict(lambda: face.default_width)
-        cw.update(face.cw)
-        font.cw = cw
+        font.cw = face.cw  # shared, read-only in practice (a defaultdict, as fpdf2 expects)
         font.scale = 1000 / face.units_per_em
         font.up, font.ut, font.sp, font.ss = face.up, face.ut, face.sp, face.ss
         font.emphasis = TextEmphasis.coerce(style)
@@ -112,8 +109,6 @@ class CertificateOutput(OutputProducer):
         composite = PDFFont(subtype="Type0", base_font=fontname, encoding="Identity-H")
         self._add_pdf_obj(composite, "fonts")
         widths = {cid: glyph.glyph_width for glyph, cid in used}
-        from fpdf.output import _cid_font_widths  # private helper, same output as fpdf2's own fonts
-
         cid_font = PDFFont(
             subtype="CIDFontType2", base_font=fontname, d_w=face.default_width, w=_cid_font_widths(widths)
         )

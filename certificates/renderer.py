@@ -11,12 +11,15 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
+import unicodedata
+
 from fpdf import FPDF
+from fpdf.bidi import BidiParagraph
 from fpdf.image_datastructures import RasterImageInfo
 from fpdf.image_parsing import preload_image
 
 from certificates.errors import CertificateError, TemplateError
-from certificates.fonts import FontFace, describe_chars, family_file, load_face, normalize_text
+from certificates.faces import FontFace, describe_chars, family_file, load_face, normalize_text
 from certificates.pdf import output_pdf, use_face
 from certificates.qr import qr_ops
 from certificates.template import (
@@ -32,6 +35,21 @@ from certificates.template import (
 )
 
 _PT = 72 / 25.4  # points per mm
+# Scripts whose letters change shape with their neighbours (joining, conjuncts): drawn one glyph
+# per character they would be wrong, so they are refused per recipient instead.
+_SHAPED = ((0x0600, 0x08FF), (0x0900, 0x0DFF), (0x0F00, 0x109F), (0x1780, 0x18AF), (0xA8E0, 0xA8FF),
+           (0xFB50, 0xFDFF), (0xFE70, 0xFEFF))
+
+
+def _needs_shaping(text: str) -> list[str]:
+    return [c for c in dict.fromkeys(text) if any(lo <= ord(c) <= hi for lo, hi in _SHAPED)]
+
+
+def _visual_order(text: str) -> str:
+    """Right-to-left runs (Hebrew) reversed into drawing order by the Unicode bidi algorithm."""
+    if not any(unicodedata.bidirectional(c) in ("R", "AL") for c in text):
+        return text
+    return BidiParagraph(text).get_reordered_string()
 _NAME_FIELDS = {"fullname", "firstname", "lastname"}
 
 
@@ -56,7 +74,8 @@ def format_date(value, fmt: str) -> str:
 def prepare_values(template: Template, data: dict, *, code: str, verify_url: str,
                    issued_at: datetime, expires_at: datetime | None = None) -> dict[str, str]:
     """Every placeholder's text for one certificate; raises CertificateError for a missing value."""
-    values = {key: normalize_text(str(value)).strip() for key, value in data.items()
+    # NFC, and any run of whitespace (tabs, newlines from a CSV cell) as one space.
+    values = {key: " ".join(normalize_text(str(value)).split()) for key, value in data.items()
               if value is not None and not isinstance(value, (dict, list))}
     if not values.get("fullname"):
         values["fullname"] = " ".join(p for p in (values.get("firstname", ""), values.get("lastname", "")) if p)
@@ -109,6 +128,11 @@ class Renderer:
 
     def _choose_fonts(self, element: TextElement, text: str, values: dict[str, str]) -> list[FontFace]:
         """The fallback faces `text` needs beyond the element's own; CertificateError if none can."""
+        shaped = _needs_shaping(text)
+        if shaped:
+            script = unicodedata.name(shaped[0], "?").split()[0].title()
+            raise CertificateError(f"{self._culprit(element, shaped, values)} is in {script} script, which needs "
+                                   "text shaping that certificates cannot do yet")
         primary = self.faces[(element.font, element.style)]
         missing = primary.missing(text)
         if not missing:
@@ -139,7 +163,7 @@ class Renderer:
         for char in text:
             code = ord(char)
             for face in faces:
-                if code in face.cw:
+                if code in face.glyph_ids:
                     total += face.cw[code]
                     break
             else:
@@ -229,6 +253,7 @@ class Renderer:
             size = max(element.min_size, size * element.w / width * 0.995)
             width = self._width_mm(text, faces, size, spacing)
         lines = [(text, width)] if width <= element.w else self._wrap(text, faces, size, spacing, element.w)
+        lines = [(_visual_order(line), line_width) for line, line_width in lines]
         pdf.set_text_color(*element.color)
         pdf.set_char_spacing(spacing)
         line_height = size / _PT * 1.25

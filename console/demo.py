@@ -151,6 +151,23 @@ def seed(*, session: Session, now: datetime = DEMO_NOW, batch_size: int = 200) -
     return job_ids
 
 
+def demo_broker():
+    """An in-process broker holding one dead letter with fixed ids and times (screenshots, snapshots)."""
+    from dramatiq import Message
+    from dramatiq.broker import MessageProxy
+    from dramatiq.brokers.stub import StubBroker
+
+    broker = StubBroker()
+    broker.declare_queue("default")
+    stamp = int(DEMO_NOW.timestamp() * 1000) - 600_000
+    message = Message(queue_name="default", actor_name="send_batch", args=(17,), kwargs={},
+                      options={"retries": 5, "requeue_timestamp": stamp,
+                               "traceback": "Traceback...\nConnectionError: SMTP server closed the connection"},
+                      message_id="3f1e9c2a-0000-4000-8000-000000000017", message_timestamp=stamp - 60_000)
+    broker.dead_letters_by_queue["default"].append(MessageProxy(message))
+    return broker
+
+
 def main() -> int:
     from models.db import session_scope
 

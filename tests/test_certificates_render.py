@@ -25,7 +25,7 @@ from certificates import (
     required_fields,
     validate_template,
 )
-from certificates.fonts import family_file, load_face
+from certificates.faces import family_file, load_face
 from certificates.qr import qr_matrix
 from certificates.subset import _checksum, build_subset
 
@@ -147,8 +147,8 @@ def test_long_names_shrink_or_wrap_but_are_never_cut(default):
     assert " ".join(text.split()).count("Habsburg-Lothringen") == 1
 
 
-def test_decomposed_accents_are_normalised(default):
-    text = pdftotext(render(default, {"fullname": "Zoe\u0308 Ange\u0301lique", "course_name": "C"})[0])
+def test_decomposed_accents_and_stray_whitespace_are_normalised(default):
+    text = pdftotext(render(default, {"fullname": "Zoe\u0308\t Ange\u0301lique\n", "course_name": "C"})[0])
     assert "Zoë Angélique" in text
 
 
@@ -268,3 +268,46 @@ def test_codes_are_readable_unique_and_forgiving():
     assert normalize_code("MANI-1LI0-0000-0000") == "MANI-1110-0000-0000"
     assert normalize_code("MANI-UUUU-0000-0000") is None
     assert normalize_code("hello") is None
+
+
+def make_cff_font(path: Path, chars: str) -> Path:
+    """A tiny CFF-flavoured OpenType font (a box per character), like Noto CJK's .otf files."""
+    from fontTools.fontBuilder import FontBuilder
+    from fontTools.pens.t2CharStringPen import T2CharStringPen
+
+    names = [".notdef", "space"] + [f"uni{ord(c):04X}" for c in chars]
+    builder = FontBuilder(1000, isTTF=False)
+    builder.setupGlyphOrder(names)
+    builder.setupCharacterMap({32: "space", **{ord(c): f"uni{ord(c):04X}" for c in chars}})
+    outlines = {}
+    for name in names:
+        pen = T2CharStringPen(600, None)
+        if name != "space":
+            pen.moveTo((50, 0)), pen.lineTo((550, 0)), pen.lineTo((550, 700)), pen.lineTo((50, 700)), pen.closePath()
+        outlines[name] = pen.getCharString()
+    builder.setupCFF("BoxesCFF", {"FullName": "Boxes CFF"}, outlines, {})
+    builder.setupHorizontalMetrics({name: (600, 50) for name in names})
+    builder.setupHorizontalHeader(ascent=800, descent=-200)
+    builder.setupNameTable({"familyName": "BoxesCFF", "styleName": "Regular"})
+    builder.setupOS2(sTypoAscender=800, usWinAscent=800, usWinDescent=200)
+    builder.setupPost()
+    builder.save(str(path))
+    return path
+
+
+def test_cff_opentype_fallback_fonts_take_fpdf2s_own_path(default, tmp_path):
+    font = make_cff_font(tmp_path / "boxes.otf", "李小龍")
+    pdf, _ = render(default, {"fullname": "李小龍 Bruce", "course_name": "C"}, fallback=[str(font)])
+    done = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True)
+    assert "李小龍 Bruce" in done.stdout.decode()
+
+
+def test_hebrew_is_drawn_right_to_left(default):
+    pdf, _ = render(default, {"fullname": "דוד לוי", "course_name": "C"})
+    text = pdftotext(pdf).replace("\u202b", "").replace("\u202c", "")
+    assert "דוד" in text and "לוי" in text
+
+
+def test_scripts_that_need_shaping_are_a_clear_error(default):
+    with pytest.raises(CertificateError, match=r"name 'محمد علي' is in Arabic script, which needs text shaping"):
+        render(default, {"fullname": "محمد علي", "course_name": "C"})

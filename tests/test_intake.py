@@ -316,3 +316,29 @@ def test_validate_record_for_json_recipients():
     assert nested == RejectedRow(2, "x@example.com", "field 'extra' must be text or a number, not dict")
     missing = validate_record({"userid": 5}, line=3, max_field_length=1000, seen=seen)
     assert missing == RejectedRow(3, None, "missing email")
+
+
+ADDRESSES = [
+    "plain@example.com", "First.Last@Example.COM", "a+tag@sub.example.org", "x@example", "x@localhost",
+    "x@example.test", "x@-bad.example.com", "x@exa_mple.com", "a..b@example.com", ".a@example.com",
+    "a.@example.com", '"quoted"@example.com', "üñî@example.com", "user@bücher.example", "user@[127.0.0.1]",
+    "a" * 64 + "@example.com", "a" * 65 + "@example.com", "u@" + "d" * 63 + ".com", "u@" + ("a" * 60 + ".") * 4 + "com",
+    "no-at-sign.example.com", "two@@example.com", "sp ace@example.com", "user@example.com.", "user@.example.com",
+]
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+def test_the_fast_path_decides_exactly_as_email_validator(address):
+    from email_validator import EmailNotValidError, validate_email
+
+    from backend.intake import checked_address
+
+    try:
+        expected = validate_email(address, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        expected = None
+    try:
+        actual = checked_address(address)
+    except EmailNotValidError:
+        actual = None
+    assert actual == expected

@@ -36,7 +36,8 @@ def check_health() -> tuple[bool, dict]:
         report["database"] = {"ok": False, "error": f"{type(error).__name__}: {error}"[:300]}
     try:
         stats = deadletters.broker_stats()
-        report["broker"] = {"ok": True, "kind": stats.kind, "depth": stats.depth, "dead_letters": stats.dead_letters}
+        kind = "embedded" if stats.kind in ("none", "stub") else stats.kind
+        report["broker"] = {"ok": True, "kind": kind, "depth": stats.depth, "dead_letters": stats.dead_letters}
     except Exception as error:  # noqa: BLE001
         report["broker"] = {"ok": False, "error": f"{type(error).__name__}: {error}"[:300]}
     healthy = all(part["ok"] for part in report.values())

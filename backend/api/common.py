@@ -140,10 +140,17 @@ def audit_rejection(*, action: str, address: str | None, error: ApiError, actor:
         log.exception("could not write the audit entry for a rejected %s", action)
 
 
+def shared_broker() -> bool:
+    """Is there a broker other processes read? With the embedded one, a message sent by
+    `mani serve` would only reach its own (absent) workers: the workers' sweeper finds the
+    stored work instead."""
+    return bool(get_settings().redis_url)
+
+
 def enqueue_callbacks(delivery_ids: list[int]) -> bool:
     """Hand new deliveries to the broker; when it is down, the sweeper sends them later."""
-    if not delivery_ids:
-        return True
+    if not delivery_ids or not shared_broker():
+        return False
     from backend.dispatch import broker_errors, enqueue_followups
     from backend.engine import Followups
 

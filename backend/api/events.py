@@ -10,10 +10,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from backend import audit, callbacks, webhooks
-from backend.api.common import ApiConfig, ApiError, audit_rejection, client_address, enqueue_callbacks, read_body
+from backend.api.common import (
+    ApiConfig, ApiError, audit_rejection, client_address, enqueue_callbacks, read_body, shared_broker,
+)
 from backend.api.inbound import receive_worker_callback
 from backend.company_settings import resolve
-from backend.errors import NotFound, UnusableInput
+from backend.errors import ManiError, NotFound, UnusableInput
 from models.db import session_scope
 
 log = logging.getLogger("mani.api")
@@ -56,6 +58,8 @@ def _finish(job_id: int) -> None:
     from backend.dispatch import broker_errors, enqueue_followups
     from backend.engine import Followups
 
+    if not shared_broker():
+        return  # the workers' sweeper finishes it
     try:
         enqueue_followups(Followups(finish_job_ids=[job_id]))
     except broker_errors() as error:
@@ -140,8 +144,14 @@ def handle_sns(*, body: bytes, address: str | None, config: ApiConfig, http_clie
         except webhooks.WebhookRejected as error:
             raise ApiError(401, "bad_signature", str(error)) from None
         if kind == "SubscriptionConfirmation":
-            status = webhooks.confirm_subscription(message, http_client=http_client,
-                                                   cert_pattern=config.sns_cert_url_pattern)
+            try:
+                status = webhooks.confirm_subscription(message, http_client=http_client,
+                                                       cert_pattern=config.sns_cert_url_pattern)
+            except webhooks.WebhookRejected as error:
+                raise ApiError(401, "bad_url", str(error)) from None
+            except ManiError as error:
+                # SNS sends the confirmation again later; say why this one did not work.
+                raise ApiError(502, "confirm_failed", str(error)) from None
             with session_scope() as session:
                 audit.record(session=session, actor="webhook:ses", source="api", action="webhook.ses.subscribe",
                              target=message.get("TopicArn"), address=address, details={"confirm_status": status})
@@ -152,10 +162,6 @@ def handle_sns(*, body: bytes, address: str | None, config: ApiConfig, http_clie
             events = webhooks.parse_ses(message)
         except UnusableInput as error:
             raise ApiError(422, "invalid", str(error)) from None
-    except webhooks.WebhookRejected as error:
-        error = ApiError(401, "bad_url", str(error))
-        audit_rejection(action="webhook.ses.rejected", address=address, error=error, actor="webhook:ses")
-        return error.response()
     except ApiError as error:
         audit_rejection(action="webhook.ses.rejected", address=address, error=error, actor="webhook:ses")
         return error.response()

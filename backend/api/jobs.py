@@ -11,7 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from backend import audit, tokens
-from backend.api.common import ApiConfig, ApiError, audit_rejection, bearer_token, client_address, read_body
+from backend.api.common import (
+    ApiConfig, ApiError, audit_rejection, bearer_token, client_address, read_body, shared_broker,
+)
 from backend.api.job_json import JobRequest, parse_body, parse_job_request
 from backend.errors import UnusableInput
 from backend.settings import get_settings
@@ -100,7 +102,8 @@ def submit_job(*, body: bytes, request_token: str | None, address: str | None) -
         return error.response()
     from backend.dispatch import enqueue_job
 
-    queued = enqueue_job(job.id)
+    # Not enqueued = stored for the workers' sweeper, which dispatches it within seconds.
+    queued = enqueue_job(job.id) if shared_broker() else False
     return JSONResponse(
         _job_answer(job, existing=False, accepted=created.accepted, skipped_duplicates=created.skipped_duplicates,
                     enqueued=queued, links={"self": f"/api/v1/jobs/{job.uuid}"}),

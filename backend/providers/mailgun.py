@@ -209,7 +209,7 @@ class MailgunProvider:
         raw = compose(message, sender=self.sender)
         data = {"to": normalize_address(message.to_address), "v:mani-message-id": message.message_id}
         return self._client.mimemessage.create(
-            domain=self.domain, data=data, files={"message": ("message.mime", raw, "message/rfc822")}
+            domain=self.domain, data=data, files={"message": ("message.mime", raw, "application/octet-stream")}
         )
 
 

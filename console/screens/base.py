@@ -9,7 +9,7 @@ from typing import ClassVar
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer
+from textual.widgets import Footer, Input
 
 from console.calls import READ_ONLY_MESSAGE
 from console.messages import ActionDone, ActionFailed
@@ -32,6 +32,12 @@ class ManiScreen(Screen):
 
     def compose_body(self) -> Iterable[Widget]:
         return ()
+
+    def on_mount(self) -> None:
+        # A blinking cursor would make screenshots and snapshot tests depend on timing.
+        if self.app.is_headless:
+            for field in self.query(Input):
+                field.cursor_blink = False
 
     # Actions ----------------------------------------------------------------------------------
 

@@ -121,7 +121,7 @@ Select a job and press **Enter** for its detail."""
             shown = len(snapshot.jobs)
             status.update(
                 f"Updated {snapshot.now:%H:%M:%S} UTC · refresh {every} · "
-                f"{shown:,} of {snapshot.active_jobs:,} active jobs shown"
+                + (f"{shown:,} of {snapshot.active_jobs:,} active jobs shown" if shown else "no active jobs")
             )
 
     def _show_counters(self, snap: DashboardSnapshot, stats: BrokerStats | None) -> None:
@@ -162,7 +162,7 @@ Select a job and press **Enter** for its detail."""
             columns = ("Job", "Type", "Company", "Status", "Progress", "Sent/Total", "Failed", "Rate", "Last min",
                        "Age", "Problem")
         else:
-            columns = ("Job", "Type", "Company", "Status", "Progress", "Sent/Total", "Fail", "Rate", "Age")
+            columns = ("Job", "Type", "Company", "Status", "Progress", "Sent", "Fail", "Rate", "Age")
         for label in columns:
             table.add_column(label, key=label)
         return True
@@ -190,16 +190,14 @@ Select a job and press **Enter** for its detail."""
                 )
             else:
                 row = (
-                    ident, job.type, cells.ellipsis(job.company_id or "–", 8), status,
-                    cells.progress_bar(job.done, job.failed, job.total, width=6),
+                    ident, cells.ellipsis(job.type, 11), cells.ellipsis(job.company_id or "–", 7), status,
+                    cells.progress_bar(job.done, job.failed, job.total, width=4),
                     f"{cells.short_number(job.sent)}/{cells.short_number(job.total)}",
                     cells.short_number(job.failed), cells.rate(job.rate_per_minute), cells.age(snap.now, job.created_at),
                 )
             table.add_row(*row, key=str(job.id))
         if selected is not None and str(selected) in {str(job.id) for job in snap.jobs}:
             table.move_cursor(row=table.get_row_index(str(selected)), animate=False)
-        if not snap.jobs:
-            self.query_one("#dashboard-status", Static).update("No active jobs.")
 
     def action_open_job(self) -> None:
         table = self.query_one("#active-jobs", DataTable)

@@ -137,21 +137,25 @@ Each change asks first and says how many recipients it touches."""
     def _show_detail(self, detail: JobDetail) -> None:
         self.detail = detail
         job, now = detail.job, self.app.config.clock()
-        company = f"{detail.company_name} ({job.company_id})" if job.company_id else "no company"
+        wide = self.app.size.width >= 120
+        company = (f"{detail.company_name} ({job.company_id})" if wide else job.company_id) if job.company_id \
+            else "no company"
         line1 = Text.assemble(
             (f"Job {job.id}", "bold"), f" · {job.type} · {company} · ", cells.status_text(job.status),
             f" · route {detail.route or '–'}/{detail.provider or '–'}",
         )
         pending = sum(detail.counts.get(s, 0) for s in ("pending", "processing", "retry_pending"))
         line2 = Text.assemble(
-            cells.progress_bar(job.done, job.failed, job.total, width=20), "  ",
+            cells.progress_bar(job.done, job.failed, job.total, width=20 if wide else 10), "  ",
             (f"{cells.number(job.sent)} sent", "green"), " · ", (f"{cells.number(job.failed)} failed", "red"),
             f" · {cells.number(pending)} to go · of {cells.number(job.total)}",
         )
         line3 = Text(
-            f"created {cells.age(now, job.created_at)} ago by {job.created_by or '–'} · {job.uuid} · "
-            f"{job.source_name or ''} · skipped {detail.skipped_duplicates} · rejected {detail.rejected_count}",
-            style="dim",
+            f"created {cells.age(now, job.created_at)} ago by {job.created_by or '–'} · "
+            + (f"{job.uuid} · " if wide else "")
+            + f"{cells.ellipsis(job.source_name, 24)} · skipped {detail.skipped_duplicates} · "
+            f"rejected {detail.rejected_count}",
+            style="dim", no_wrap=True, overflow="ellipsis",
         )
         lines = [line1, line2, line3]
         if detail.error:

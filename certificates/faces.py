@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import unicodedata
 from array import array
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,7 +72,9 @@ def _read_face(path: Path, number: int = 0) -> FontFace:
     order = font.getGlyphOrder()
     gid_of = {name: gid for gid, name in enumerate(order)}
     glyph_ids = {cp: gid_of[name] for cp, name in cmap.items()}
-    cw = {cp: round(scale * (hmtx[name][0] if hmtx[name][0] != 65535 else 0) + 0.001) for cp, name in cmap.items()}
+    default_width = round(scale * hmtx[order[0]][0])
+    cw: dict[int, int] = defaultdict(lambda: default_width)  # fpdf2 reads unknown characters as .notdef
+    cw.update({cp: round(scale * (hmtx[name][0] if hmtx[name][0] != 65535 else 0) + 0.001) for cp, name in cmap.items()})
     os2, post, hhea, head = font["OS/2"], font["post"], font["hhea"], font["head"]
     flags = 4  # SYMBOLIC: glyphs are addressed by CID, not by a standard encoding
     if post.isFixedPitch:
@@ -80,7 +83,6 @@ def _read_face(path: Path, number: int = 0) -> FontFace:
         flags |= 0x40
     if os2.usWeightClass >= 600:
         flags |= 0x40000
-    default_width = round(scale * hmtx[order[0]][0])
     descriptor = dict(
         ascent=round(hhea.ascent * scale),
         descent=round(hhea.descent * scale),
