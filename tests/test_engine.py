@@ -183,3 +183,38 @@ def test_outbox_writes_one_eml_per_recipient(any_db, tmp_path, mani_env):
     assert len(files) == 3
     parsed = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert parsed.get_content_type() == "multipart/alternative"
+
+
+def test_temporary_passwords_are_encrypted_at_rest_and_wiped_once_sent(sqlite_db, tmp_path):
+    from pathlib import Path
+
+    from backend.field_cipher import field_cipher
+
+    job_id = submit(write_csv(tmp_path / "u.csv", people(3)))
+    database = Path(sqlite_db.removeprefix("sqlite:///"))
+    stored = b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*"))
+    assert b"Tmp-00001!x" not in stored
+    rows = recipients(job_id)
+    assert all(r.secret.startswith("g1:") for r in rows)
+    assert field_cipher().decrypt(rows[1].secret) == "Tmp-00001!x"
+    run_inline(job_id)
+    assert [r.secret for r in recipients(job_id)] == [None, None, None]
+
+
+def test_field_cipher_rotates_keys_and_refuses_a_foreign_key(mani_env, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    from backend.errors import ManiError
+    from backend.field_cipher import field_cipher
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    monkeypatch.setenv("MANI_SECRET_KEY", old)
+    reset_settings_cache()
+    token = field_cipher().encrypt("Tmp-1")
+    monkeypatch.setenv("MANI_SECRET_KEY", f"{new},{old}")
+    reset_settings_cache()
+    assert field_cipher().decrypt(token) == "Tmp-1"
+    monkeypatch.setenv("MANI_SECRET_KEY", new)
+    reset_settings_cache()
+    with pytest.raises(ManiError):
+        field_cipher().decrypt(token)
