@@ -7,6 +7,7 @@ batch's mail. Nothing here commits: the caller's `session_scope()` does.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import re
@@ -129,20 +130,30 @@ def recipient_data(job: Job, recipient: Recipient) -> dict:
     return data
 
 
-def _storage_for(*, session: Session, job: Job, settings) -> Storage:
-    """The company's storage on the cloud path (certificate_generation_mode), local storage otherwise."""
-    try:
-        from backend.company_settings import resolve
+class _Storages:
+    """The storages a job's certificates live in: the one new issues go to, and any older ones by name."""
 
-        resolved = dict(resolve(session=session, company_id=job.company_id, settings=settings))
-    except ImportError:  # pragma: no cover - the settings part is always installed with mani
-        company = session.get(Company, job.company_id) if job.company_id else None
-        resolved = dict(company.settings) if company else {}
-    mode = resolved.get("certificate_generation_mode") or "cloud_if_enabled"
-    name = resolved.get("storage") or "local"
-    if mode == "local" or (mode == "cloud_if_enabled" and job.route != "cloud"):
-        name = "local"
-    return get_storage(settings=settings, company_settings=resolved, name=name)
+    def __init__(self, *, session: Session, job: Job, settings):
+        try:
+            from backend.company_settings import resolve
+
+            self.resolved = dict(resolve(session=session, company_id=job.company_id, settings=settings))
+        except ImportError:  # pragma: no cover - the settings part is always installed with mani
+            company = session.get(Company, job.company_id) if job.company_id else None
+            self.resolved = dict(company.settings) if company else {}
+        self.settings = settings
+        # The company's storage on the cloud path (certificate_generation_mode), local otherwise.
+        mode = self.resolved.get("certificate_generation_mode") or "cloud_if_enabled"
+        name = self.resolved.get("storage") or "local"
+        if mode == "local" or (mode == "cloud_if_enabled" and job.route != "cloud"):
+            name = "local"
+        self.current = get_storage(settings=settings, company_settings=self.resolved, name=name)
+        self._by_name: dict[str, Storage] = {self.current.name: self.current}
+
+    def named(self, name: str) -> Storage:
+        if name not in self._by_name:
+            self._by_name[name] = get_storage(settings=self.settings, company_settings=self.resolved, name=name)
+        return self._by_name[name]
 
 
 def _current(session: Session, job_id: int, recipient_ids: list[int]) -> dict[int, Certificate]:
@@ -174,20 +185,23 @@ def prepare_batch(*, session: Session, job: Job, recipients: Sequence[Recipient]
     except UnusableInput as error:  # the template went away since submit: every row fails the same way
         return {r.id: CertificateResult(code=None, url=None, error=str(error)) for r in recipients}
     attach = _attach(data)
-    storage = _storage_for(session=session, job=job, settings=settings)
+    storages = _Storages(session=session, job=job, settings=settings)
+    storage = storages.current
     ttl = int(setting_value(settings, "presigned_url_ttl", 604800))
     existing = _current(session, job.id, [r.id for r in recipients])
     for recipient in recipients:
         certificate = existing.get(recipient.id)
         if certificate is not None:
-            url = storage.url(certificate.storage_key, ttl=ttl)
+            stored_in = storages.named(certificate.storage_backend)
+            url = stored_in.url(certificate.storage_key, ttl=ttl)
             try:
-                pdf = storage.get(certificate.storage_key) if attach else None
+                pdf = stored_in.get(certificate.storage_key) if attach else None
             except NotFound:  # frozen as issued: never silently re-rendered
                 results[recipient.id] = CertificateResult(code=None, url=None, error=(
                     f"certificate {certificate.code} is missing from storage; revoke it and retry to issue a new one"))
                 continue
-            results[recipient.id] = CertificateResult(certificate.code, url, pdf, verify_url=verify_url(certificate.code, settings=settings), reused=True)
+            results[recipient.id] = CertificateResult(certificate.code, url, pdf, reused=True,
+                                                      verify_url=verify_url(certificate.code, settings=settings))
         else:
             code = new_code()
             issued_at = utcnow()
@@ -206,7 +220,7 @@ def prepare_batch(*, session: Session, job: Job, recipients: Sequence[Recipient]
                 code=code, job_id=job.id, recipient_id=recipient.id, email=recipient.email,
                 fullname=values["fullname"][:512], course_name=values.get("course_name", "")[:512],
                 template=template.name, issued_at=issued_at, expires_at=expires_at,
-                storage_backend=storage.name, storage_key=key, sha256=_sha256(pdf), size=len(pdf),
+                storage_backend=storage.name, storage_key=key, sha256=hashlib.sha256(pdf).hexdigest(), size=len(pdf),
             )
             session.add(certificate)
             url = storage.url(key, ttl=ttl)
@@ -216,12 +230,6 @@ def prepare_batch(*, session: Session, job: Job, recipients: Sequence[Recipient]
         session.add(recipient)
     session.flush()
     return results
-
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -317,8 +325,7 @@ def export_zip(*, session: Session, job_ref: str | int, path: str | Path,
     from backend.job_queries import get_job
 
     job = get_job(session=session, job_ref=job_ref)
-    settings = get_settings()
-    storage = _storage_for(session=session, job=job, settings=settings)
+    storages = _Storages(session=session, job=job, settings=get_settings())
     conditions = [Certificate.job_id == job.id]
     if not include_revoked:
         conditions.append(Certificate.revoked_at.is_(None))
@@ -329,7 +336,8 @@ def export_zip(*, session: Session, job_ref: str | int, path: str | Path,
     os.close(handle)
     done, missing, last_id = 0, [], 0
     columns = (Certificate.id, Certificate.code, Certificate.email, Certificate.fullname, Certificate.course_name,
-               Certificate.issued_at, Certificate.expires_at, Certificate.revoked_at, Certificate.storage_key)
+               Certificate.issued_at, Certificate.expires_at, Certificate.revoked_at, Certificate.storage_key,
+               Certificate.storage_backend)
     try:
         with tempfile.TemporaryFile("w+b") as manifest_file, \
                 zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
@@ -345,7 +353,7 @@ def export_zip(*, session: Session, job_ref: str | int, path: str | Path,
                     last_id = row.id
                     name = f"{_UNSAFE.sub('-', row.fullname).strip('-')[:80] or 'certificate'}-{row.code}.pdf"
                     try:
-                        with storage.open_stream(row.storage_key) as source, \
+                        with storages.named(row.storage_backend).open_stream(row.storage_key) as source, \
                                 archive.open(name, "w", force_zip64=True) as sink:
                             shutil.copyfileobj(source, sink, 1 << 20)
                     except NotFound:

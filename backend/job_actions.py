@@ -80,7 +80,8 @@ def retry_job(
     session.execute(
         update(BATCHES)
         .where(BATCHES.c.id.in_(batch_ids), BATCHES.c.status.in_(list(BATCH_FINAL) + [BatchStatus.RETRY_PENDING]))
-        .values(status=BatchStatus.RETRY_PENDING, next_attempt_at=now, finished_at=None, enqueued_at=now)
+        # No `enqueued_at`: the caller's enqueue stamps it, or the sweeper sends it at once.
+        .values(status=BatchStatus.RETRY_PENDING, next_attempt_at=now, finished_at=None, enqueued_at=None)
     )
     job.failed_count = max(0, job.failed_count - count)
     if job.status in JOB_FINAL:
@@ -115,7 +116,7 @@ def resume_job(*, session: Session, job_ref: str | int, actor: str, source: str)
     batch_ids = list(session.execute(
         update(BATCHES)
         .where(BATCHES.c.job_id == job.id, BATCHES.c.status.in_([BatchStatus.QUEUED, BatchStatus.RETRY_PENDING]))
-        .values(enqueued_at=now)
+        .values(enqueued_at=None)
         .returning(BATCHES.c.id)
     ).scalars()) if was_dispatched else []
     record(session=session, actor=actor, source=source, action="job.resume", target=job.uuid)

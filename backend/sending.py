@@ -175,6 +175,16 @@ def _classify(results: Sequence[SendResult], *, rows_by_id: dict, plan: BatchPla
                 )
 
 
+def render_recipient(
+    *, job_type: str, fields: dict, variables: dict, template_data: dict, settings: Settings
+) -> tuple[dict, templates.RenderedMessage]:
+    """The template context and the rendered message for one recipient (sending and preview share it)."""
+    context = templates.build_context(
+        row_fields=fields, variables=variables or {}, template_data=template_data or {}, settings=settings
+    )
+    return context, templates.render(job_type, context, settings=settings)
+
+
 def _message(*, row: dict, job: Job, plan: BatchPlan, certificate, decrypt, settings: Settings) -> OutgoingMessage:
     fields = {
         "email": row["email"],
@@ -187,10 +197,9 @@ def _message(*, row: dict, job: Job, plan: BatchPlan, certificate, decrypt, sett
     if row.get("certificate_url"):
         fields["certificate_url"] = row["certificate_url"]
         fields["certificate_code"] = row.get("certificate_code")
-    context = templates.build_context(
-        row_fields=fields, variables=row["variables"] or {}, template_data=job.template_data or {}, settings=settings
+    context, rendered = render_recipient(
+        job_type=job.type, fields=fields, variables=row["variables"], template_data=job.template_data, settings=settings
     )
-    rendered = templates.render(job.type, context, settings=settings)
     attachments = []
     pdf = getattr(certificate, "pdf", None)
     if pdf:

@@ -60,10 +60,14 @@ def sweep(*, session: Session, settings: Settings) -> SweepResult:
         BATCHES.c.lease_until < now,
         or_(BATCHES.c.enqueued_at.is_(None), BATCHES.c.enqueued_at < now - lease),
     )
+    # A retry nobody enqueued (an admin's retry while the broker was down, or on the embedded
+    # broker of another process) is due now; a delayed retry message is lost once well overdue.
     lost_retry = and_(
         BATCHES.c.status == BatchStatus.RETRY_PENDING,
-        BATCHES.c.next_attempt_at < now - late,
-        or_(BATCHES.c.enqueued_at.is_(None), BATCHES.c.enqueued_at < now - late),
+        or_(
+            BATCHES.c.enqueued_at.is_(None),
+            and_(BATCHES.c.next_attempt_at < now - late, BATCHES.c.enqueued_at < now - late),
+        ),
     )
     result.batch_ids = _stamp(session, BATCHES, and_(job_is_running, or_(lost_queued, dead_holder, lost_retry)), now)
     open_batch = exists().where(BATCHES.c.job_id == JOBS.c.id, BATCHES.c.status.not_in(list(BATCH_FINAL)))

@@ -267,7 +267,7 @@ class Renderer:
             else:
                 x = element.x
             for face, run in self._runs(line, faces):
-                family, style = (element.font, element.style) if face is primary else (self._register(pdf, face), "")
+                family, style = (element.font, element.style) if face is primary else self._register(pdf, face)
                 pdf.set_font(family, style, size)
                 pdf.text(x, baseline, run)
                 x += self._width_mm(run, [face], size, spacing) + spacing / _PT
@@ -275,10 +275,14 @@ class Renderer:
         if spacing:
             pdf.set_char_spacing(0)
 
-    def _register(self, pdf: FPDF, face: FontFace) -> str:
+    def _register(self, pdf: FPDF, face: FontFace) -> tuple[str, str]:
+        """The (family, style) a fallback face is set with; one the template uses keeps its name."""
+        for (family, style), own in self.faces.items():
+            if own is face:
+                return family, style
         name = f"fallback{self.fallbacks.index(face)}"
         use_face(pdf, name, "", face)
-        return name
+        return name, ""
 
     @staticmethod
     def _runs(text: str, faces: list[FontFace]) -> list[tuple[FontFace, str]]:

@@ -89,7 +89,9 @@ class Batch(SQLModel, table=True):
 class Recipient(SQLModel, table=True):
     __tablename__ = "recipients"
     __table_args__ = (
-        Index("ix_recipients_job_status", "job_id", "status"),
+        # (job_id, id) and (job_id, status, id) let the console page 50,000 recipients by keyset.
+        Index("ix_recipients_job_id", "job_id", "id"),
+        Index("ix_recipients_job_status", "job_id", "status", "id"),
         Index("ix_recipients_batch_status", "batch_id", "status"),
         Index("ix_recipients_email_norm", "email_norm"),
         Index("ix_recipients_sent_at", "sent_at"),

@@ -23,6 +23,7 @@ from backend.storage import LocalStorage, get_storage
 from models import AuditEntry, Job, Recipient, utcnow
 from models.certificates import Certificate
 from models.db import session_scope
+from tests.support.cloud import moto_server  # noqa: F401
 
 PEOPLE = [
     ("zoe@example.com", "Zoë", "Ångström-Kovačević"),
@@ -242,3 +243,34 @@ def test_certificate_job_end_to_end_with_links_in_the_mail(sqlite_db, tmp_path):
             body = message.get_body(("plain",)).get_content()
             assert recipient.certificate_code in body and recipient.certificate_url in body
             assert Path(recipient.certificate_url.removeprefix("file://")).is_file()
+
+
+def test_company_storage_on_s3_with_presigned_links(session, moto_server, tmp_path):
+    import httpx
+
+    from backend.companies import add_company
+    from backend.company_settings import set_company_settings
+
+    moto_server.client("s3").create_bucket(Bucket="acme-certs")
+    add_company(session=session, company_id="acme", name="Acme", actor="t", source="test")
+    set_company_settings(session=session, company_id="acme", actor="t", source="test", values={
+        "enabled": "true", "storage": "s3", "bucket": "acme-certs", "aws_region": "us-east-1",
+        "aws_access_key_id": "AKIAX", "aws_secret_access_key": "moto-secret-key", "s3_endpoint_url": moto_server.url})
+    rows = [RecipientRow(line=2, email="ari@example.com", email_norm="ari@example.com", firstname="Αριστοτέλης",
+                         lastname="Παπαδόπουλος")]
+    job = create_job(session=session, job_type="certificate", rows=rows, action="certificate", company_id="acme",
+                     template_data={"course_name": "Cloud 101"}, available_variables={"email", "firstname", "lastname"}).job
+    job.route = "cloud"  # what routing decides for an enabled company over its threshold
+    [recipient] = recipients_of(session, job)
+    result = service.prepare_batch(session=session, job=job, recipients=[recipient])[recipient.id]
+    assert result.error is None and result.url.startswith(moto_server.url) and "X-Amz-Expires=" in result.url
+    pdf = httpx.get(result.url).content
+    assert "Αριστοτέλης Παπαδόπουλος" in pdftotext(pdf)
+    row = session.exec(select(Certificate).where(Certificate.code == result.code)).one()
+    assert (row.storage_backend, row.sha256) == ("s3", sha256(pdf).hexdigest())
+    again = service.prepare_batch(session=session, job=job, recipients=[recipient])[recipient.id]
+    assert again.code == result.code and again.reused
+    assert moto_server.client("s3").list_objects_v2(Bucket="acme-certs")["KeyCount"] == 1
+    exported = service.export_zip(session=session, job_ref=job.uuid, path=tmp_path / "s3.zip")
+    with zipfile.ZipFile(tmp_path / "s3.zip") as archive:
+        assert exported.count == 1 and archive.read(f"Αριστοτέλης-Παπαδόπουλος-{result.code}.pdf") == pdf

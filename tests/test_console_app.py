@@ -395,10 +395,6 @@ async def test_redis_down_shows_a_banner_and_recovers_by_itself(sqlite_db, redis
 
 @run_async
 async def test_bulk_csv_preview_then_send_creates_the_job(demo_db, tmp_path):
-    from backend import jobs
-
-    if not hasattr(jobs, "preview_csv"):
-        pytest.skip("backend.jobs.preview_csv is not there yet")
     csv_file = tmp_path / "new-users.csv"
     csv_file.write_text(
         "email,firstname,lastname,username,password\n"

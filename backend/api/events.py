@@ -21,14 +21,13 @@ from models.db import session_scope
 log = logging.getLogger("mani.api")
 
 
-async def _body(request: Request) -> tuple[bytes | None, str | None, JSONResponse | None]:
+async def _body(request: Request, action: str) -> tuple[bytes | None, str | None, JSONResponse | None]:
     config: ApiConfig = request.app.state.config
     address = client_address(request, config)
     try:
         return await read_body(request, config.max_event_body), address, None
     except ApiError as error:
-        await run_in_threadpool(audit_rejection, action=f"api.{request.url.path.strip('/').replace('/', '.')}.rejected",
-                                address=address, error=error)
+        await run_in_threadpool(audit_rejection, action=action, address=address, error=error)
         return None, address, error.response()
 
 
@@ -67,7 +66,7 @@ def _finish(job_id: int) -> None:
 
 
 async def post_worker_callback(request: Request) -> JSONResponse:
-    body, address, refused = await _body(request)
+    body, address, refused = await _body(request, "api.callback.rejected")
     if refused is not None:
         return refused
     config: ApiConfig = request.app.state.config
@@ -124,7 +123,7 @@ def handle_mailgun(*, body: bytes, company_id: str | None, address: str | None, 
 
 
 async def post_mailgun(request: Request) -> JSONResponse:
-    body, address, refused = await _body(request)
+    body, address, refused = await _body(request, "webhook.mailgun.rejected")
     if refused is not None:
         return refused
     return await run_in_threadpool(handle_mailgun, body=body, company_id=request.path_params.get("company_id"),
@@ -169,7 +168,7 @@ def handle_sns(*, body: bytes, address: str | None, config: ApiConfig, http_clie
 
 
 async def post_ses(request: Request) -> JSONResponse:
-    body, address, refused = await _body(request)
+    body, address, refused = await _body(request, "webhook.ses.rejected")
     if refused is not None:
         return refused
     return await run_in_threadpool(handle_sns, body=body, address=address, config=request.app.state.config,

@@ -185,8 +185,7 @@ def _recipients(value: Any, *, max_field_length: int, bad) -> tuple[list[Recipie
         # The line is the index, so intake's "duplicate of line N" names the other index.
         result = validate_record(record, line=index, max_field_length=max_field_length, seen=seen)
         if isinstance(result, RejectedRow):
-            reason = result.reason.replace("duplicate of line", "duplicate of recipients[") + (
-                "]" if "duplicate of line" in result.reason else "")
+            reason = re.sub(r"duplicate of line (\d+)", r"duplicate of recipients[\1]", result.reason)
             bad(f"recipients[{index}].{_recipient_field(result.reason)}", reason)
             continue
         rows.append(result)

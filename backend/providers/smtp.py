@@ -16,7 +16,8 @@ How replies become outcomes:
 - a refused, dropped or timed-out connection -> one reconnect, and the message in flight is
   sent again on the new connection (a drop after the final "." may make that a duplicate,
   with the same Message-ID). If the reconnect fails, the message and all the rest of the
-  batch are TRANSIENT. At most `MAX_RECONNECTS` reconnects per batch.
+  batch are TRANSIENT. At most `MAX_RECONNECTS` reconnects per batch (one `with`), however
+  many `send` calls it makes; once the batch gave up, later calls answer at once.
 
 `send` never raises for a message's or the server's fault; a bad URL raises ProviderError
 when the provider is built. No error text ever holds the password.
@@ -97,6 +98,9 @@ class SmtpProvider:
         self.security, self.cafile, self.verify, self.helo = security, cafile, verify, helo
         self._client: smtplib.SMTP | None = None
         self._connect_error: tuple[Outcome, str] | None = None
+        # Set once the batch cannot go on (reconnect failed, throttled): the rest gets this.
+        self._given_up: tuple[Outcome, str] | None = None
+        self._reconnects = 0
 
     # Construction -----------------------------------------------------------------------
 
@@ -169,13 +173,13 @@ class SmtpProvider:
             raise _Refused(error.smtp_code, error.smtp_error, "greeting") from None
         except smtplib.SMTPAuthenticationError as error:
             _close(client)
-            raise _Refused(error.smtp_code, b"login failed: " + _as_bytes(error.smtp_error), "AUTH") from None
+            raise _Refused(error.smtp_code, error.smtp_error, "AUTH") from None
         except smtplib.SMTPResponseException as error:
             _close(client)
             raise _Refused(error.smtp_code, error.smtp_error, "connect") from None
         except smtplib.SMTPNotSupportedError as error:
             _close(client)
-            raise _ConnectionLost(f"{self.host}:{self.port} does not support it: {error}") from None
+            raise _ConnectionLost(f"{self.host}:{self.port}: {error}") from None
         except (OSError, smtplib.SMTPException) as error:
             _close(client)
             raise _ConnectionLost(f"Cannot connect to {self.host}:{self.port}: {_describe(error)}") from None
@@ -189,7 +193,10 @@ class SmtpProvider:
         except _Refused as refused:
             # A refused greeting or login says nothing about the messages: never PERMANENT.
             outcome = Outcome.THROTTLED if refused.code in THROTTLE_CODES else Outcome.TRANSIENT
-            self._connect_error = (outcome, _reply_text(refused.code, refused.reply))
+            text = _reply_text(refused.code, refused.reply)
+            if refused.stage == "AUTH":
+                text = f"Login as {self.username} refused: {text}"
+            self._connect_error = (outcome, text)
         except _ConnectionLost as lost:
             self._connect_error = (Outcome.TRANSIENT, str(lost))
         self._client = None
@@ -200,6 +207,7 @@ class SmtpProvider:
         self._client = None
 
     def __enter__(self) -> "SmtpProvider":
+        self._given_up, self._reconnects = None, 0
         self._open()
         return self
 
@@ -282,10 +290,12 @@ class SmtpProvider:
     def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
         """Send every message on this batch's connection; one result per message, in order."""
         results: list[SendResult] = []
-        reconnects = 0
         index = 0
         retried_current = False
         while index < len(messages):
+            if self._given_up is not None:
+                results.extend(self._rest(messages[index:], *self._given_up))
+                break
             message = messages[index]
             try:
                 recipient = normalize_address(message.to_address)
@@ -299,11 +309,10 @@ class SmtpProvider:
             if self._client is None:
                 # A server that refused us with "back off" is not asked again within this batch.
                 throttled = self._connect_error is not None and self._connect_error[0] is Outcome.THROTTLED
-                if throttled or reconnects >= MAX_RECONNECTS or not self._open():
-                    outcome, error = self._connect_error or (Outcome.TRANSIENT, "Too many reconnects in one batch.")
-                    results.extend(self._rest(messages[index:], outcome, error))
-                    break
-                reconnects += 1
+                if throttled or self._reconnects >= MAX_RECONNECTS or not self._open():
+                    self._given_up = self._connect_error or (Outcome.TRANSIENT, "Too many reconnects in one batch.")
+                    continue
+                self._reconnects += 1
             if smtputf8 and not self._client.has_extn("smtputf8"):
                 error = f"{self.host} does not accept internationalized addresses (SMTPUTF8)."
                 results.append(SendResult(message.recipient_id, Outcome.PERMANENT, error=error))
@@ -325,8 +334,8 @@ class SmtpProvider:
                     error += f" (at {refused.stage})"
                 self._after_refusal(refused.code)
                 if outcome is Outcome.THROTTLED:
-                    results.extend(self._rest(messages[index:], outcome, self._scrub(error)))
-                    break
+                    self._given_up = (outcome, error)
+                    continue
                 results.append(SendResult(message.recipient_id, outcome, error=self._scrub(error)))
             else:
                 match = _QUEUE_ID.search(reply)
@@ -356,10 +365,6 @@ def _flag(options: Mapping[str, str], key: str, *, default: bool) -> bool:
     if value.lower() in _FALSE:
         return False
     raise ProviderError(f"The SMTP URL option {key}={value!r} is not true or false.")
-
-
-def _as_bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
 
 
 def _describe(error: BaseException) -> str:

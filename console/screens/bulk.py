@@ -182,10 +182,10 @@ asks first and says how many recipients get mail."""
 
     @work(thread=True, exclusive=True, group="bulk-preview")
     def run_preview(self, job_type: str, company: str | None, path: str) -> None:
-        from backend import jobs
+        from backend.preview import preview_csv
 
         try:
-            preview = calls.read(self, jobs.preview_csv, path=path, job_type=job_type, company_id=company)
+            preview = calls.read(self, preview_csv, path=path, job_type=job_type, company_id=company)
         except Exception as error:  # noqa: BLE001
             self.post_message(ActionFailed("preview", calls.explain(error)))
             self.post_message(Loaded("preview-failed", calls.explain(error)))

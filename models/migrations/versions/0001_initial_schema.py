@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 12:15:59.276785
+Create Date: 2026-11-22 12:28:05.098951
 """
 from alembic import op
 import sqlalchemy as sa
@@ -208,7 +208,8 @@ def upgrade() -> None:
     with op.batch_alter_table('recipients', schema=None) as batch_op:
         batch_op.create_index('ix_recipients_batch_status', ['batch_id', 'status'], unique=False)
         batch_op.create_index('ix_recipients_email_norm', ['email_norm'], unique=False)
-        batch_op.create_index('ix_recipients_job_status', ['job_id', 'status'], unique=False)
+        batch_op.create_index('ix_recipients_job_id', ['job_id', 'id'], unique=False)
+        batch_op.create_index('ix_recipients_job_status', ['job_id', 'status', 'id'], unique=False)
         batch_op.create_index('ix_recipients_sent_at', ['sent_at'], unique=False)
 
     op.create_table('callback_attempts',
@@ -299,6 +300,7 @@ def downgrade() -> None:
     with op.batch_alter_table('recipients', schema=None) as batch_op:
         batch_op.drop_index('ix_recipients_sent_at')
         batch_op.drop_index('ix_recipients_job_status')
+        batch_op.drop_index('ix_recipients_job_id')
         batch_op.drop_index('ix_recipients_email_norm')
         batch_op.drop_index('ix_recipients_batch_status')
 
