@@ -99,6 +99,11 @@ _TRUE, _FALSE = {"1", "true", "yes", "on", "y"}, {"0", "false", "no", "off", "n"
 _DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z|localhost\Z")
 _REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d{1,2}\Z|auto\Z")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_PATTERNS = {
+    "domain": (_DOMAIN, "must be a domain name like mg.example.com"),
+    "region": (_REGION, "must be an AWS region like eu-west-1 (or auto for R2)"),
+    "bucket": (_BUCKET, "must be 3-63 lowercase letters, digits, dots or hyphens"),
+}
 
 
 def parse_value(spec: SettingSpec, raw: Any, *, scope: str = "company") -> Any:
@@ -161,18 +166,11 @@ def parse_value(spec: SettingSpec, raw: Any, *, scope: str = "company") -> Any:
         except ProviderError as error:
             raise ValueError(str(error).rstrip(".")) from None
         return text
-    if kind == "domain":
-        if not _DOMAIN.match(text.lower()):
-            raise ValueError("must be a domain name like mg.example.com")
-        return text.lower()
-    if kind == "region":
-        if not _REGION.match(text):
-            raise ValueError("must be an AWS region like eu-west-1 (or auto for R2)")
-        return text
-    if kind == "bucket":
-        if not _BUCKET.match(text) or ".." in text:
-            raise ValueError("must be 3-63 lowercase letters, digits, dots or hyphens")
-        return text
+    if kind in _PATTERNS:
+        pattern, why = _PATTERNS[kind]
+        if not pattern.match(text.lower() if kind == "domain" else text) or ".." in text:
+            raise ValueError(why)
+        return text.lower() if kind == "domain" else text
     raise ValueError(f"has an unknown kind {kind}")  # pragma: no cover - a catalogue bug
 
 
@@ -363,33 +361,47 @@ def _validated(values: Mapping[str, Any], *, catalogue: dict[str, SettingSpec], 
     return parsed
 
 
-def set_company_settings(
-    *, session: Session, company_id: str, values: Mapping[str, Any], actor: str, source: str, settings: Any | None = None
-) -> dict[str, dict]:
-    """Validate and store overrides (None or "" clears one); all or nothing. Returns the masked changes."""
+def _apply(*, session: Session, values: Mapping[str, Any], scope: str, settings: Any, read, write,
+           actor: str, source: str, action: str, target: str) -> dict[str, dict]:
+    """Validate all, encrypt secrets (SecretKeyMissing before anything changes), write, audit masked."""
     settings = _settings_or_default(settings)
-    company = _company(session, company_id)
-    parsed = _validated(values, catalogue=COMPANY_CATALOGUE, scope="company")
+    parsed = _validated(values, catalogue=SETTINGS_CATALOGUE[scope], scope=scope)
     tokens = {k: encrypt(str(v), settings=settings) for k, v in parsed.items() if v is not None and _ALL[k].secret}
-    plain, secrets = dict(company.settings or {}), dict(company.secrets or {})
     reveal = _reveal_or_unreadable(settings)
     changes: dict[str, dict] = {}
     for key, value in parsed.items():
         spec = _ALL[key]
-        old = reveal(secrets[key]) if key in secrets else plain.get(key)
-        plain.pop(key, None)
-        secrets.pop(key, None)
-        if value is not None:
-            (secrets if spec.secret else plain)[key] = tokens.get(key, value)
+        old = read(key, reveal)
+        write(key, spec, None if value is None else tokens.get(key, value))
         if old != value:
             changes[key] = {"from": _shown(spec, old), "to": _shown(spec, value)}
+    if changes:
+        audit.record(session=session, actor=actor, source=source, action=action, target=target,
+                     details={"changes": changes})
+    return changes
+
+
+def set_company_settings(
+    *, session: Session, company_id: str, values: Mapping[str, Any], actor: str, source: str, settings: Any | None = None
+) -> dict[str, dict]:
+    """Validate and store overrides (None or "" clears one); all or nothing. Returns the masked changes."""
+    company = _company(session, company_id)
+    plain, secrets = dict(company.settings or {}), dict(company.secrets or {})
+
+    def read(key, reveal):
+        return reveal(secrets[key]) if key in secrets else plain.get(key)
+
+    def write(key, spec, stored):
+        plain.pop(key, None)
+        secrets.pop(key, None)
+        if stored is not None:
+            (secrets if spec.secret else plain)[key] = stored
+
+    changes = _apply(session=session, values=values, scope="company", settings=settings, read=read, write=write,
+                     actor=actor, source=source, action="company.settings", target=f"company:{company_id}")
+    # New dicts: SQLAlchemy does not see changes made inside a JSON value.
     company.settings, company.secrets, company.updated_at = plain, secrets, utcnow()
     session.add(company)
-    if changes:
-        audit.record(
-            session=session, actor=actor, source=source, action="company.settings",
-            target=f"company:{company_id}", details={"changes": changes},
-        )
     return changes
 
 
@@ -397,31 +409,24 @@ def set_global_settings(
     *, session: Session, values: Mapping[str, Any], actor: str, source: str, settings: Any | None = None
 ) -> dict[str, dict]:
     """Validate and store global overrides (None or "" clears one); all or nothing. Returns the masked changes."""
-    settings = _settings_or_default(settings)
-    parsed = _validated(values, catalogue=GLOBAL_CATALOGUE, scope="global")
-    tokens = {k: encrypt(str(v), settings=settings) for k, v in parsed.items() if v is not None and _ALL[k].secret}
-    reveal = _reveal_or_unreadable(settings)
-    changes: dict[str, dict] = {}
-    for key, value in parsed.items():
-        spec = _ALL[key]
+
+    def read(key, reveal):
         row = session.get(GlobalSetting, key)
-        old = None if row is None else (reveal(row.value) if row.is_secret else json.loads(row.value))
-        if value is None:
+        return None if row is None else (reveal(row.value) if row.is_secret else json.loads(row.value))
+
+    def write(key, spec, stored):
+        row = session.get(GlobalSetting, key)
+        if stored is None:
             if row is not None:
                 session.delete(row)
-        else:
-            row = row or GlobalSetting(key=key, value="")
-            row.value = tokens[key] if spec.secret else json.dumps(value)
-            row.is_secret, row.updated_at = spec.secret, utcnow()
-            session.add(row)
-        if old != value:
-            changes[key] = {"from": _shown(spec, old), "to": _shown(spec, value)}
-    if changes:
-        audit.record(
-            session=session, actor=actor, source=source, action="settings.global",
-            target="global", details={"changes": changes},
-        )
-    return changes
+            return
+        row = row or GlobalSetting(key=key, value="")
+        row.value = stored if spec.secret else json.dumps(stored)
+        row.is_secret, row.updated_at = spec.secret, utcnow()
+        session.add(row)
+
+    return _apply(session=session, values=values, scope="global", settings=settings, read=read, write=write,
+                  actor=actor, source=source, action="settings.global", target="global")
 
 
 def _register_cloud_providers() -> None:

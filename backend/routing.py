@@ -62,9 +62,9 @@ def configuration_problems(resolved: Any, provider: str, *, certificates: bool =
             problems.append("sendgrid_api_key is not set")
     elif provider == "smtp" and not get("smtp_url"):
         problems.append("smtp_url is not set")
-    if provider in ("ses",) or certificates:
-        if bool(get("aws_access_key_id")) != bool(get("aws_secret_access_key")) and get("storage") != "local":
-            problems.append("set both aws_access_key_id and aws_secret_access_key, or neither (IAM role)")
+    needs_aws = provider == "ses" or (certificates and get("storage") in ("s3", "r2"))
+    if needs_aws and bool(get("aws_access_key_id")) != bool(get("aws_secret_access_key")):
+        problems.append("set both aws_access_key_id and aws_secret_access_key, or neither (IAM role)")
     if get("cloud_mode", "workers") not in (None, "workers"):
         problems.append(f"cloud_mode {get('cloud_mode')} is not available yet (use workers)")
     if certificates and get("storage") in ("s3", "r2"):

@@ -97,6 +97,7 @@ def _prepare_certificates(*, claim: Claim, sessions: SessionFactory) -> dict:
         result = results.get(row["id"])
         if result is not None and not getattr(result, "error", None):
             row["certificate_url"], row["certificate_code"] = result.url, result.code
+            row["certificate_verify_url"] = result.verify_url
     return results
 
 
@@ -197,6 +198,7 @@ def _message(*, row: dict, job: Job, plan: BatchPlan, certificate, decrypt, sett
     if row.get("certificate_url"):
         fields["certificate_url"] = row["certificate_url"]
         fields["certificate_code"] = row.get("certificate_code")
+        fields["certificate_verify_url"] = row.get("certificate_verify_url")
     context, rendered = render_recipient(
         job_type=job.type, fields=fields, variables=row["variables"], template_data=job.template_data, settings=settings
     )

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     login_url: str = "http://localhost/login/index.php"
     template_dir: Path | None = None
 
+    # Certificates: where a code is verified, fonts for scripts DejaVu lacks, extra templates,
+    # and local storage (an http base URL makes local certificate links public).
+    certificate_verify_url: str = "http://localhost:8000/verify/{code}"
+    certificate_fallback_font: str | None = None
+    certificate_template_dir: Path | None = None
+    storage_dir: Path | None = None
+    public_base_url: str | None = None
+
     secret_key: str | None = None
     secret_key_file: Path | None = None
 

@@ -248,27 +248,39 @@ def legacy_mime(row: dict[str, str]) -> bytes:
 # Baselines ------------------------------------------------------------------------------------
 
 
-def _raw_worker(port: int, rows: list[dict], ready, go, done) -> None:
+def _raw_sender(port: int, rows: list[dict], ready, go) -> None:
     client = smtplib.SMTP("127.0.0.1", port, local_hostname="bench", timeout=60)
     ready.release()
     go.wait()
     for row in rows:
         client.sendmail(ENVELOPE_SENDER, [row["email"]], legacy_mime(row))
     client.quit()
+
+
+def _raw_worker(port: int, rows: list[dict], threads: int, ready, go, done) -> None:
+    import threading
+
+    senders = [threading.Thread(target=_raw_sender, args=(port, rows[i::threads], ready, go)) for i in range(threads)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join()
     done.put(len(rows))
 
 
-def raw_limit(rows: list[dict], port: int, processes: int) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) for `processes` forked senders, one persistent connection each."""
+def raw_limit(rows: list[dict], port: int, processes: int, threads: int = 1) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) for `processes` forked senders of `threads` threads, each
+    thread with one persistent connection."""
     cpu_before = _children_cpu()
     context = multiprocessing.get_context("fork")
     ready, go, done = context.Semaphore(0), context.Event(), context.Queue()
     workers = [
-        context.Process(target=_raw_worker, args=(port, rows[i::processes], ready, go, done)) for i in range(processes)
+        context.Process(target=_raw_worker, args=(port, rows[i::processes], threads, ready, go, done))
+        for i in range(processes)
     ]
     for worker in workers:
         worker.start()
-    for _ in workers:
+    for _ in range(processes * threads):
         ready.acquire()
     started = time.perf_counter()
     go.set()

@@ -7,7 +7,8 @@ Every phase sends the same welcome messages (text + html) to bench/smtp_sink.py 
 its own process, restarted per phase so each count is that phase's alone:
 - sink ceiling: pipelined raw sockets, the most the sink can take here (for reference);
 - raw limit: the legacy `email.mime` API (the cheapest composer in the standard library) and
-  `smtplib.sendmail` over one persistent connection per process, with mani's parallelism;
+  `smtplib.sendmail` over one persistent connection per process, with mani's process count
+  (`--raw-threads 8` adds a run with as many connections as mani's threads, for comparison);
 - naive: one connection per message, in sequence, as a cron job sends (run on a sample and
   extrapolated);
 - CSV intake: `backend.jobs.submit_csv` in a process of its own, on a scratch database;
@@ -252,6 +253,10 @@ def main() -> int:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--raw-threads", type=int, default=1,
+        help="also time the raw limit with this many threads (connections) per process, like mani's --threads",
+    )
     parser.add_argument("--naive-sample", type=int, default=2_000)
     parser.add_argument("--sink-impl", choices=("minimal", "aiosmtpd"), default="minimal")
     parser.add_argument("--redis-url", default=os.environ.get("MANI_REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -294,6 +299,8 @@ def main() -> int:
         sink_phase("ceiling", lambda sink: sink_ceiling(sink.port, n, sample), n)
     if "raw" not in args.skip:
         sink_phase("raw", lambda sink: raw_limit(rows, sink.port, args.processes), n)
+    if args.raw_threads > 1:
+        sink_phase("raw_mt", lambda sink: raw_limit(rows, sink.port, args.processes, args.raw_threads), n)
     if "naive" not in args.skip:
         k = min(args.naive_sample, n)
         sink_phase("naive", lambda sink: tuple(value * n / k for value in naive(rows[:k], sink.port)), k)
@@ -329,6 +336,7 @@ def print_table(results: dict[str, dict], n: int, args) -> None:
     labels = {
         "ceiling": "sink ceiling (pipelined raw sockets, 2 connections)",
         "raw": f"raw limit (email.mime + smtplib, {args.processes} persistent conns)",
+        "raw_mt": f"raw, {args.processes} processes x {args.raw_threads} threads/conns (extra)",
         "naive": "naive (1 connection/message, sequential)",
         "mani": "mani submit --wait (end to end)",
     }

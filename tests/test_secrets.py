@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from backend import secrets
 from backend.errors import ManiError, SecretKeyMissing
 from backend.secrets import (
     SecretUndecryptable,

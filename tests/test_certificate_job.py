@@ -1,0 +1,53 @@
+"""A `certificate` job end to end: a real Redis worker renders, stores and mails each certificate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from typer.testing import CliRunner
+
+import cli
+from backend.dispatch import enqueue_job
+from backend.settings import reset_settings_cache
+from tests.support.engine import submit, write_csv
+from tests.support.workers import WorkerProcess, wait_for_job
+
+pytestmark = pytest.mark.redis
+
+NAMES = [("Zoë", "Øster-Ångström"), ("Дмитрий", "Иванов"), ("Αλέξανδρος", "Παπαδόπουλος")]
+
+
+def test_certificate_job_through_a_redis_worker_mails_every_link(sqlite_db, redis_url, smtp_sink, tmp_path, monkeypatch):
+    monkeypatch.setenv("MANI_EMAIL_PROVIDER", "smtp")
+    monkeypatch.setenv("MANI_SMTP_URL", smtp_sink.url)
+    reset_settings_cache()
+    import actors.broker
+
+    actors.broker.reset()
+    rows = [{"email": f"cert{i}@example.com", "firstname": first, "lastname": last}
+            for i, (first, last) in enumerate(NAMES)]
+    job_id = submit(write_csv(tmp_path / "c.csv", rows), "certificate",
+                    template_data={"course_name": "Fire Safety 101"})
+    worker = WorkerProcess(log=tmp_path / "worker.log")
+    try:
+        assert enqueue_job(job_id)
+        job = wait_for_job(job_id, log=worker.log)
+    finally:
+        worker.stop()
+        actors.broker.reset()
+    assert (job.status, job.sent_count) == ("completed", 3)
+
+    result = CliRunner().invoke(cli.app, ["jobs", "recipients", str(job_id), "--json"])
+    recipients = {r["email"]: r for r in json.loads(result.stdout)}
+    mails = {m.rcpt_tos[0]: m.parsed for m in smtp_sink.messages}
+    assert set(mails) == set(recipients)
+    for email, recipient in recipients.items():
+        code, url = recipient["certificate_code"], recipient["certificate_url"]
+        assert code and code.startswith("MANI-") and url
+        body = mails[email].get_body(("plain",)).get_content()
+        assert url in body and code in body
+        pdf = Path(urlparse(url).path)
+        assert pdf.read_bytes().startswith(b"%PDF")
