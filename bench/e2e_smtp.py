@@ -336,10 +336,11 @@ def print_table(results: dict[str, dict], n: int, args) -> None:
     labels = {
         "ceiling": "sink ceiling (pipelined raw sockets, 2 connections)",
         "raw": f"raw limit (email.mime + smtplib, {args.processes} persistent conns)",
-        "raw_mt": f"raw, {args.processes} processes x {args.raw_threads} threads/conns (extra)",
-        "naive": "naive (1 connection/message, sequential)",
-        "mani": "mani submit --wait (end to end)",
     }
+    if args.raw_threads > 1:
+        labels["raw_mt"] = f"raw, {args.processes} processes x {args.raw_threads} threads/conns (extra)"
+    labels["naive"] = "naive (1 connection/message, sequential)"
+    labels["mani"] = "mani submit --wait (end to end)"
     for key, label in labels.items():
         result = results.get(key)
         if not result or result.get("seconds") is None:

@@ -110,7 +110,7 @@ def test_ses_throttling_is_waited_out_within_the_rate_limit(moto_server):
     assert {r.outcome for r in final.values()} == {Outcome.SENT}
     assert sorted(d.to for d in moto_server.deliveries) == sorted(m.to_address for m in batch)
     excess = max_excess([(d.at, 1) for d in moto_server.deliveries], rate=rate)
-    assert excess <= 1 + rate * 0.05, f"ran {excess:.1f} messages ahead of {rate}/s"
+    assert excess <= 1 + rate * 0.1, f"ran {excess:.1f} messages ahead of {rate}/s"
 
 
 def test_ses_unverified_sender_is_a_configuration_error(moto_server):
@@ -199,7 +199,7 @@ def test_mailgun_throttling_and_rate(mailgun_server):
     assert sorted(d.to for d in mailgun_server.deliveries) == sorted(m.to_address for m in batch)
     assert max(c["count"] for c in mailgun_server.calls) <= rate  # one second's worth per call
     excess = max_excess([(c["at"], c["count"]) for c in mailgun_server.calls], rate=rate)
-    assert excess <= rate + rate * 0.05
+    assert excess <= rate + rate * 0.1
 
 
 def test_mailgun_bad_key_raises_and_dead_endpoint_is_transient(mailgun_server, dead_url):
@@ -259,7 +259,7 @@ def test_sendgrid_throttling_honours_reset_and_rate(sendgrid_server):
     assert {r.outcome for r in final.values()} == {Outcome.SENT}
     assert sorted(d.to for d in sendgrid_server.deliveries) == sorted(m.to_address for m in batch)
     excess = max_excess([(c["at"], c["count"]) for c in sendgrid_server.calls], rate=rate)
-    assert excess <= rate + rate * 0.05
+    assert excess <= rate + rate * 0.1
 
 
 def test_sendgrid_bad_key_raises_and_dead_endpoint_is_transient(sendgrid_server, dead_url):

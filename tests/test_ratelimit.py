@@ -10,6 +10,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -28,15 +29,16 @@ from tests.support.cloud import max_excess
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def booked(limiter, count: int, n: int = 1) -> list[float]:
-    return [limiter.reserve(n) for _ in range(count)]
+def due_times(limiter, count: int, n: int = 1) -> list[float]:
+    """When each of `count` reservations may go, on this process's clock."""
+    return [time.monotonic() + limiter.reserve(n) for _ in range(count)]
 
 
-def assert_spacing(waits: list[float], interval: float, *, tolerance: float = 0.02) -> None:
-    waits = sorted(waits)
-    assert waits[0] <= tolerance
-    for before, after in zip(waits, waits[1:]):
-        assert after - before == pytest.approx(interval, abs=tolerance)
+def assert_spacing(dues: list[float], interval: float) -> None:
+    """Never closer than the interval (a stall of this process may only make gaps longer)."""
+    dues = sorted(dues)
+    assert min(b - a for a, b in zip(dues, dues[1:])) >= interval - 0.005
+    assert dues[-1] - dues[0] <= (len(dues) - 1) * interval + 0.1
 
 
 def test_get_limiter_picks_the_backend(redis_url):
@@ -54,37 +56,47 @@ def test_get_limiter_picks_the_backend(redis_url):
 @pytest.mark.parametrize("backend", ["local", "redis"])
 def test_single_messages_are_spaced_at_the_rate(backend, request):
     limiter = _make(backend, request, key="spacing", rate=20)
-    assert_spacing(booked(limiter, 10), 0.05)
+    assert_spacing(due_times(limiter, 10), 0.05)
 
 
 @pytest.mark.parametrize("backend", ["local", "redis"])
 def test_a_batch_goes_at_once_and_the_next_caller_pays_for_it(backend, request):
     limiter = _make(backend, request, key="batch", rate=10)
+    start = time.monotonic()
     assert limiter.reserve(10) <= 0.02  # a 10-recipient API call is not held back
-    assert limiter.reserve(1) == pytest.approx(1.0, abs=0.02)  # the next one waits for it
-    assert limiter.reserve(5) == pytest.approx(1.1, abs=0.02)
-    assert limiter.reserve(1) == pytest.approx(1.6, abs=0.02)
+    dues = [d - start for d in due_times(limiter, 1) + due_times(limiter, 1, n=5) + due_times(limiter, 1)]
+    assert dues == pytest.approx([1.0, 1.1, 1.6], abs=0.03)  # the next callers pay for it
 
 
 @pytest.mark.parametrize("backend", ["local", "redis"])
 def test_timeout_refuses_without_booking(backend, request):
     limiter = _make(backend, request, key="timeout", rate=2)
+    start = time.monotonic()
     limiter.reserve(4)  # two seconds of backlog
     with pytest.raises(RateLimitTimeout, match="would wait"):
         limiter.reserve(1, timeout=0.5)
-    assert limiter.reserve(1, timeout=5) == pytest.approx(2.0, abs=0.05)  # the refused call booked nothing
+    due = time.monotonic() + limiter.reserve(1, timeout=5)
+    assert due - start == pytest.approx(2.0, abs=0.05)  # the refused call booked nothing
 
 
 @pytest.mark.parametrize("backend", ["local", "redis"])
 def test_backoff_holds_every_sender(backend, request):
     first = _make(backend, request, key="backoff", rate=100)
     second = _make(backend, request, key="backoff", rate=100)  # another worker, same company
+    start = time.monotonic()
     first.backoff(1.5)
-    assert second.reserve(1) == pytest.approx(1.5, abs=0.05)
+    assert time.monotonic() + second.reserve(1) - start == pytest.approx(1.5, abs=0.05)
 
 
 def test_redis_schedule_is_shared_by_threads_and_limiters(redis_url):
+    """Five workers book 50 slots: each booking moves the one shared schedule by exactly one slot."""
+    import redis
+
     settings = get_settings()
+    first = get_limiter(key="shared", rate=50, settings=settings)
+    first.reserve(50)  # a second of backlog: the schedule runs ahead of the clock, so slots chain
+    client = redis.Redis.from_url(redis_url)
+    before = int(client.get(first.redis_key))
     waits: list[float] = []
     lock = threading.Lock()
 
@@ -101,7 +113,7 @@ def test_redis_schedule_is_shared_by_threads_and_limiters(redis_url):
     for thread in threads:
         thread.join()
     assert len(waits) == 50
-    assert_spacing(waits, 0.02, tolerance=0.01)
+    assert int(client.get(first.redis_key)) - before == 50 * 20_000  # microseconds: no slot lost or shared
 
 
 def test_redis_rate_holds_across_processes(redis_url):
@@ -124,14 +136,14 @@ def test_redis_rate_holds_across_processes(redis_url):
         assert proc.returncode == 0
         stamps += [float(line) for line in out.split()]
     assert len(stamps) == 30
-    assert max_excess([(t, 1) for t in stamps], rate=30) <= 1 + 30 * 0.05
+    assert max_excess([(t, 1) for t in stamps], rate=30) <= 1 + 30 * 0.1
 
 
 def test_unreachable_redis_falls_back_to_this_process(caplog):
     limiter = RedisRateLimiter(url="redis://127.0.0.1:1/0", namespace="nowhere", key="acme", rate=10)
     with caplog.at_level(logging.WARNING, logger="backend.ratelimit"):
-        waits = booked(limiter, 3)
-    assert_spacing(waits, 0.1)
+        dues = due_times(limiter, 3)
+    assert_spacing(dues, 0.1)
     assert "Redis is unreachable" in caplog.text
 
 
