@@ -99,3 +99,34 @@ def test_sigkill_mid_job_loses_nothing_and_duplicates_keep_their_message_id(
     # The documented bound: what each worker thread sent since its last commit.
     print(f"crash test: {delivered_before_kill} delivered before SIGKILL, {duplicates} duplicates after recovery")
     assert duplicates <= threads * 20, f"{duplicates} duplicates"
+
+
+def test_redis_losing_every_message_mid_job_delays_the_job_but_loses_nothing(
+    sqlite_db, redis_smtp, tmp_path, monkeypatch
+):
+    import redis
+
+    from backend.settings import get_settings
+
+    monkeypatch.setenv("MANI_BATCH_SIZE", "25")
+    reset_settings_cache()
+    job_id = submit(write_csv(tmp_path / "u.csv", people(1000)))
+    worker = WorkerProcess(threads=2, log=tmp_path / "worker.log")
+    try:
+        assert enqueue_job(job_id)
+        deadline = time.monotonic() + 60
+        while len(redis_smtp.messages) < 100 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        # What a restart of a Redis that keeps nothing on disk leaves behind: nothing at all.
+        client = redis.Redis.from_url(get_settings().redis_url)
+        keys = list(client.scan_iter(f"{get_settings().redis_namespace}*"))
+        client.delete(*keys)
+        lost_at = len(redis_smtp.messages)
+        job = wait_for_job(job_id, log=worker.log)
+    finally:
+        worker.stop()
+    assert keys and lost_at < 1000, "the flush must land mid-job"
+    assert (job.status, job.sent_count) == ("completed", 1000)
+    received = redis_smtp.received_addresses()
+    assert set(received) == {f"user{i}@example.com" for i in range(1000)}
+    assert len(received) == 1000, "lost messages are found again, never sent twice"
