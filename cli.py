@@ -159,6 +159,17 @@ def submit(
         raise typer.Exit(1)
 
 
+def _warn_if_no_worker() -> None:
+    from backend.dispatch import broker_errors, live_workers
+
+    try:
+        if live_workers() == 0:
+            typer.echo("No mani worker is consuming from this Redis: start one with `mani worker`; "
+                       "the job is stored and waits for it.", err=True)
+    except broker_errors():
+        typer.echo("The broker is unreachable; the job is stored and waits for it.", err=True)
+
+
 def _print_submitted(document: dict, rejected: list, *, queued: bool, wait: bool, embedded: bool) -> None:
     echo = functools.partial(typer.echo, err=False)
     echo(
@@ -199,11 +210,15 @@ def _wait_for(job_id: int, *, show_progress: bool) -> dict:
                             transient=False)
         progress.start()
         task = progress.add_task("send", total=job.total, job=job.id, status=job.status, failed=0)
-    last_line = time.monotonic()
+    last_line = started = time.monotonic()
+    warned = False
     try:
         while job.status not in JOB_FINAL:
             time.sleep(0.3)
             job, counts = snapshot()
+            if not warned and job.status in ("pending", "queued") and time.monotonic() - started > 10:
+                warned = True
+                _warn_if_no_worker()
             done = job.sent_count + job.failed_count
             if progress is not None:
                 progress.update(task, completed=done, status=job.status, failed=job.failed_count)

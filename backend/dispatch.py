@@ -73,3 +73,22 @@ def enqueue_followups(followups: Followups, *, batch_id: int | None = None) -> N
 
         for delivery_id in followups.callback_ids:
             callback_actors.deliver_callback.send(delivery_id)
+
+
+def live_workers(*, heartbeat_seconds: float = 60.0) -> int | None:
+    """How many other processes consume from Redis right now; None on the embedded broker.
+
+    Every Redis broker stamps a heartbeat in `<namespace>:__heartbeats__` on each command, and
+    a worker's consumers poll every few seconds, so a fresh stamp means a live worker.
+    """
+    import time
+
+    from actors.broker import get_broker
+    from dramatiq.brokers.redis import RedisBroker
+
+    broker = get_broker()
+    if not isinstance(broker, RedisBroker):
+        return None
+    now_ms = int(time.time() * 1000)
+    fresh = broker.client.zrangebyscore(f"{broker.namespace}:__heartbeats__", now_ms - heartbeat_seconds * 1000, "+inf")
+    return len({member.decode() if isinstance(member, bytes) else member for member in fresh} - {broker.broker_id})

@@ -130,3 +130,17 @@ def test_redis_losing_every_message_mid_job_delays_the_job_but_loses_nothing(
     received = redis_smtp.received_addresses()
     assert set(received) == {f"user{i}@example.com" for i in range(1000)}
     assert len(received) == 1000, "lost messages are found again, never sent twice"
+
+
+def test_live_workers_counts_consumers_but_not_this_process(sqlite_db, redis_smtp, tmp_path):
+    from backend.dispatch import live_workers
+
+    job_id = submit(write_csv(tmp_path / "u.csv", people(2)))
+    assert enqueue_job(job_id)
+    assert live_workers() == 0
+    worker = WorkerProcess(log=tmp_path / "worker.log")
+    try:
+        wait_for_job(job_id, log=worker.log)
+        assert live_workers() == 1
+    finally:
+        worker.stop()

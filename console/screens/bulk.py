@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, OptionList, Select, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from backend import dashboard as queries
+from backend import history as queries
 from backend.settings import JOB_TYPES
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Select, Static
 
-from backend import dashboard as queries
+from backend import history as queries
 from backend.settings import JOB_TYPES
 from console import calls
 from console.messages import ActionFailed, Loaded

@@ -12,8 +12,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent, TabPane
 
-from backend import dashboard as queries
-from backend.dashboard import JobDetail, RecipientPage
+from backend import history as queries
+from backend.history import JobDetail, RecipientPage
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
