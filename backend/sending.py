@@ -7,10 +7,13 @@ short transaction that also renews the batch's lease.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+
+from sqlalchemy import update
 
 from backend import templates
 from backend.engine import (
@@ -27,7 +30,7 @@ from backend.mime import message_id_for
 from backend.providers import get_provider
 from backend.providers.base import Attachment, Outcome, OutgoingMessage, SendResult
 from backend.settings import Settings, get_settings
-from models import Job, JobStatus, utcnow
+from models import Batch, BatchStatus, Job, JobStatus, utcnow
 from models.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -75,13 +78,49 @@ def run_batch(*, batch_id: int, settings: Settings | None = None, sessions: Sess
             return claim or Followups()
         plan = plan_batch(session=session, job=claim.job, settings=settings)
     try:
-        certificates = _prepare_certificates(claim=claim, sessions=sessions)
-        _send_rows(claim=claim, plan=plan, certificates=certificates, settings=settings, sessions=sessions)
+        with LeaseKeeper(batch_id=batch_id, settings=settings, sessions=sessions):
+            certificates = _prepare_certificates(claim=claim, sessions=sessions)
+            _send_rows(claim=claim, plan=plan, certificates=certificates, settings=settings, sessions=sessions)
     except Exception as error:
         release_after_error(batch_id=batch_id, error=f"{type(error).__name__}: {error}", sessions=sessions)
         raise
     with sessions() as session:
         return settle_batch(session=session, batch_id=batch_id)
+
+
+class LeaseKeeper:
+    """Renews a batch's lease while this process works on it, so only a dead worker loses one.
+
+    Chunk commits renew it too, but one slow chunk (a hanging SMTP server, a rate limit) could
+    outlast the lease and let a second worker take the batch over and send it again.
+    """
+
+    def __init__(self, *, batch_id: int, settings: Settings, sessions: SessionFactory) -> None:
+        self.batch_id, self.settings, self.sessions = batch_id, settings, sessions
+        self.interval = max(0.5, settings.batch_lease_seconds / 3)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"lease-{batch_id}", daemon=True)
+
+    def __enter__(self) -> "LeaseKeeper":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        table = Batch.__table__
+        while not self.stop.wait(self.interval):
+            try:
+                with self.sessions() as session:
+                    session.execute(
+                        update(table)
+                        .where(table.c.id == self.batch_id, table.c.status == BatchStatus.PROCESSING)
+                        .values(lease_until=utcnow() + timedelta(seconds=self.settings.batch_lease_seconds))
+                    )
+            except Exception as error:  # noqa: BLE001 - the database may be down for a moment
+                log.warning("could not renew the lease of batch %s: %s", self.batch_id, error)
 
 
 def _prepare_certificates(*, claim: Claim, sessions: SessionFactory) -> dict:

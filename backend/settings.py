@@ -76,12 +76,33 @@ class Settings(BaseSettings):
     storage_dir: Path | None = None
     public_base_url: str | None = None
 
+    # HTTP API (`mani serve`) and callbacks to Moodle.
+    api_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    api_max_event_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    api_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    mailgun_webhook_signing_key: str | None = None
+    mailgun_webhook_max_age: int = 86400
+    sns_cert_url_pattern: str = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
+    sns_topic_arns: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    callback_retry_schedule: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [5, 30, 120, 600, 3600, 21600, 86400]
+    )
+    callback_timeout: float = 15.0
+    callback_max_updates: int = Field(default=1000, ge=1)
+
     secret_key: str | None = None
     secret_key_file: Path | None = None
 
     log_level: str = "INFO"
 
-    @field_validator("retry_schedule", mode="before")
+    @field_validator("api_trusted_proxies", "sns_topic_arns", mode="before")
+    @classmethod
+    def _parse_list(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("retry_schedule", "callback_retry_schedule", mode="before")
     @classmethod
     def _parse_schedule(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -1,4 +1,4 @@
-"""backend.dashboard: the console's read queries, on SQLite and PostgreSQL."""
+"""backend.dashboard and backend.history: the console's read queries, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from backend import dashboard as q
+from backend import dashboard
+from backend import history as q
 from backend.errors import NotFound
 from console.demo import DEMO_NOW, seed
 
@@ -19,7 +20,7 @@ def demo(session):
 
 
 def test_dashboard_snapshot_counts_and_flags_problems(session, demo):
-    snap = q.dashboard_snapshot(session=session, now=DEMO_NOW, stuck_after=300, failure_threshold=0.1)
+    snap = dashboard.dashboard_snapshot(session=session, now=DEMO_NOW, stuck_after=300, failure_threshold=0.1)
     assert snap.active_jobs == 5
     assert (snap.queued_jobs, snap.processing_jobs) == (1, 3)
     by_id = {job.id: job for job in snap.jobs}
@@ -28,6 +29,7 @@ def test_dashboard_snapshot_counts_and_flags_problems(session, demo):
     assert by_id[demo[3]].problems == ["stuck: no progress for 25m"]
     assert by_id[demo[7]].problems == ["failure rate 38%"]
     assert by_id[demo[2]].problems == []
+    assert (by_id[demo[3]].flags, by_id[demo[7]].flags) == (["stuck 25m"], ["38% failed"])
     assert snap.sent_last_hour == 1860 + 400 + 150
     assert snap.rate_last_minute > 0 and snap.rate_since_start is not None
     assert len(snap.problems) == 2
@@ -86,4 +88,4 @@ def test_audit_entries_newest_first_and_searchable(session, demo):
 
 
 def test_format_duration():
-    assert [q.format_duration(s) for s in (5, 90, 3700, 90000)] == ["5s", "1m", "1h01m", "1d1h"]
+    assert [dashboard.format_duration(s) for s in (5, 90, 3700, 90000)] == ["5s", "1m", "1h01m", "1d1h"]

@@ -218,3 +218,32 @@ def test_field_cipher_rotates_keys_and_refuses_a_foreign_key(mani_env, monkeypat
     reset_settings_cache()
     with pytest.raises(ManiError):
         field_cipher().decrypt(token)
+
+
+def test_a_slow_batch_keeps_its_lease_while_its_worker_lives(smtp_env, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from backend.providers.smtp import SmtpProvider
+
+    monkeypatch.setenv("MANI_BATCH_LEASE_SECONDS", "1")
+    reset_settings_cache()
+    job_id = submit(write_csv(tmp_path / "u.csv", people(3)))
+    with session_scope() as session:
+        batch_id = engine.dispatch_job(session=session, job_id=job_id).batch_ids[0]
+    original = SmtpProvider.send
+
+    def slow_send(self, messages):
+        time.sleep(2.5)  # a server that takes its time, well past the 1 s lease
+        return original(self, messages)
+
+    monkeypatch.setattr(SmtpProvider, "send", slow_send)
+    runner = threading.Thread(target=run_batch, kwargs={"batch_id": batch_id})
+    runner.start()
+    time.sleep(1.8)
+    assert run_batch(batch_id=batch_id).batch_ids == []  # a second worker may not take it over
+    runner.join()
+    with session_scope() as session:
+        batch = session.get(Batch, batch_id)
+        assert (batch.status, batch.recoveries) == ("completed", 0)
+    assert len(smtp_env.messages) == 3

@@ -1,4 +1,4 @@
-"""A DataTable that shows one page of a large result and asks for the next one at its edges.
+"""A table that shows one page of a large result and asks for the next one at its edges.
 
 The widget never holds more than one page: moving past the last row (or pressing `]`) posts
 `PagedTable.PageRequest("next")`, and the screen's worker fetches that page with keyset
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from textual.binding import Binding
 from textual.message import Message
-from textual.widgets import DataTable
+
+from console.widgets.fit_table import FitTable
 
 
-class PagedTable(DataTable):
+class PagedTable(FitTable):
     BINDINGS = [
         Binding("right_square_bracket", "page('next')", "Next page", show=False, id="page.next",
                 tooltip="Show the next page of rows"),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 12:28:05.098951
+Create Date: 2026-11-22 12:36:30.242267
 """
 from alembic import op
 import sqlalchemy as sa
