@@ -75,17 +75,26 @@ def generate_key_file(path: Path | str, *, overwrite: bool = False) -> Path:
     """Write a new key to `path` (mode 0600). Refuses to replace a key: that would orphan every secret."""
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    # Written whole beside the target, then linked into place: a process racing us to make the
+    # embedded default's key never reads a half-written file, and exactly one key wins.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise ManiError(
-            f"{path} already holds a key; replacing it would make every stored secret unreadable "
-            "(pass --force only if you mean that)."
-        ) from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(generate_key() + "\n")
-    os.chmod(path, 0o600)  # O_CREAT's mode is filtered by the umask, and an old file keeps its own
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate_key() + "\n")
+        os.chmod(temporary, 0o600)  # O_CREAT's mode is filtered by the umask
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                raise ManiError(
+                    f"{path} already holds a key; replacing it would make every stored secret unreadable "
+                    "(pass --force only if you mean that)."
+                ) from None
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 

@@ -228,7 +228,10 @@ def test_the_final_callback_reports_recipients_no_batch_callback_covered():
 
 
 def test_big_deliveries_are_split(monkeypatch):
-    monkeypatch.setattr(callbacks, "DEFAULT_MAX_UPDATES", 7)
+    monkeypatch.setenv("MANI_CALLBACK_MAX_UPDATES", "7")
+    from backend.settings import reset_settings_cache
+
+    reset_settings_cache()
     add_company("c1", callback_url="http://127.0.0.1:9/cb")
     job_id = make_job(company_id="c1", recipients=20, batch_size=20)
     ids = _finish_batches(job_id)

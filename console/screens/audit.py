@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,9 +15,19 @@ from console import calls
 from console.messages import ActionFailed, Loaded
 from console.screens.base import ManiScreen
 from console.widgets import cells
+from console.widgets.fit_table import Col
 from console.widgets.paged_table import PagedTable
 
 PAGE = 200
+# What goes first when the terminal is narrow is the highest `drop`.
+COLUMNS = (
+    Col("at", "When (UTC)", short="When"),
+    Col("actor", "Actor", max=16),
+    Col("source", "Source", drop=2),
+    Col("action", "Action", max=24),
+    Col("target", "Target", min=8, max=36, drop=1),
+    Col("details", "Details", min=12, grow=True, drop=3),
+)
 
 
 class AuditScreen(ManiScreen):
@@ -36,13 +47,14 @@ here, only masked. `/` searches actor, action or target."""
         super().__init__()
         self.row_offset = 0
         self.total = 0
+        self.rows: list[queries.AuditRow] = []
 
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="/ search actor, action or target", compact=True, id="audit-search")
-        table = PagedTable(id="audit", cursor_type="row", zebra_stripes=True)
+        table = PagedTable(COLUMNS, id="audit", cursor_type="row", zebra_stripes=True)
         table.border_title = "Audit log"
-        table.add_columns("When (UTC)", "Actor", "Source", "Action", "Target", "Details")
         yield table
+        yield Static("", id="audit-detail", classes="detail-line")
         yield Static("", id="audit-status", classes="status-line")
 
     def on_mount(self) -> None:
@@ -71,16 +83,33 @@ here, only masked. `/` searches actor, action or target."""
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
         rows, total, offset = message.data
-        self.total, self.row_offset = total, offset
+        self.rows, self.total, self.row_offset = rows, total, offset
         table = self.query_one("#audit", PagedTable)
-        table.clear()
-        for row in rows:
-            details = json.dumps(row.details, separators=(",", ":"), sort_keys=True) if row.details else ""
-            table.add_row(cells.when(row.at, seconds=True), cells.ellipsis(row.actor, 16), row.source, row.action,
-                          cells.ellipsis(row.target, 24), cells.ellipsis(details, 60), key=str(row.id))
+        table.set_rows((str(row.id), {
+            "at": cells.when_choice(row.at, seconds=True), "actor": row.actor, "source": row.source,
+            "action": row.action, "target": row.target or "–",
+            "details": json.dumps(row.details, separators=(", ", ": "), sort_keys=True) if row.details else "",
+        }) for row in rows)
         table.has_previous, table.has_next = offset > 0, offset + len(rows) < total
         shown = f"entries {offset + 1:,}–{offset + len(rows):,} of {total:,}" if rows else "no entries"
         self.query_one("#audit-status", Static).update(f"{shown} · [ ] page · / search")
+        self._show_detail()
+
+    @on(PagedTable.RowHighlighted, "#audit")
+    def _show_detail(self) -> None:
+        """The highlighted entry in full: the table cuts long targets and details."""
+        table = self.query_one("#audit", PagedTable)
+        row = self.rows[table.cursor_row] if self.rows and 0 <= table.cursor_row < len(self.rows) else None
+        text = Text()
+        if row is not None:
+            text.append(f"{row.action} ", style="bold")
+            text.append(f"{row.target or '–'}")
+            if row.address:
+                text.append(f" · from {row.address}", style="dim")
+            if row.details:
+                text.append(" · ")
+                text.append(json.dumps(row.details, separators=(", ", ": "), sort_keys=True))
+        self.query_one("#audit-detail", Static).update(text)
 
     @on(PagedTable.PageRequest)
     def _page(self, message: PagedTable.PageRequest) -> None:

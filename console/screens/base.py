@@ -18,6 +18,9 @@ from console.widgets.confirm import ConfirmModal
 from console.widgets.navbar import NavBar
 
 
+COMPACT_FOOTER_BELOW = 120
+
+
 class ManiScreen(Screen):
     # Which main screen the nav bar highlights (a pushed screen names its parent's).
     NAV: ClassVar[str] = "dashboard"
@@ -38,6 +41,18 @@ class ManiScreen(Screen):
         if self.app.is_headless:
             for field in self.query(Input):
                 field.cursor_blink = False
+        self._fit_footer()
+
+    def on_resize(self) -> None:
+        self._fit_footer()
+
+    def _fit_footer(self) -> None:
+        """Below 120 columns the footer drops its padding and the palette key (`?` lists it),
+        so that every key of the screen stays on screen."""
+        footer = self.query_one(Footer)
+        narrow = self.app.size.width < COMPACT_FOOTER_BELOW
+        footer.compact = narrow
+        footer.show_command_palette = not narrow
 
     # Actions ----------------------------------------------------------------------------------
 

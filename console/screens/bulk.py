@@ -11,7 +11,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, DataTable, Input, OptionList, Select, Static, TabbedContent, TabPane
+from textual.widgets import Button, Input, OptionList, Select, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from backend import history as queries
@@ -19,7 +19,20 @@ from backend.settings import JOB_TYPES
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
+from console.widgets.fit_table import Col, FitTable
 from console.widgets.path_input import PathSuggester
+
+ACCEPTED_COLUMNS = (
+    Col("line", "Line", justify="right"),
+    Col("email", "Email", min=20, max=40),
+    Col("firstname", "First name", short="First", min=8, max=20),
+    Col("lastname", "Last name", short="Last", min=8, max=20),
+    Col("username", "Username", min=8, max=20, grow=True, drop=1),
+)
+REJECTED_COLUMNS = (Col("line", "Line", justify="right"), Col("email", "Email", min=16, max=40),
+                    Col("reason", "Reason", min=16, grow=True))
+DUPLICATE_COLUMNS = (Col("line", "Line", justify="right"), Col("email", "Email", min=16, max=40),
+                     Col("reason", "Why skipped", min=16, grow=True))
 
 
 @dataclass(frozen=True)
@@ -139,19 +152,17 @@ asks first and says how many recipients get mail."""
                 yield Static("Pick a CSV file and press ctrl+o to preview.", id="bulk-summary")
                 with TabbedContent(id="bulk-tabs"):
                     with TabPane("Accepted", id="tab-accepted"):
-                        yield DataTable(id="bulk-accepted", cursor_type="row", zebra_stripes=True)
+                        yield FitTable(ACCEPTED_COLUMNS, id="bulk-accepted", cursor_type="row", zebra_stripes=True)
                     with TabPane("Rejected", id="tab-rejected"):
-                        yield DataTable(id="bulk-rejected", cursor_type="row", zebra_stripes=True)
+                        yield FitTable(REJECTED_COLUMNS, id="bulk-rejected", cursor_type="row", zebra_stripes=True)
                     with TabPane("Duplicates", id="tab-duplicates"):
-                        yield DataTable(id="bulk-duplicates", cursor_type="row", zebra_stripes=True)
+                        yield FitTable(DUPLICATE_COLUMNS, id="bulk-duplicates", cursor_type="row",
+                                       zebra_stripes=True)
                     with TabPane("Message", id="tab-message"):
                         with VerticalScroll(id="bulk-message"):
                             yield Static("", id="bulk-message-text")
 
     def on_mount(self) -> None:
-        self.query_one("#bulk-accepted", DataTable).add_columns("Line", "Email", "First name", "Last name", "Username")
-        self.query_one("#bulk-rejected", DataTable).add_columns("Line", "Email", "Reason")
-        self.query_one("#bulk-duplicates", DataTable).add_columns("Line", "Email", "Why skipped")
         self.load_companies()
         self.query_one("#bulk-path", Input).focus()
 
@@ -211,23 +222,16 @@ asks first and says how many recipients get mail."""
             f" · {form[0]} · {form[1] or 'no company'} · {Path(form[2]).name}",
         )
         self.query_one("#bulk-summary", Static).update(summary)
-        accepted = self.query_one("#bulk-accepted", DataTable)
-        accepted.clear()
-        for row in view.sample:
-            accepted.add_row(_field(row, "line"), _field(row, "email"), _field(row, "firstname"),
-                             _field(row, "lastname"), _field(row, "username"))
-        rejected = self.query_one("#bulk-rejected", DataTable)
-        rejected.clear()
-        for row in view.rejected:
-            rejected.add_row(_field(row, "line"), _field(row, "email"), Text(_field(row, "reason"), style="red"))
-        duplicates = self.query_one("#bulk-duplicates", DataTable)
-        duplicates.clear()
-        for row in view.duplicates:
-            if isinstance(row, str):
-                duplicates.add_row("", row, "sent recently")
-            else:
-                duplicates.add_row(_field(row, "line"), _field(row, "email"),
-                                   _field(row, "reason") or "sent the same type recently")
+        fields = ("line", "email", "firstname", "lastname", "username")
+        self.query_one("#bulk-accepted", FitTable).set_rows(
+            (None, {name: _field(row, name) for name in fields}) for row in view.sample)
+        self.query_one("#bulk-rejected", FitTable).set_rows(
+            (None, {"line": _field(row, "line"), "email": _field(row, "email"),
+                    "reason": Text(_field(row, "reason"), style="red")}) for row in view.rejected)
+        self.query_one("#bulk-duplicates", FitTable).set_rows(
+            (None, {"line": "", "email": row, "reason": "sent recently"} if isinstance(row, str) else
+             {"line": _field(row, "line"), "email": _field(row, "email"),
+              "reason": _field(row, "reason") or "sent the same type recently"}) for row in view.duplicates)
         tabs = self.query_one("#bulk-tabs", TabbedContent)
         tabs.get_tab("tab-accepted").label = f"Accepted {view.accepted:,}"
         tabs.get_tab("tab-rejected").label = f"Rejected {len(view.rejected):,}"

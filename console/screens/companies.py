@@ -14,6 +14,21 @@ from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
 from console.widgets.confirm import PromptModal
+from console.widgets.fit_table import Col, FitTable
+
+COMPANY_COLUMNS = (Col("id", "Id", max=16), Col("name", "Name", min=8, grow=True))
+SETTING_COLUMNS = (Col("setting", "Setting"), Col("value", "Value", min=12, grow=True), Col("source", "From"))
+
+
+def _shown(value) -> str:
+    """A setting's value as the form takes it: `true`, `a,b`, or – when unset."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 class CompaniesScreen(ManiScreen):
@@ -38,13 +53,11 @@ connection (provider, storage, callback); `a` adds a company."""
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="companies-main"):
-            table = DataTable(id="companies", cursor_type="row", zebra_stripes=True)
+            table = FitTable(COMPANY_COLUMNS, id="companies", cursor_type="row", zebra_stripes=True)
             table.border_title = "Companies"
-            table.add_columns("Id", "Name")
             yield table
-            settings = DataTable(id="company-settings", cursor_type="row", zebra_stripes=True)
+            settings = FitTable(SETTING_COLUMNS, id="company-settings", cursor_type="row", zebra_stripes=True)
             settings.border_title = "Settings"
-            settings.add_columns("Setting", "Value", "From")
             yield settings
         yield Static("", id="company-detail", classes="detail-line")
 
@@ -77,11 +90,9 @@ connection (provider, storage, callback); `a` adds a company."""
     def _loaded(self, message: Loaded) -> None:
         if message.what == "companies":
             self.companies = message.data
-            table = self.query_one("#companies", DataTable)
+            table = self.query_one("#companies", FitTable)
             keep = table.cursor_row
-            table.clear()
-            for company_id, name in self.companies:
-                table.add_row(company_id, name, key=company_id)
+            table.set_rows((company_id, {"id": company_id, "name": name}) for company_id, name in self.companies)
             if self.companies:
                 table.move_cursor(row=min(max(keep, 0), len(self.companies) - 1), animate=False)
                 self.load_settings(self.selected_id())
@@ -92,13 +103,13 @@ connection (provider, storage, callback); `a` adds a company."""
 
     def _show_settings(self, described: dict) -> None:
         self.described = described
-        table = self.query_one("#company-settings", DataTable)
-        table.clear()
+        table = self.query_one("#company-settings", FitTable)
+        rows = []
         for key, entry in described["settings"].items():
-            value = entry["value"]
-            shown = "–" if value is None else str(value)
             style = "bold" if entry["source"] == "company" else "dim" if entry["source"] == "default" else ""
-            table.add_row(key, Text(shown, style=style), entry["source"], key=key)
+            rows.append((key, {"setting": key, "value": Text(_shown(entry["value"]), style=style),
+                               "source": entry["source"]}))
+        table.set_rows(rows)
         company = described.get("company") or {}
         table.border_title = f"Settings of {company.get('name', '')}"
         self._describe_row()
@@ -110,9 +121,10 @@ connection (provider, storage, callback); `a` adds a company."""
             return
         key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
         entry = self.described["settings"].get(key, {})
-        self.query_one("#company-detail", Static).update(
-            Text.assemble((f"{key}: ", "bold"), entry.get("description", ""),
-                          (" (secret: shown masked)" if entry.get("secret") else "", "italic")))
+        # The value in full (the table may cut it), where it comes from, and what it is for.
+        self.query_one("#company-detail", Static).update(Text.assemble(
+            (f"{key} = ", "bold"), (_shown(entry.get("value")), "bold"), (f" ({entry.get('source', '–')})", "dim"),
+            " · ", entry.get("description", ""), (" Secret: shown masked." if entry.get("secret") else "", "italic")))
 
     @on(DataTable.RowHighlighted, "#companies")
     def _company_highlighted(self) -> None:

@@ -18,6 +18,7 @@ from console.screens.base import ManiScreen
 from console.widgets import cells
 from console.widgets.banner import Banner
 from console.widgets.counters import Counter
+from console.widgets.fit_table import Choice, Col, FitTable
 
 COUNTERS = (
     ("active", "Active jobs", "Jobs not finished: pending, queued, processing, retrying or paused"),
@@ -29,6 +30,23 @@ COUNTERS = (
     ("depth", "Queue depth", "Messages waiting in the broker (ready + delayed)"),
     ("rate", "Send rate", "Recipients sent in the last minute; avg: since start, for running jobs"),
 )
+
+# The active jobs table: what goes first when the terminal is narrow is the highest `drop`.
+JOB_COLUMNS = (
+    Col("job", "Job"),
+    Col("type", "Type", min=8),
+    Col("company", "Company", min=6, max=16, drop=3),
+    Col("status", "Status"),
+    Col("progress", "Progress", width=21, min=9),
+    Col("sent", "Sent/Total", short="Sent", justify="right"),
+    Col("failed", "Failed", short="Fail", justify="right"),
+    Col("rate", "Rate", justify="right", drop=4),
+    Col("recent", "Last min", justify="right", drop=6),
+    Col("age", "Age", justify="right", drop=5),
+    Col("problem", "Problem", min=10, grow=True, drop=7),
+)
+# Eight counters in one row from this width; below, two rows of four.
+ONE_ROW_WIDTH = 160
 
 
 class DashboardScreen(ManiScreen):
@@ -49,19 +67,18 @@ Select a job and press **Enter** for its detail."""
         self._timer: Timer | None = None
         self._snapshot: DashboardSnapshot | None = None
         self._stats: BrokerStats | None = None
-        self._layout = ""
 
     def compose_body(self) -> ComposeResult:
         with Grid(id="counters"):
             for key, label, tooltip in COUNTERS:
                 yield Counter(label, id=f"counter-{key}", tooltip=tooltip)
-        table = DataTable(id="active-jobs", cursor_type="row", zebra_stripes=True)
+        table = FitTable(JOB_COLUMNS, id="active-jobs", cursor_type="row", zebra_stripes=True)
         table.border_title = "Active jobs"
         yield table
         yield Static("Loading…", id="dashboard-status", classes="status-line")
 
     def on_mount(self) -> None:
-        self._set_columns()
+        self._arrange_counters()
 
     def on_screen_resume(self) -> None:
         self.load()
@@ -76,8 +93,10 @@ Select a job and press **Enter** for its detail."""
             self._timer.pause()
 
     def on_resize(self) -> None:
-        if self._set_columns() and self._snapshot is not None:
-            self._show_jobs(self._snapshot)
+        self._arrange_counters()
+
+    def _arrange_counters(self) -> None:
+        self.query_one("#counters").set_class(self.app.size.width >= ONE_ROW_WIDTH, "-one-row")
 
     # Data -------------------------------------------------------------------------------------
 
@@ -150,52 +169,32 @@ Select a job and press **Enter** for its detail."""
 
     # The active jobs table ----------------------------------------------------------------------
 
-    def _set_columns(self) -> bool:
-        """(Re)build the columns for the current width; True when they changed."""
-        layout = "wide" if self.size.width >= 120 else "narrow"
-        if layout == self._layout:
-            return False
-        self._layout = layout
-        table = self.query_one("#active-jobs", DataTable)
-        table.clear(columns=True)
-        if layout == "wide":
-            columns = ("Job", "Type", "Company", "Status", "Progress", "Sent/Total", "Failed", "Rate", "Last min",
-                       "Age", "Problem")
-        else:
-            columns = ("Job", "Type", "Company", "Status", "Progress", "Sent", "Fail", "Rate", "Age")
-        for label in columns:
-            table.add_column(label, key=label)
-        return True
-
     def _show_jobs(self, snap: DashboardSnapshot) -> None:
-        table = self.query_one("#active-jobs", DataTable)
+        table = self.query_one("#active-jobs", FitTable)
         selected = None
         if table.row_count and table.cursor_row >= 0:
             selected = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
-        table.clear()
-        wide = self._layout == "wide"
+        rows = []
         for job in snap.jobs:
             marker = Text("▲", style="bold red") if job.problems else Text(" ")
-            ident = Text.assemble(marker, f"{job.id}")
             status = cells.status_text(job.status)
             if job.problems:
                 status.stylize("reverse")
-            if wide:
-                row = (
-                    ident, job.type, cells.ellipsis(job.company_id or "–", 16), status,
-                    cells.progress_bar(job.done, job.failed, job.total, width=16),
-                    f"{cells.number(job.sent)}/{cells.number(job.total)}", cells.number(job.failed),
-                    cells.rate(job.rate_per_minute), cells.rate(job.recent_per_minute),
-                    cells.age(snap.now, job.created_at), cells.ellipsis("; ".join(job.problems), 34),
-                )
-            else:
-                row = (
-                    ident, cells.ellipsis(job.type, 11), cells.ellipsis(job.company_id or "–", 7), status,
-                    cells.progress_bar(job.done, job.failed, job.total, width=4),
-                    f"{cells.short_number(job.sent)}/{cells.short_number(job.total)}",
-                    cells.short_number(job.failed), cells.rate(job.rate_per_minute), cells.age(snap.now, job.created_at),
-                )
-            table.add_row(*row, key=str(job.id))
+            rows.append((str(job.id), {
+                "job": Text.assemble(marker, f"{job.id}"),
+                "type": job.type,
+                "company": job.company_id or "–",
+                "status": status,
+                "progress": lambda width, job=job: cells.progress_bar(job.done, job.failed, job.total, width=width - 5),
+                "sent": Choice(f"{cells.number(job.sent)}/{cells.number(job.total)}",
+                               f"{cells.short_number(job.sent)}/{cells.short_number(job.total)}"),
+                "failed": Choice(cells.number(job.failed), cells.short_number(job.failed)),
+                "rate": cells.rate(job.rate_per_minute),
+                "recent": cells.rate(job.recent_per_minute),
+                "age": cells.age(snap.now, job.created_at),
+                "problem": Text("; ".join(job.flags), style="bold red"),
+            }))
+        table.set_rows(rows)
         if selected is not None and str(selected) in {str(job.id) for job in snap.jobs}:
             table.move_cursor(row=table.get_row_index(str(selected)), animate=False)
 

@@ -14,6 +14,20 @@ from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
 from console.widgets import cells
+from console.widgets.fit_table import Col, FitTable
+
+# What goes first when the terminal is narrow is the highest `drop`.
+COLUMNS = (
+    Col("died", "Died"),
+    Col("queue", "Queue", max=16, drop=2),
+    Col("actor", "Actor", max=24),
+    Col("arguments", "Arguments", short="Args", min=6, max=16, drop=3),
+    Col("retries", "Retries", short="Try", justify="right", drop=1),
+    Col("error", "Error", min=16, grow=True),
+)
+# Footer groups: "rR Requeue 1/all" takes less room than two entries.
+REQUEUE = Binding.Group("Requeue 1/all", compact=True)
+DELETE = Binding.Group("Delete 1/all", compact=True)
 
 
 class DeadLettersScreen(ManiScreen):
@@ -25,10 +39,14 @@ source of truth, so a requeued batch that was already finished is simply skipped
 `r` requeue the selected, `R` all; `d` delete the selected, `D` all. Each asks first."""
 
     BINDINGS = [
-        Binding("r", "requeue", "Requeue", id="dead.requeue", tooltip="Put the selected message back on its queue"),
-        Binding("R", "requeue_all", "Requeue all", id="dead.requeue_all", tooltip="Put every dead letter back"),
-        Binding("d", "delete", "Delete", id="dead.delete", tooltip="Drop the selected message for good"),
-        Binding("D", "delete_all", "Delete all", id="dead.delete_all", tooltip="Drop every dead letter for good"),
+        Binding("r", "requeue", "Requeue", id="dead.requeue", tooltip="Put the selected message back on its queue",
+                group=REQUEUE),
+        Binding("R", "requeue_all", "Requeue all", id="dead.requeue_all", tooltip="Put every dead letter back",
+                group=REQUEUE),
+        Binding("d", "delete", "Delete", id="dead.delete", tooltip="Drop the selected message for good",
+                group=DELETE),
+        Binding("D", "delete_all", "Delete all", id="dead.delete_all", tooltip="Drop every dead letter for good",
+                group=DELETE),
         Binding("ctrl+r,f5", "reload", "Refresh", id="dead.refresh", tooltip="Read the dead letters again"),
     ]
 
@@ -38,9 +56,8 @@ source of truth, so a requeued batch that was already finished is simply skipped
         self.kind = ""
 
     def compose_body(self) -> ComposeResult:
-        table = DataTable(id="dead-letters", cursor_type="row", zebra_stripes=True)
+        table = FitTable(COLUMNS, id="dead-letters", cursor_type="row", zebra_stripes=True)
         table.border_title = "Dead letters"
-        table.add_columns("Died", "Queue", "Actor", "Arguments", "Retries", "Error")
         yield table
         yield Static("", id="dead-error", classes="detail-line")
         yield Static("", id="dead-status", classes="status-line")
@@ -67,12 +84,13 @@ source of truth, so a requeued batch that was already finished is simply skipped
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
         self.kind, self.letters = message.data
-        table = self.query_one(DataTable)
+        table = self.query_one(FitTable)
         keep = table.cursor_row
-        table.clear()
-        for letter in self.letters:
-            table.add_row(cells.when(letter.dead_at), letter.queue, letter.actor, cells.ellipsis(letter.arguments, 16),
-                          str(letter.retries), Text(cells.ellipsis(letter.error, 60), style="red"), key=letter.key)
+        table.set_rows((letter.key, {
+            "died": cells.when_choice(letter.dead_at), "queue": letter.queue, "actor": letter.actor,
+            "arguments": letter.arguments, "retries": str(letter.retries),
+            "error": Text(" ".join((letter.error or "").split()), style="red"),
+        }) for letter in self.letters)
         if self.letters:
             table.move_cursor(row=min(max(keep, 0), len(self.letters) - 1), animate=False)
         status = self.query_one("#dead-status", Static)
@@ -87,7 +105,7 @@ source of truth, so a requeued batch that was already finished is simply skipped
     def _show_error(self) -> None:
         letter = self._selected()
         self.query_one("#dead-error", Static).update(
-            Text.assemble(("error: ", "bold"), letter.error, f"  · message {letter.message_id}") if letter else "")
+            Text.assemble(("error: ", "bold"), letter.error, (f" · message {letter.message_id}", "dim")) if letter else "")
 
     def _selected(self) -> DeadLetter | None:
         table = self.query_one(DataTable)

@@ -7,12 +7,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Markdown, Static
+from textual.widgets import Markdown, Static
+
+from console.widgets.fit_table import Col, FitTable
+from console.widgets.navbar import MAIN_SCREENS
 
 GLOBAL_HELP = """\
 **Everywhere:** `1`–`6` switch screens · `?` help · `q` quit · `ctrl+p` command palette ·
 `Escape` back · `/` filter or search · `Enter` open. Every change asks first and is written to
 the audit log with your OS user."""
+
+KEY_COLUMNS = (Col("key", "Key", max=16), Col("does", "Does", min=16, grow=True))
 
 
 class HelpScreen(ModalScreen[None]):
@@ -31,21 +36,35 @@ class HelpScreen(ModalScreen[None]):
             if text:
                 yield Markdown(text, id="help-screen-text")
             yield Markdown(GLOBAL_HELP, id="help-global")
-            table = DataTable(id="help-keys", cursor_type="row", zebra_stripes=True, show_cursor=False)
-            table.add_columns("Key", "Does")
-            yield table
+            yield FitTable(KEY_COLUMNS, id="help-keys", cursor_type="row", zebra_stripes=True, show_cursor=False)
             yield Static("Escape closes this help.", classes="dim")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        seen = set()
-        for key, active in self.for_screen.active_bindings.items():
+        self.query_one(FitTable).set_rows(
+            (None, {"key": Text(keys, style="bold"), "does": does}) for keys, does in self.key_rows())
+
+    def key_rows(self) -> list[tuple[str, str]]:
+        """(keys, what they do): the screen's own first, then the app's, then the focused
+        widget's (moving in a table, say); keys for the same action share a row."""
+        screen, app = self.for_screen, self.app
+        groups: dict[tuple[int, str], tuple[list[str], str]] = {}
+        for key, active in screen.active_bindings.items():
             binding = active.binding
-            if binding.action in seen and not binding.description:
-                continue
-            seen.add(binding.action)
-            label = binding.key_display or self.app.get_key_display(binding)
-            table.add_row(Text(label, style="bold"), binding.tooltip or binding.description)
+            rank = 0 if active.node is screen else 1 if active.node is app else 2
+            action = binding.action
+            if action.startswith("switch_mode("):
+                action, does = "switch_mode", "Switch to " + ", ".join(label for _, label, _ in MAIN_SCREENS)
+            else:
+                does = binding.tooltip or binding.description
+            label = binding.key_display or app.get_key_display(binding)
+            keys, _ = groups.setdefault((rank, action), ([], does))
+            if label not in keys:
+                keys.append(label)
+        rows = []
+        for (_, action), (keys, does) in sorted(groups.items(), key=lambda item: item[0][0]):
+            shown = f"{keys[0]}–{keys[-1]}" if action == "switch_mode" and len(keys) > 2 else " ".join(keys)
+            rows.append((shown, does))
+        return rows
 
     def action_dismiss(self) -> None:
         self.dismiss(None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -16,10 +17,24 @@ from console import calls
 from console.messages import ActionFailed, Loaded
 from console.screens.base import ManiScreen
 from console.widgets import cells
+from console.widgets.fit_table import Choice, Col
 from console.widgets.paged_table import PagedTable
 from models import JobStatus
 
 PAGE = 100
+# What goes first when the terminal is narrow is the highest `drop`.
+COLUMNS = (
+    Col("job", "Job", justify="right"),
+    Col("type", "Type"),
+    Col("company", "Company", min=7, max=16, drop=3),
+    Col("status", "Status"),
+    Col("progress", "Progress", width=17, min=9, drop=6),
+    Col("sent", "Sent/Total", short="Sent", justify="right"),
+    Col("failed", "Failed", short="Fail", justify="right"),
+    Col("created", "Created"),
+    Col("by", "By", max=12, drop=4),
+    Col("source", "Source", min=10, max=40, grow=True, drop=5),
+)
 
 
 def parse_since(text: str, now: datetime) -> datetime | None:
@@ -60,14 +75,13 @@ or an email address (or its beginning) to find the jobs that sent to it. Enter o
             yield Select([(t, t) for t in JOB_TYPES], prompt="any type", compact=True, id="filter-type")
             yield Select([], prompt="any company", compact=True, id="filter-company")
             yield Input(placeholder="since", compact=True, id="filter-since")
-            yield Input(placeholder="/ job id, uuid or email", compact=True, id="filter-search")
-        table = PagedTable(id="history", cursor_type="row", zebra_stripes=True)
+            yield Input(placeholder="/ id, uuid or email", compact=True, id="filter-search")
+        table = PagedTable(COLUMNS, id="history", cursor_type="row", zebra_stripes=True)
         table.border_title = "Jobs"
         yield table
         yield Static("", id="history-status", classes="status-line")
 
     def on_mount(self) -> None:
-        self._columns()
         self.load_companies()
         self.load()
         self.query_one("#history").focus()
@@ -75,14 +89,6 @@ or an email address (or its beginning) to find the jobs that sent to it. Enter o
     def on_screen_resume(self) -> None:
         if self.is_mounted and self.rows:
             self.load()
-
-    def _columns(self) -> None:
-        table = self.query_one("#history", PagedTable)
-        wide = self.app.size.width >= 120
-        table.clear(columns=True)
-        labels = ("Job", "Type", "Company", "Status", "Progress", "Sent/Total", "Failed", "Created", "By", "Source") \
-            if wide else ("Job", "Type", "Company", "Status", "Sent/Total", "Fail", "Created")
-        table.add_columns(*labels)
 
     # Data ---------------------------------------------------------------------------------------
 
@@ -137,19 +143,19 @@ or an email address (or its beginning) to find the jobs that sent to it. Enter o
         self.rows, self.total, self.row_offset = rows, total, offset
         table = self.query_one("#history", PagedTable)
         keep = table.cursor_row
-        table.clear()
-        wide = self.app.size.width >= 120
-        for job in rows:
-            common = (str(job.id), job.type, cells.ellipsis(job.company_id or "–", 10 if wide else 8),
-                      cells.status_text(job.status))
-            if wide:
-                extra = (cells.progress_bar(job.done, job.failed, job.total, width=12),
-                         f"{cells.number(job.sent)}/{cells.number(job.total)}", cells.number(job.failed),
-                         cells.when(job.created_at), job.created_by or "–", cells.ellipsis(job.source_name, 24))
-            else:
-                extra = (f"{cells.short_number(job.sent)}/{cells.short_number(job.total)}",
-                         cells.short_number(job.failed), cells.when(job.created_at))
-            table.add_row(*common, *extra, key=str(job.id))
+        table.set_rows((str(job.id), {
+            "job": str(job.id),
+            "type": job.type,
+            "company": job.company_id or "–",
+            "status": cells.status_text(job.status),
+            "progress": lambda width, job=job: cells.progress_bar(job.done, job.failed, job.total, width=width - 5),
+            "sent": Choice(f"{cells.number(job.sent)}/{cells.number(job.total)}",
+                           f"{cells.short_number(job.sent)}/{cells.short_number(job.total)}"),
+            "failed": Choice(cells.number(job.failed), cells.short_number(job.failed)),
+            "created": cells.when_choice(job.created_at),
+            "by": job.created_by or "–",
+            "source": Path(job.source_name).name if job.source_name else "–",
+        }) for job in rows)
         table.has_previous, table.has_next = offset > 0, offset + len(rows) < total
         if rows:
             table.move_cursor(row=min(max(keep, 0), len(rows) - 1), animate=False)

@@ -10,7 +10,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Input, Select, Static, TabbedContent, TabPane
+from textual.widgets import Input, Select, Static, TabbedContent, TabPane
 
 from backend import history as queries
 from backend.history import JobDetail, RecipientPage
@@ -19,12 +19,36 @@ from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
 from console.widgets import cells
 from console.widgets.confirm import PromptModal
+from console.widgets.fit_table import Col, FitTable
 from console.widgets.paged_table import PagedTable
 
 STATUS_FILTERS = [("All statuses", "all"), ("Problems", "problems"), ("Retryable (failed)", "retryable")] + [
     (status, status) for status in ("pending", "processing", "sent", "failed", "retry_pending", "permanently_failed",
                                     "bounced", "complained", "skipped", "cancelled")
 ]
+
+# What goes first when the terminal is narrow is the highest `drop`.
+RECIPIENT_COLUMNS = (
+    Col("line", "Line", justify="right"),
+    Col("email", "Email", min=24, max=40),
+    Col("name", "Name", min=10, max=24, drop=5),
+    Col("status", "Status"),
+    Col("attempts", "Att", justify="right", drop=4),
+    Col("error", "Last error", min=10, grow=True),
+    Col("sent", "Sent", drop=3),
+    Col("certificate", "Certificate", min=11, max=48, drop=6),
+)
+BATCH_COLUMNS = (
+    Col("batch", "Batch", justify="right"),
+    Col("status", "Status"),
+    Col("size", "Size", justify="right"),
+    Col("sent", "Sent", justify="right"),
+    Col("failed", "Failed", justify="right"),
+    Col("attempts", "Attempts", short="Att", justify="right", drop=2),
+    Col("finished", "Finished", drop=1),
+    Col("error", "Last error", min=10, grow=True),
+)
+COUNT_COLUMNS = (Col("status", "Recipient status"), Col("count", "Count", justify="right"))
 
 
 def _status_filter(value: str):
@@ -33,6 +57,14 @@ def _status_filter(value: str):
     if value == "retryable":
         return [s.value for s in queries.RETRYABLE_STATUSES]
     return None if value in ("all", "", None) else value
+
+# Footer groups: "rR Retry 1/all" takes less room than two entries.
+RETRY = Binding.Group("Retry 1/all", compact=True)
+PAUSE = Binding.Group("Pause/resume", compact=True)
+
+
+def _error(text: str | None) -> Text | str:
+    return Text(" ".join(text.split()), style="red") if text else ""
 
 
 class JobDetailScreen(ManiScreen):
@@ -46,10 +78,13 @@ Each change asks first and says how many recipients it touches."""
     BINDINGS = [
         Binding("escape", "back", "Back", id="job.back", tooltip="Back to the previous screen"),
         Binding("slash", "search", "Search", id="job.search", tooltip="Search recipients by address"),
-        Binding("r", "retry_selected", "Retry", id="job.retry_one", tooltip="Retry the selected failed recipient"),
-        Binding("R", "retry_all", "Retry all", id="job.retry_all", tooltip="Retry every failed recipient"),
-        Binding("p", "pause", "Pause", id="job.pause", tooltip="Pause the job: no more sends until resumed"),
-        Binding("u", "resume", "Resume", id="job.resume", tooltip="Resume a paused job"),
+        Binding("r", "retry_selected", "Retry", id="job.retry_one", tooltip="Retry the selected failed recipient",
+                group=RETRY),
+        Binding("R", "retry_all", "Retry all", id="job.retry_all", tooltip="Retry every failed recipient",
+                group=RETRY),
+        Binding("p", "pause", "Pause", id="job.pause", tooltip="Pause the job: no more sends until resumed",
+                group=PAUSE),
+        Binding("u", "resume", "Resume", id="job.resume", tooltip="Resume a paused job", group=PAUSE),
         Binding("c", "cancel_job", "Cancel", id="job.cancel", tooltip="Cancel the job: unsent recipients end cancelled"),
         Binding("e", "export", "Export", id="job.export", tooltip="Export the job's recipient log as CSV"),
         Binding("ctrl+r,f5", "reload", "Refresh", show=False, id="job.refresh", tooltip="Read the job again"),
@@ -72,18 +107,12 @@ Each change asks first and says how many recipients it touches."""
                 with Horizontal(id="recipient-filters", classes="filter-bar"):
                     yield Select(STATUS_FILTERS, value="all", allow_blank=False, compact=True, id="recipient-status")
                     yield Input(placeholder="/ search address", compact=True, id="recipient-search")
-                table = PagedTable(id="recipients", cursor_type="row", zebra_stripes=True)
-                table.add_columns("Line", "Email", "Name", "Status", "Att", "Last error", "Sent", "Certificate")
-                yield table
+                yield PagedTable(RECIPIENT_COLUMNS, id="recipients", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="page-status", classes="status-line")
             with TabPane("Batches", id="tab-batches"):
-                batches = DataTable(id="batches", cursor_type="row", zebra_stripes=True)
-                batches.add_columns("Batch", "Status", "Size", "Sent", "Failed", "Attempts", "Finished", "Last error")
-                yield batches
+                yield FitTable(BATCH_COLUMNS, id="batches", cursor_type="row", zebra_stripes=True)
             with TabPane("Counts", id="tab-counts"):
-                counts = DataTable(id="counts", cursor_type="row", show_cursor=False)
-                counts.add_columns("Recipient status", "Count")
-                yield counts
+                yield FitTable(COUNT_COLUMNS, id="counts", cursor_type="row", show_cursor=False)
 
     def on_mount(self) -> None:
         self.load_detail()
@@ -162,30 +191,25 @@ Each change asks first and says how many recipients it touches."""
             lines.append(Text(f"error: {detail.error}", style="bold red"))
         self.query_one("#job-summary", Static).update(Text("\n").join(lines))
         self.sub_title = f"job {job.id}"
-        batches = self.query_one("#batches", DataTable)
-        batches.clear()
-        for batch in detail.batches:
-            batches.add_row(
-                f"{batch.number}", cells.status_text(batch.status), cells.number(batch.size), cells.number(batch.sent),
-                cells.number(batch.failed), str(batch.attempts), cells.when(batch.finished_at),
-                cells.ellipsis(batch.last_error, 60), key=str(batch.id),
-            )
-        counts = self.query_one("#counts", DataTable)
-        counts.clear()
-        for status, count in sorted(detail.counts.items(), key=lambda item: -item[1]):
-            counts.add_row(cells.status_text(status), cells.number(count))
+        self.query_one("#batches", FitTable).set_rows((str(batch.id), {
+            "batch": str(batch.number), "status": cells.status_text(batch.status), "size": cells.number(batch.size),
+            "sent": cells.number(batch.sent), "failed": cells.number(batch.failed), "attempts": str(batch.attempts),
+            "finished": cells.when_choice(batch.finished_at), "error": _error(batch.last_error),
+        }) for batch in detail.batches)
+        self.query_one("#counts", FitTable).set_rows(
+            (status, {"status": cells.status_text(status), "count": cells.number(count)})
+            for status, count in sorted(detail.counts.items(), key=lambda item: -item[1])
+        )
 
     def _show_page(self, page: RecipientPage, direction: str) -> None:
         self.page = page
         table = self.query_one("#recipients", PagedTable)
         keep = table.cursor_row if direction == "current" else 0
-        table.clear()
-        for row in page.rows:
-            table.add_row(
-                str(row.line or ""), cells.ellipsis(row.email, 40), cells.ellipsis(row.name, 24),
-                cells.status_text(row.status), str(row.attempts), cells.ellipsis(row.last_error, 40),
-                cells.when(row.sent_at), cells.ellipsis(row.certificate_url, 48) or "–", key=str(row.id),
-            )
+        table.set_rows((str(row.id), {
+            "line": str(row.line or ""), "email": row.email, "name": row.name, "status": cells.status_text(row.status),
+            "attempts": str(row.attempts), "error": _error(row.last_error), "sent": cells.when_choice(row.sent_at),
+            "certificate": row.certificate_url or "–",
+        }) for row in page.rows)
         table.has_next, table.has_previous = page.has_next, page.has_previous
         if page.rows:
             target = len(page.rows) - 1 if direction == "previous:end" or direction == "last" else keep

@@ -7,6 +7,7 @@ from datetime import datetime
 from rich.text import Text
 
 from backend.dashboard import format_duration
+from console.widgets.fit_table import Choice
 
 STATUS_STYLES = {
     "pending": "dim",
@@ -62,6 +63,14 @@ def when(value: datetime | None, *, seconds: bool = False) -> str:
     if value is None:
         return "–"
     return value.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
+
+
+def when_choice(value: datetime | None, *, seconds: bool = False) -> Choice | str:
+    """A time for a table column that may be narrow: the year goes first, then the seconds."""
+    if value is None:
+        return "–"
+    forms = ["%Y-%m-%d %H:%M:%S", "%m-%d %H:%M:%S", "%m-%d %H:%M"] if seconds else ["%Y-%m-%d %H:%M", "%m-%d %H:%M"]
+    return Choice(*(value.strftime(form) for form in forms))
 
 
 def progress_bar(done: int, failed: int, total: int, *, width: int = 10) -> Text:

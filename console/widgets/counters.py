@@ -8,11 +8,17 @@ from textual.widget import Widget
 
 
 class Counter(Widget):
-    """A label, a big number, and an optional small note under it; `alert` makes it stand out."""
+    """A label (the card's title), a big number and an optional note after it, as in
+    `100/m · avg 44/m`; `alert` makes it stand out. A note too long for the card is cut."""
 
     DEFAULT_CSS = """
-    Counter { height: 3; border: round $primary 40%; padding: 0 1; }
-    Counter.-alert { border: round $error; background: $error 15%; }
+    Counter {
+        height: 3;
+        border: round $primary 40%;
+        border-title-color: $text-primary;
+        padding: 0 1;
+    }
+    Counter.-alert { border: round $error; border-title-color: $text-error; background: $error 15%; }
     """
     value: reactive[str] = reactive("–")
     note: reactive[str] = reactive("")
@@ -29,7 +35,12 @@ class Counter(Widget):
         self.set_class(alert, "-alert")
 
     def render(self) -> Text:
-        text = Text(self.value, style="bold")
+        # The separator ends the value's segment rather than starting the note's: some SVG
+        # renderers drop a text element's leading spaces.
+        text = Text(self.value + (" " if self.note else ""), style="bold", no_wrap=True, end="")
         if self.note:
-            text.append(f" {self.note}", style="dim")
+            text.append(f"· {self.note}", style="dim")
+        width = self.content_size.width
+        if width and text.cell_len > width:
+            text.truncate(width, overflow="ellipsis")
         return text

@@ -3,8 +3,8 @@
 Each column says how wide it would like to be, how narrow it may get, and whether it is the
 one to drop when even the narrowest layout does not fit (`drop`: higher numbers go first).
 The table keeps the rows it was given and lays them out again whenever its width changes:
-values are cut with an ellipsis, a `Choice` picks the longest form that fits (`1,860/3,000`
-or `1.9k/3k`), and a callable gets the width (a progress bar as wide as its column).
+values are cut with an ellipsis, a `Choice` column shows the longest form that fits
+(`1,860/3,000` or `1.9k/3k`), and a callable gets the width (a progress bar as wide as its column).
 """
 
 from __future__ import annotations
@@ -19,16 +19,21 @@ from textual.widgets import DataTable
 
 
 class Choice:
-    """Forms of one value, longest first: the cell shows the first that fits its column."""
+    """Forms of one value, longest first. A column shows the same form in every row: the
+    longest one that fits for all of them."""
 
     def __init__(self, *options: str | Text) -> None:
         self.options = [option if isinstance(option, Text) else Text(option) for option in options]
 
-    def __call__(self, width: int) -> Text:
-        for option in self.options:
-            if option.cell_len <= width:
-                return option.copy()
-        return self.options[-1].copy()
+
+def _form(cells: Iterable[Cell], width: int) -> int:
+    """The longest form of a column's `Choice`s that fits `width` in every row."""
+    choices = [cell for cell in cells if isinstance(cell, Choice)]
+    most = max((len(choice.options) for choice in choices), default=1)
+    for form in range(most):
+        if all(choice.options[min(form, len(choice.options) - 1)].cell_len <= width for choice in choices):
+            return form
+    return most - 1
 
 
 Cell = Union[str, Text, Choice, Callable[[int], Text], None]
@@ -52,9 +57,11 @@ class Col:
     justify: str | None = None  # "right" for numbers
 
 
-def as_text(value: Cell, width: int, justify: str | None = None) -> Text:
-    """A cell's value as one line of at most `width` cells."""
-    if isinstance(value, Choice) or callable(value):
+def as_text(value: Cell, width: int, justify: str | None = None, form: int = 0) -> Text:
+    """A cell's value as one line of at most `width` cells; `form`: which of a `Choice`'s forms."""
+    if isinstance(value, Choice):
+        text = value.options[min(form, len(value.options) - 1)].copy()
+    elif callable(value):
         text = value(width)
     elif isinstance(value, Text):
         text = value.copy()
@@ -82,8 +89,13 @@ def layout(columns: Sequence[Col], rows: Iterable[Mapping[str, Cell]], available
     rows = list(rows)
     wanted: dict[str, int] = {}
     least: dict[str, int] = {}
+    # Which columns give way first when there is too little room: a bar or a number with a
+    # shorter form loses little; a name cut with an ellipsis loses more.
+    rank: dict[str, int] = {}
     for col in columns:
         label = len(col.label)
+        choices = any(isinstance(row.get(col.key), Choice) for row in rows)
+        rank[col.key] = 2 if col.width is not None else 1 if choices else 0
         if col.width is not None:
             want = col.width
         else:
@@ -93,9 +105,8 @@ def layout(columns: Sequence[Col], rows: Iterable[Mapping[str, Cell]], available
         wanted[col.key] = want
         if col.min is not None:
             least[col.key] = min(col.min, want)
-        elif col.width is None and rows and any(isinstance(row.get(col.key), Choice) for row in rows):
-            least[col.key] = max([len(col.short or col.label),
-                                  *(_natural(row.get(col.key), True) for row in rows)])
+        elif choices:
+            least[col.key] = max([len(col.short or col.label), *(_natural(row.get(col.key), True) for row in rows)])
         else:
             least[col.key] = want
 
@@ -110,10 +121,13 @@ def layout(columns: Sequence[Col], rows: Iterable[Mapping[str, Cell]], available
         shown.remove(max(droppable, key=lambda col: (col.drop, shown.index(col))))
     widths = {col.key: least[col.key] for col in shown}
     spare = available - need(shown)
-    for col in sorted(shown, key=lambda col: col.drop):  # the ones kept longest grow first
-        extra = max(0, min(spare, wanted[col.key] - widths[col.key]))
-        widths[col.key] += extra
-        spare -= extra
+    for level in (0, 1, 2):  # a cell at a time, in turn, so that no name alone is cut short
+        hungry = [col for col in sorted(shown, key=lambda col: col.drop) if rank[col.key] == level]
+        while spare > 0 and hungry:
+            hungry = [col for col in hungry if widths[col.key] < wanted[col.key]]
+            for col in hungry[:spare]:
+                widths[col.key] += 1
+                spare -= 1
     growers = [col for col in shown if col.grow]
     for index, col in enumerate(growers):
         share = spare // (len(growers) - index)
@@ -166,8 +180,10 @@ class FitTable(DataTable):
         for col, width in shape:
             label = col.short if col.short and width < len(col.label) else col.label
             self.add_column(as_text(label, width, col.justify), width=width, key=col.key)
+        forms = {col.key: _form((cells.get(col.key) for _, cells in self._rows), width) for col, width in shape}
         for key, cells in self._rows:
-            self.add_row(*(as_text(cells.get(col.key), width, col.justify) for col, width in shape), key=key)
+            self.add_row(*(as_text(cells.get(col.key), width, col.justify, forms[col.key]) for col, width in shape),
+                         key=key)
         if self._rows:
             self.move_cursor(row=min(row, len(self._rows) - 1), column=min(column, len(shape) - 1), animate=False)
 
