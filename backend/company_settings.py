@@ -428,17 +428,3 @@ def set_global_settings(
 
     return _apply(session=session, values=values, scope="global", settings=settings, read=read, write=write,
                   actor=actor, source=source, action="settings.global", target="global")
-
-
-def _register_cloud_providers() -> None:
-    """Make ses/mailgun/sendgrid known to `backend.providers.get_provider` (the engine resolves
-    settings before it builds a provider, so this runs in every sending process)."""
-    from backend.providers import known_providers, register_provider
-
-    known = set(known_providers())
-    for name in CLOUD_PROVIDERS:
-        if name not in known:
-            register_provider(name, f"backend.providers.{name}:from_settings")
-
-
-_register_cloud_providers()

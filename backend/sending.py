@@ -149,7 +149,12 @@ def _send_rows(
     email_wanted = job.action != "certificate"
     provider = get_provider(plan.provider_name, settings=settings, company_settings=plan.company_settings) if email_wanted else None
     limiter = _limiter(job=job, plan=plan, settings=settings)
-    chunk_size = max(1, min(settings.commit_every, provider.max_batch if provider else settings.commit_every))
+    # A bulk API (Mailgun, SendGrid) takes the batch in one call, and that call is the unit a
+    # crash can repeat; for one-message-at-a-time providers, `commit_every` is.
+    if provider is not None and getattr(provider, "bulk_api", False):
+        chunk_size = max(1, provider.max_batch)
+    else:
+        chunk_size = max(1, min(settings.commit_every, provider.max_batch if provider else settings.commit_every))
     with provider or _NoProvider():
         for start in range(0, len(claim.rows), chunk_size):
             chunk = claim.rows[start : start + chunk_size]
@@ -168,7 +173,8 @@ def _send_rows(
                 except Exception as error:  # a template that cannot render for this row fails only this row
                     outcomes.permanent.append({"rid": row["id"], "err": f"cannot render the message: {error}"})
             if messages:
-                if limiter is not None:
+                # Providers that pace each send themselves share the same limiter: don't pay twice.
+                if limiter is not None and not getattr(provider, "paces_sends", False):
                     limiter(len(messages))
                 _classify(provider.send(messages), rows_by_id=rows_by_id, plan=plan, outcomes=outcomes)
             with sessions() as session:

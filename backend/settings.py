@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     # Keys in Redis are namespaced so that several mani installs (or test runs) share one Redis.
     redis_namespace: str = "mani"
 
+    # The seeds' global settings (seed 002 section 3); each can be overridden in the database
+    # (`mani settings set`) and per company (`mani companies set`).
+    cloud_offload_enabled: bool = True
+    cloud_mode: str = "workers"
+    cloud_callback_secret: str | None = None
+    presigned_url_ttl: int = Field(default=604800, ge=1, le=604800)
+    certificate_generation_mode: str = "cloud_if_enabled"
+    cloud_fallback_behavior: str = "queue_local"
+    storage_backend: str = "local"
+
     email_provider: str = "outbox"
     smtp_url: str | None = None
     smtp_timeout: float = 30.0

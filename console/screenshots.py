@@ -48,8 +48,16 @@ async def _shoot(out: Path, size: tuple[int, int], name: str, keys: tuple[str, .
             else:
                 await pilot.press(key)
             await settle()
-        app.save_screenshot(str(out / f"{name}.svg"))
-    print(f"wrote {out / (name + '.svg')}")
+        path = out / f"{name}.svg"
+        path.write_text(preserve_spaces(app.export_screenshot()), encoding="utf-8")
+    print(f"wrote {path}")
+
+
+def preserve_spaces(svg: str) -> str:
+    """Textual writes each run of text as its own element, so a run may start with a space
+    (`&#160;History` after a bold `2`). Some renderers (librsvg, so GNOME's viewer and
+    `rsvg-convert`) drop those unless told not to, and the picture then reads "2History"."""
+    return svg if 'xml:space="preserve"' in svg else svg.replace("<svg ", '<svg xml:space="preserve" ', 1)
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""Snapshots of every main screen at 80x24 and 160x48, with the demo data and a frozen clock.
+"""Snapshots of every main screen at 80x24, 120x36 (the docs' size) and 160x48, with the demo
+data and a frozen clock.
 
 Snapshots live in tests/snapshots/; refresh them with `pytest tests/test_console_snapshots.py
 --snapshot-update` after a deliberate change, and look at the report before committing.
@@ -14,16 +15,23 @@ import pytest_textual_snapshot
 from console.app import ManiConsole
 from console.config import ConsoleConfig
 from console.demo import DEMO_NOW, demo_broker, seed
+from console.screenshots import preserve_spaces
 from models.db import session_scope
 
 SNAPSHOT_DIR = Path(__file__).parent / "snapshots"
-SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 48), id="160x48")]
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 36), id="120x36"),
+         pytest.param((160, 48), id="160x48")]
 
 
 class _SnapshotsHere(pytest_textual_snapshot.SVGImageExtension):
+    """Stored next to this file, and readable in any SVG viewer (see `preserve_spaces`)."""
+
     @classmethod
     def dirname(cls, *, test_location) -> str:
         return str(SNAPSHOT_DIR / Path(test_location.filepath).stem)
+
+    def serialize(self, *args, **kwargs):
+        return preserve_spaces(super().serialize(*args, **kwargs))
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +89,11 @@ def test_bulk(snap_compare, demo_app, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_companies(snap_compare, demo_app, size):
     assert snap_compare(demo_app, terminal_size=size, run_before=_screen(("4",)))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_company_form(snap_compare, demo_app, size):
+    assert snap_compare(demo_app, terminal_size=size, run_before=_screen(("4", "e")))
 
 
 @pytest.mark.parametrize("size", SIZES)

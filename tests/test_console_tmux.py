@@ -107,7 +107,7 @@ def test_mani_console_runs_in_a_real_terminal(tmux_console):
 
 def test_read_only_console_says_so_and_refuses(tmux_console):
     console = tmux_console("--read-only")
-    console.wait_for("RO")
+    console.wait_for("read-only")  # the top bar says so
     console.run("send-keys", "-t", console.name, "4")
     console.wait_for("Acme Training")
     console.run("send-keys", "-t", console.name, "e")

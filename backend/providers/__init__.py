@@ -32,6 +32,9 @@ _lock = threading.Lock()
 _factories: dict[str, ProviderFactory | str] = {
     "outbox": "backend.providers.outbox:from_settings",
     "smtp": "backend.providers.smtp:from_settings",
+    "ses": "backend.providers.ses:from_settings",
+    "mailgun": "backend.providers.mailgun:from_settings",
+    "sendgrid": "backend.providers.sendgrid:from_settings",
 }
 
 

@@ -63,6 +63,8 @@ class _Config(Exception):
 class MailgunProvider:
     name = "mailgun"
     max_batch = MAX_BATCH
+    # One API call carries a whole batch; results are recorded per call.
+    bulk_api = True
 
     def __init__(
         self,

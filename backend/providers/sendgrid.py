@@ -44,6 +44,8 @@ class _Config(Exception):
 class SendGridProvider:
     name = "sendgrid"
     max_batch = MAX_BATCH
+    # One API call carries a whole batch; results are recorded per call.
+    bulk_api = True
 
     def __init__(
         self, *, api_key: str, sender: str, api_url: str | None = None, limiter: RateLimiter | None = None, timeout: float = 60.0

@@ -11,7 +11,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Input, OptionList, Select, Static, TabbedContent, TabPane
+from textual.widgets import Button, Input, Label, OptionList, Select, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from backend import history as queries
@@ -141,11 +141,14 @@ asks first and says how many recipients get mail."""
             with Vertical(id="bulk-work"):
                 with Vertical(id="bulk-form"):
                     with Horizontal(classes="form-row"):
+                        yield Label("Type", classes="form-label")
                         yield Select([(t, t) for t in JOB_TYPES], value="welcome_std", allow_blank=False, compact=True,
                                      id="bulk-type")
+                        yield Label("Company", classes="form-label")
                         yield Select([], prompt="no company", compact=True, id="bulk-company")
                     with Horizontal(classes="form-row"):
-                        yield Input(placeholder="CSV path (→ completes)", compact=True, id="bulk-path",
+                        yield Label("CSV file", classes="form-label")
+                        yield Input(placeholder="path (→ completes)", compact=True, id="bulk-path",
                                     suggester=PathSuggester(base=self.app.config.csv_dir))
                         yield Button("Preview", id="bulk-preview-button", compact=True)
                         yield Button("Send", id="bulk-send-button", compact=True, variant="primary", disabled=True)

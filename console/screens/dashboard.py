@@ -34,8 +34,8 @@ COUNTERS = (
 # The active jobs table: what goes first when the terminal is narrow is the highest `drop`.
 JOB_COLUMNS = (
     Col("job", "Job"),
-    Col("type", "Type", min=8),
-    Col("company", "Company", min=6, max=16, drop=3),
+    Col("type", "Type", min=11),
+    Col("company", "Company", min=7, max=16, drop=3),
     Col("status", "Status"),
     Col("progress", "Progress", width=21, min=9),
     Col("sent", "Sent/Total", short="Sent", justify="right"),

@@ -95,8 +95,7 @@ source of truth, so a requeued batch that was already finished is simply skipped
             table.move_cursor(row=min(max(keep, 0), len(self.letters) - 1), animate=False)
         status = self.query_one("#dead-status", Static)
         if self.kind == "none":
-            status.update("Embedded default: the broker is in-process, so there is no shared dead-letter queue. "
-                          "Set MANI_REDIS_URL to run distributed.")
+            status.update("no dead-letter queue on the embedded broker")
         else:
             status.update(f"{len(self.letters):,} dead letter(s) in the {self.kind} broker · r/R requeue · d/D delete")
         self._show_error()
@@ -104,8 +103,15 @@ source of truth, so a requeued batch that was already finished is simply skipped
     @on(DataTable.RowHighlighted)
     def _show_error(self) -> None:
         letter = self._selected()
-        self.query_one("#dead-error", Static).update(
-            Text.assemble(("error: ", "bold"), letter.error, (f" · message {letter.message_id}", "dim")) if letter else "")
+        if letter is not None:
+            text = Text.assemble(("error: ", "bold"), letter.error, (f" · message {letter.message_id}", "dim"))
+        elif self.kind == "none":
+            # Below the empty table, where it has room to wrap.
+            text = Text("Embedded default: the broker is in-process, so there is no shared dead-letter queue. "
+                        "Set MANI_REDIS_URL to run distributed.")
+        else:
+            text = Text("")
+        self.query_one("#dead-error", Static).update(text)
 
     def _selected(self) -> DeadLetter | None:
         table = self.query_one(DataTable)

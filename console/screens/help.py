@@ -44,24 +44,30 @@ class HelpScreen(ModalScreen[None]):
             (None, {"key": Text(keys, style="bold"), "does": does}) for keys, does in self.key_rows())
 
     def key_rows(self) -> list[tuple[str, str]]:
-        """(keys, what they do): the screen's own first, then the app's, then the focused
-        widget's (moving in a table, say); keys for the same action share a row."""
+        """(keys, what they do): the screen's own first, then the app's (ours have an `id`),
+        then the focused widget's (moving in a table, say), then Textual's general ones. Keys
+        for the same action share a row; a key is listed once, for whoever answers it first."""
         screen, app = self.for_screen, self.app
-        groups: dict[tuple[int, str], tuple[list[str], str]] = {}
-        for key, active in screen.active_bindings.items():
-            binding = active.binding
-            rank = 0 if active.node is screen else 1 if active.node is app else 2
-            action = binding.action
-            if action.startswith("switch_mode("):
-                action, does = "switch_mode", "Switch to " + ", ".join(label for _, label, _ in MAIN_SCREENS)
-            else:
-                does = binding.tooltip or binding.description
+        found: list[tuple[int, Binding]] = [(0, binding) for _, binding in screen._bindings if binding.id]
+        found += [(1, binding) for _, binding in app._bindings if binding.id]
+        for active in screen.active_bindings.values():
+            if not active.binding.id:
+                found.append((2 if active.node not in (screen, app) else 3, active.binding))
+        groups: dict[str, tuple[int, list[str], str]] = {}
+        taken: set[str] = set()  # a key the screen or the app answers to is theirs, not the table's
+        for rank, binding in sorted(found, key=lambda item: item[0]):
+            if binding.key in taken:
+                continue
+            taken.add(binding.key)
+            action = "switch_mode" if binding.action.startswith("switch_mode(") else binding.action
+            does = "Switch screens (the numbers in the top bar)" if action == "switch_mode" else (
+                binding.tooltip or binding.description)
+            _, keys, _ = groups.setdefault(action, (rank, [], does))
             label = binding.key_display or app.get_key_display(binding)
-            keys, _ = groups.setdefault((rank, action), ([], does))
             if label not in keys:
                 keys.append(label)
         rows = []
-        for (_, action), (keys, does) in sorted(groups.items(), key=lambda item: item[0][0]):
+        for action, (_, keys, does) in groups.items():
             shown = f"{keys[0]}–{keys[-1]}" if action == "switch_mode" and len(keys) > 2 else " ".join(keys)
             rows.append((shown, does))
         return rows

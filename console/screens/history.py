@@ -33,7 +33,7 @@ COLUMNS = (
     Col("failed", "Failed", short="Fail", justify="right"),
     Col("created", "Created"),
     Col("by", "By", max=12, drop=4),
-    Col("source", "Source", min=10, max=40, grow=True, drop=5),
+    Col("source", "Source", min=10, max=32, drop=5),
 )
 
 

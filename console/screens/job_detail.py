@@ -44,7 +44,7 @@ BATCH_COLUMNS = (
     Col("size", "Size", justify="right"),
     Col("sent", "Sent", justify="right"),
     Col("failed", "Failed", justify="right"),
-    Col("attempts", "Attempts", short="Att", justify="right", drop=2),
+    Col("attempts", "Att", justify="right", drop=2),
     Col("finished", "Finished", drop=1),
     Col("error", "Last error", min=10, grow=True),
 )

@@ -59,12 +59,6 @@ def age(now: datetime, then: datetime | None) -> str:
     return format_duration((now - then).total_seconds())
 
 
-def when(value: datetime | None, *, seconds: bool = False) -> str:
-    if value is None:
-        return "–"
-    return value.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
-
-
 def when_choice(value: datetime | None, *, seconds: bool = False) -> Choice | str:
     """A time for a table column that may be narrow: the year goes first, then the seconds."""
     if value is None:

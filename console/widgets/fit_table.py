@@ -89,13 +89,13 @@ def layout(columns: Sequence[Col], rows: Iterable[Mapping[str, Cell]], available
     rows = list(rows)
     wanted: dict[str, int] = {}
     least: dict[str, int] = {}
-    # Which columns give way first when there is too little room: a bar or a number with a
-    # shorter form loses little; a name cut with an ellipsis loses more.
+    # Which columns get room first: names (cut with an ellipsis, they lose most), then values
+    # with a shorter form, then bars, then the column that takes what is left (`grow`).
     rank: dict[str, int] = {}
     for col in columns:
         label = len(col.label)
         choices = any(isinstance(row.get(col.key), Choice) for row in rows)
-        rank[col.key] = 2 if col.width is not None else 1 if choices else 0
+        rank[col.key] = 3 if col.grow else 2 if col.width is not None else 1 if choices else 0
         if col.width is not None:
             want = col.width
         else:
@@ -121,7 +121,7 @@ def layout(columns: Sequence[Col], rows: Iterable[Mapping[str, Cell]], available
         shown.remove(max(droppable, key=lambda col: (col.drop, shown.index(col))))
     widths = {col.key: least[col.key] for col in shown}
     spare = available - need(shown)
-    for level in (0, 1, 2):  # a cell at a time, in turn, so that no name alone is cut short
+    for level in (0, 1, 2, 3):  # a cell at a time, in turn, so that no name alone is cut short
         hungry = [col for col in sorted(shown, key=lambda col: col.drop) if rank[col.key] == level]
         while spare > 0 and hungry:
             hungry = [col for col in hungry if widths[col.key] < wanted[col.key]]
