@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
@@ -441,14 +442,560 @@ def db_current(as_json: JsonOption = False) -> None:
         f"{document['url']}: schema {document['database'] or 'empty'}, code needs {document['code']}"))
 
 
-# --- parts mounted from other modules -----------------------------------------------------------
+# --- companies, settings and keys ---------------------------------------------------------
+
+companies_app = typer.Typer(help="Companies (IOMAD tenants) and their cloud settings.", no_args_is_help=True)
+settings_app = typer.Typer(help="Global settings stored in the database (over MANI_* and mani.toml).", no_args_is_help=True)
+keys_app = typer.Typer(help="The key that encrypts stored secrets.", no_args_is_help=True)
+
+CompanyId = Annotated[str, typer.Argument(help="The company id (Moodle company id or Job JSON tenant_id).")]
+Assignments = Annotated[list[str], typer.Argument(help="KEY=VALUE ...; KEY= clears an override.", show_default=False)]
 
 
-def _mount_optional() -> None:
-    """Sub-apps of parts that live beside the core (certificates, companies, callbacks, serve)."""
+def _settings_table(described: dict) -> None:
+    rows = []
+    for key, entry in described["settings"].items():
+        value = entry["value"]
+        shown = "" if value is None else (str(value).lower() if isinstance(value, bool) else str(value))
+        rows.append([key, shown, entry["source"]])
+    table(["setting", "value", "from"], rows)
 
 
-_mount_optional()
+def _changes(changes: dict) -> None:
+    if not changes:
+        typer.echo("nothing changed")
+    for key, change in changes.items():
+        typer.echo(f"{key}: {change['from']} -> {change['to']}")
+
+
+@companies_app.command("add")
+@handles_errors
+def companies_add(
+    company_id: CompanyId,
+    name: Annotated[str, typer.Option("--name", help="The company's name.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Add a company; it inherits every global setting until `mani companies set` overrides one."""
+    from backend.companies import add_company, company_row
+    from models.db import session_scope
+
+    with session_scope() as session:
+        row = company_row(add_company(session=session, company_id=company_id, name=name, actor=who(), source="cli"))
+    emit(row, as_json=as_json, human=lambda: typer.echo(f"added company {row['id']} ({row['name']})"))
+
+
+@companies_app.command("list")
+@handles_errors
+def companies_list(as_json: JsonOption = False) -> None:
+    """Every company, with its cloud switch and provider."""
+    from backend.companies import company_row, list_companies
+    from models.db import session_scope
+
+    with session_scope(read_only=True) as session:
+        rows = [company_row(company) for company in list_companies(session=session)]
+    emit(rows, as_json=as_json, human=lambda: table(
+        ["id", "name", "cloud", "provider", "threshold", "storage"],
+        [[r["id"], r["name"], "on" if r["enabled"] else "off", r["email_provider"], r["threshold"] or "(global)",
+          r["storage"] or "(global)"] for r in rows],
+    ))
+
+
+@companies_app.command("show")
+@handles_errors
+def companies_show(company_id: CompanyId, as_json: JsonOption = False) -> None:
+    """A company and every setting it resolves to (secrets masked), with where each comes from."""
+    from backend.companies import show_company
+    from models.db import session_scope
+
+    with session_scope(read_only=True) as session:
+        document = show_company(session=session, company_id=company_id)
+
+    def human() -> None:
+        typer.echo(f"{document['id']}  {document['name']}")
+        _settings_table(document)
+
+    emit(document, as_json=as_json, human=human)
+
+
+@companies_app.command("set")
+@handles_errors
+def companies_set(
+    company_id: CompanyId,
+    assignments: Assignments = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Rename the company.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Override settings for one company: `mani companies set acme enabled=true email_provider=mailgun`."""
+    from backend.companies import get_company, rename_company
+    from backend.company_settings import parse_assignments, set_company_settings
+    from models.db import session_scope
+
+    values = parse_assignments(assignments or [])
+    if not values and name is None:
+        raise fail("give KEY=VALUE pairs or --name NAME", 2)
+    changes: dict = {}
+    with session_scope() as session:
+        if name is not None:
+            before = get_company(session=session, company_id=company_id).name
+            after = rename_company(session=session, company_id=company_id, name=name, actor=who(), source="cli").name
+            if after != before:
+                changes["name"] = {"from": before, "to": after}
+        if values:
+            changes.update(set_company_settings(
+                session=session, company_id=company_id, values=values, actor=who(), source="cli"
+            ))
+    emit(changes, as_json=as_json, human=lambda: _changes(changes))
+
+
+@companies_app.command("test")
+@handles_errors
+def companies_test(company_id: CompanyId, as_json: JsonOption = False) -> None:
+    """Check each configured piece for real (provider, sender, storage, queue, callback URL)."""
+    from backend import connection_test
+    from models.db import session_scope
+
+    with session_scope(read_only=True) as session:
+        results = connection_test.test_company(session=session, company_id=company_id)
+    document = {"company": company_id, "ok": all(r.ok for r in results), "checks": [r.as_dict() for r in results]}
+
+    def human() -> None:
+        width = max(len(r.name) for r in results)
+        for r in results:
+            typer.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.name.ljust(width)}  {r.detail}")
+
+    emit(document, as_json=as_json, human=human)
+    if not document["ok"]:
+        raise typer.Exit(1)
+
+
+@settings_app.command("show")
+@handles_errors
+def settings_show(as_json: JsonOption = False) -> None:
+    """Every global setting (secrets masked) and where its value comes from."""
+    from backend.company_settings import describe
+    from models.db import session_scope
+
+    with session_scope(read_only=True) as session:
+        document = describe(session=session, company_id=None)
+    emit(document, as_json=as_json, human=lambda: _settings_table(document))
+
+
+@settings_app.command("set")
+@handles_errors
+def settings_set(assignments: Assignments, as_json: JsonOption = False) -> None:
+    """Store global settings in the database: `mani settings set cloud_fallback_behavior=fail`."""
+    from backend.company_settings import parse_assignments, set_global_settings
+    from models.db import session_scope
+
+    values = parse_assignments(assignments or [])
+    with session_scope() as session:
+        changes = set_global_settings(session=session, values=values, actor=who(), source="cli")
+    emit(changes, as_json=as_json, human=lambda: _changes(changes))
+
+
+@keys_app.command("generate")
+@handles_errors
+def keys_generate(
+    path: Annotated[Optional[Path], typer.Option("--path", help="Where to write the key (default: the configured key file).")] = None,
+    print_only: Annotated[bool, typer.Option("--print", help="Print a new key for MANI_SECRET_KEY instead of writing a file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing key file (stored secrets become unreadable).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Make the key that encrypts stored secrets (mode 0600). Copy it to every host."""
+    from backend.secrets import generate_key, generate_key_file
+    from backend.settings import get_settings
+
+    if print_only:
+        key = generate_key()
+        emit({"key": key}, as_json=as_json, human=lambda: typer.echo(key))
+        return
+    target = generate_key_file(path or get_settings().effective_secret_key_file, overwrite=force)
+    document = {"path": str(target), "mode": "0600"}
+    emit(document, as_json=as_json, human=lambda: typer.echo(
+        f"wrote a new key to {target} (mode 0600); copy it to every host, or set MANI_SECRET_KEY_FILE to it"
+    ))
+
+
+# --- callbacks, the HTTP API and delivery rates ---------------------------------------------
+
+callbacks_app = typer.Typer(help="Signed status callbacks to Moodle: list, show, redeliver.", no_args_is_help=True)
+
+
+def _iso(value) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def _delivery_document(delivery, job_uuid: str | None) -> dict:
+    return {
+        "id": delivery.id, "job_id": delivery.job_id, "job_uuid": job_uuid, "kind": delivery.kind,
+        "batch_id": delivery.batch_id, "updates": len(delivery.recipient_ids), "url": delivery.url,
+        "status": delivery.status, "attempts": delivery.attempts, "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error, "next_attempt_at": _iso(delivery.next_attempt_at),
+        "created_at": _iso(delivery.created_at), "delivered_at": _iso(delivery.delivered_at),
+    }
+
+
+def _enqueue(delivery_ids: list[int]) -> bool:
+    from backend.dispatch import broker_errors, enqueue_followups
+    from backend.engine import Followups
+
+    try:
+        enqueue_followups(Followups(callback_ids=delivery_ids))
+    except broker_errors():
+        return False
+    return True
+
+
+@callbacks_app.command("list")
+@handles_errors
+def callbacks_list(
+    job: Annotated[Optional[str], typer.Option("--job", help="Only this job (id, uuid or prefix).")] = None,
+    status: Annotated[Optional[str], typer.Option(help="pending, delivered or failed.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List callback deliveries, with the delivered share when one job is named."""
+    from backend import callbacks
+    from backend.job_queries import get_job
+    from models import Job
+    from models.db import session_scope
+
+    with session_scope(read_only=True) as session:
+        job_row = get_job(session=session, job_ref=job) if job else None
+        rows = callbacks.list_deliveries(session=session, job_id=job_row.id if job_row else None, status=status,
+                                         limit=limit)
+        uuids = {j.id: j.uuid for j in session.query(Job).filter(Job.id.in_({r.job_id for r in rows}))}
+        stats = callbacks.callback_stats(session=session, job_id=job_row.id) if job_row else None
+    documents = [_delivery_document(r, uuids.get(r.job_id)) for r in rows]
+    summary = None
+    if stats is not None:
+        summary = {"total": stats.total, "delivered": stats.delivered, "pending": stats.pending,
+                   "failed": stats.failed, "delivered_share": stats.delivered_share}
+
+    def human() -> None:
+        table(["id", "job", "kind", "updates", "status", "attempts", "last", "next attempt"],
+              [[d["id"], (d["job_uuid"] or "")[:8], d["kind"], d["updates"], d["status"], d["attempts"],
+                d["last_status_code"] or (d["last_error"] or "")[:30], d["next_attempt_at"]] for d in documents])
+        if summary:
+            share = "-" if summary["delivered_share"] is None else f"{summary['delivered_share']:.1%}"
+            typer.echo(f"{summary['delivered']}/{summary['total']} delivered ({share}), "
+                       f"{summary['pending']} pending, {summary['failed']} failed")
+
+    emit({"deliveries": documents, "stats": summary} if summary else documents, as_json=as_json, human=human)
+
+
+@callbacks_app.command("show")
+@handles_errors
+def callbacks_show(
+    delivery_id: Annotated[int, typer.Argument(help="The delivery id (from `mani callbacks list`).")],
+    body: Annotated[bool, typer.Option("--body", help="Also print the body it would send now.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """One delivery and every attempt: time, status code, error, duration."""
+    from backend import callbacks
+    from models import Job
+    from models.db import session_scope
+
+    with session_scope(read_only=True) as session:
+        delivery = callbacks.get_delivery(session=session, delivery_id=delivery_id)
+        job = session.get(Job, delivery.job_id)
+        attempts = callbacks.list_attempts(session=session, delivery_id=delivery_id)
+        preview = callbacks.build_payload(session=session, delivery=delivery, job=job) if body else None
+    document = _delivery_document(delivery, job.uuid)
+    document["attempt_log"] = [
+        {"number": a.number, "at": _iso(a.started_at), "status_code": a.status_code, "error": a.error,
+         "duration_ms": a.duration_ms, "updates": a.update_count, "response": a.response_excerpt}
+        for a in attempts
+    ]
+    if preview is not None:
+        document["body"] = preview
+
+    def human() -> None:
+        for key in ("id", "job_uuid", "kind", "url", "status", "attempts", "updates", "next_attempt_at",
+                    "delivered_at", "last_error"):
+            typer.echo(f"{key:>16}: {document[key] if document[key] is not None else '-'}")
+        table(["#", "at", "code", "ms", "error"],
+              [[a["number"], a["at"], a["status_code"], a["duration_ms"], a["error"]] for a in document["attempt_log"]])
+        if preview is not None:
+            import json
+
+            typer.echo(json.dumps(preview, indent=2, ensure_ascii=False))
+
+    emit(document, as_json=as_json, human=human)
+
+
+@callbacks_app.command("redeliver")
+@handles_errors
+def callbacks_redeliver(
+    delivery_ids: Annotated[Optional[list[int]], typer.Argument(help="Delivery ids.")] = None,
+    job: Annotated[Optional[str], typer.Option("--job", help="Every failed delivery of this job.")] = None,
+    all_failed: Annotated[bool, typer.Option("--failed", help="Every failed delivery (of --job, or of all jobs).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Send deliveries again now, with a fresh retry schedule; Moodle gets the current state."""
+    from backend import callbacks
+    from backend.errors import UnusableInput
+    from backend.job_queries import get_job
+    from models.db import session_scope
+
+    with session_scope() as session:
+        ids = list(delivery_ids or [])
+        if job or all_failed:
+            job_id = get_job(session=session, job_ref=job).id if job else None
+            ids += callbacks.failed_delivery_ids(session=session, job_id=job_id)
+        if not ids:
+            raise UnusableInput("Nothing to redeliver: name delivery ids, or --job JOB, or --failed.")
+        done = callbacks.redeliver(session=session, delivery_ids=sorted(set(ids)), actor=who(), source="cli")
+    queued = _enqueue(done)
+    emit({"redelivered": done, "enqueued": queued}, as_json=as_json, human=lambda: typer.echo(
+        f"{len(done)} deliveries due now" + ("" if queued else " (the broker is down: the sweeper sends them)")))
+
+
+@handles_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (keep 127.0.0.1 behind a reverse proxy).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
+) -> None:
+    """Run the HTTP API (Job JSON, worker callbacks, provider webhooks, /healthz, /metrics)."""
+    from backend.api.app import serve as run
+    from models.db import ensure_schema
+
+    ensure_schema()
+    typer.echo(f"mani serve: http://{host}:{port}", err=True)
+    run(host=host, port=port)
+
+
+@handles_errors
+def rates(
+    job: Annotated[Optional[str], typer.Option("--job", help="One job (id, uuid or prefix).")] = None,
+    company: Annotated[Optional[str], typer.Option("--company", help="One company.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Bounce and complaint rates (the seeds' target: bounces under 2 %)."""
+    from backend.job_queries import get_job
+    from backend.webhooks import delivery_rates
+    from models.db import session_scope
+
+    with session_scope(read_only=True) as session:
+        job_id = get_job(session=session, job_ref=job).id if job else None
+        document = delivery_rates(session=session, job_id=job_id, company_id=company).as_dict()
+
+    def pct(value) -> str:
+        return "-" if value is None else f"{value:.2%}"
+
+    emit(document, as_json=as_json, human=lambda: typer.echo(
+        f"{document['delivered']} delivered, {document['bounced']} bounced ({pct(document['bounce_rate'])}), "
+        f"{document['complained']} complained ({pct(document['complaint_rate'])})"))
+
+
+@handles_errors
+def companies_token(
+    company_id: Annotated[str, typer.Argument(help="The company (IOMAD id / Job JSON tenant_id).")],
+    revoke_others: Annotated[bool, typer.Option("--revoke-others", help="Revoke the company's older tokens.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Make a bearer token for the HTTP API; it is shown this once and stored only hashed."""
+    from backend.tokens import issue_token
+    from models.db import session_scope
+
+    with session_scope() as session:
+        issued = issue_token(session=session, company_id=company_id, actor=who(), source="cli",
+                             revoke_others=revoke_others)
+    emit({"id": issued.id, "company_id": issued.company_id, "token": issued.token}, as_json=as_json,
+         human=lambda: (typer.echo(issued.token),
+                        typer.echo("Store it in Moodle now: mani keeps only its hash.", err=True)))
+
+
+@handles_errors
+def companies_tokens(
+    company_id: Annotated[Optional[str], typer.Argument(help="Only this company.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List API tokens (prefix, created, last used, revoked); never the tokens themselves."""
+    from backend.tokens import list_tokens
+    from models.db import session_scope
+
+    with session_scope(read_only=True) as session:
+        rows = list_tokens(session=session, company_id=company_id)
+    documents = [{"id": r.id, "company_id": r.company_id, "prefix": r.prefix, "created_at": _iso(r.created_at),
+                  "created_by": r.created_by, "last_used_at": _iso(r.last_used_at), "revoked_at": _iso(r.revoked_at)}
+                 for r in rows]
+    emit(documents, as_json=as_json, human=lambda: table(
+        ["id", "company", "prefix", "created", "last used", "revoked"],
+        [[d["id"], d["company_id"], d["prefix"] + "…", d["created_at"], d["last_used_at"], d["revoked_at"]]
+         for d in documents]))
+
+
+@handles_errors
+def companies_revoke_token(
+    token_id: Annotated[int, typer.Argument(help="The token id (from `mani companies tokens`).")],
+) -> None:
+    """Revoke an API token at once."""
+    from backend.tokens import revoke_token
+    from models.db import session_scope
+
+    with session_scope() as session:
+        row = revoke_token(session=session, token_id=token_id, actor=who(), source="cli")
+    typer.echo(f"token {row.id} ({row.prefix}…) of company {row.company_id} is revoked")
+
+
+# --- certificates ---------------------------------------------------------------------------
+
+certificates_app = typer.Typer(help="Certificates: preview templates, verify, revoke and export.", no_args_is_help=True)
+
+@certificates_app.command()
+@handles_errors
+def preview(
+    template: Annotated[str, typer.Option("--template", "-t", help="Template name or .toml/.json file.")] = "default",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the PDF.")] = Path("certificate-preview.pdf"),
+    name: Annotated[str, typer.Option(help="Recipient name on the sample.")] = "Zoë Ångström-Kovačević",
+    course: Annotated[str, typer.Option(help="Course name on the sample.")] = "Workplace Health & Safety",
+    grade: Annotated[Optional[str], typer.Option(help="Grade on the sample (empty hides it).")] = "92%",
+    field: Annotated[Optional[list[str]], typer.Option("--set", help="KEY=VALUE for a custom field; repeatable.")] = None,
+    expiry_days: Annotated[int, typer.Option(help="Show an expiry this many days ahead (0: none).")] = 365,
+) -> None:
+    """Write a sample certificate, to see a template before using it in a job."""
+    from backend.certificates import fallback_fonts, template_dirs, verify_url
+    from certificates import get_renderer, load_template, new_code, prepare_values
+
+    template_obj = load_template(template, search_dirs=template_dirs())
+    first, _, last = name.partition(" ")
+    data: dict[str, Any] = {"firstname": first, "lastname": last, "fullname": name, "course_name": course,
+                            "grade": grade or "", "email": "learner@example.com"}
+    for pair in field or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UnusableInput(f"--set {pair!r} is not KEY=VALUE")
+        data[key.strip()] = value
+    for custom, default in template_obj.fields.items():
+        data.setdefault(custom, default if default is not None else f"[{custom}]")
+    code = new_code()
+    now = datetime.now(timezone.utc)
+    values = prepare_values(template_obj, data, code=code, verify_url=verify_url(code), issued_at=now,
+                            expires_at=now + timedelta(days=expiry_days) if expiry_days > 0 else None)
+    pdf = get_renderer(template_obj, fallback_fonts=fallback_fonts()).render(values, created_at=now)
+    out = out.expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(pdf)
+    typer.echo(f"wrote {out} ({len(pdf):,} bytes, template {template_obj.name}, sample code {code})")
+
+
+@certificates_app.command()
+@handles_errors
+def verify(
+    code: Annotated[str, typer.Argument(help="The certificate code, e.g. MANI-7K3F-Q9XZ-4M2P (any case).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Who, what and when for a code, and whether it is valid, expired or revoked."""
+    from backend.certificates import verify as verify_code
+    from models.db import session_scope
+
+    with session_scope(read_only=True) as session:
+        result = verify_code(session=session, code=code)
+
+    def human() -> None:
+        if result["status"] == "not_found":
+            typer.echo(f"{code}: no such certificate")
+            return
+        typer.echo(f"{result['code']}: {result['status'].upper()}")
+        for label, key in (("name", "fullname"), ("email", "email"), ("course", "course_name"),
+                           ("issued", "issued_at"), ("expires", "expires_at"), ("revoked", "revoked_at"),
+                           ("reason", "revoke_reason"), ("job", "job_id")):
+            if result.get(key):
+                typer.echo(f"  {label:8} {result[key]}")
+
+    emit(result, as_json=as_json, human=human)
+    raise typer.Exit({"valid": 0, "expired": 1, "revoked": 1}.get(result["status"], 2))
+
+
+@certificates_app.command()
+@handles_errors
+def revoke(
+    code: Annotated[str, typer.Argument(help="The certificate code.")],
+    reason: Annotated[Optional[str], typer.Option(help="Why; shown by verify.")] = None,
+) -> None:
+    """Revoke a certificate. Retrying its job afterwards issues a new one with a new code."""
+    from backend.certificates import revoke as revoke_code
+    from backend.oswho import os_user
+    from models.db import session_scope
+
+    with session_scope() as session:
+        certificate = revoke_code(session=session, code=code, reason=reason, actor=os_user(), source="cli")
+        shown = certificate.code
+    typer.echo(f"revoked {shown}" + (f" ({reason})" if reason else ""))
+
+
+@certificates_app.command("list")
+@handles_errors
+def list_(
+    job: Annotated[str, typer.Argument(help="Job id: the number, the uuid, or a unique uuid prefix.")],
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    offset: Annotated[int, typer.Option(help="Skip this many first.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """The certificates issued for a job."""
+    from backend.certificates import list_certificates
+    from models.db import session_scope
+
+    with session_scope(read_only=True) as session:
+        rows = list_certificates(session=session, job_ref=job, limit=limit, offset=offset)
+
+    def human() -> None:
+        for row in rows:
+            typer.echo(f"{row['code']}  {row['status']:8} {row['email']:32} {row['fullname']}")
+        if not rows:
+            typer.echo("no certificates")
+
+    emit(rows, as_json=as_json, human=human)
+
+
+@certificates_app.command()
+@handles_errors
+def export(
+    job: Annotated[str, typer.Argument(help="Job id: the number, the uuid, or a unique uuid prefix.")],
+    zip_path: Annotated[Path, typer.Option("--zip", help="The ZIP file to write.")],
+    include_revoked: Annotated[bool, typer.Option(help="Also export revoked certificates.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write every certificate of a job into one ZIP (streamed: any job size, constant memory)."""
+    from backend.certificates import export_zip
+    from models.db import session_scope
+
+    with session_scope(read_only=True) as session:
+        if sys.stderr.isatty() and not as_json:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), transient=True) as bar:
+                task = bar.add_task("exporting", total=None)
+                result = export_zip(session=session, job_ref=job, path=zip_path, include_revoked=include_revoked,
+                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+        else:
+            result = export_zip(session=session, job_ref=job, path=zip_path, include_revoked=include_revoked)
+    summary = {"path": str(result.path), "certificates": result.count, "missing": result.missing,
+               "bytes": result.bytes_written}
+    emit(summary, as_json=as_json, human=lambda: typer.echo(
+        f"wrote {result.path}: {result.count} certificates, {result.bytes_written:,} bytes"
+        + (f"; {len(result.missing)} missing from storage: {', '.join(result.missing[:5])}" if result.missing else "")))
+    if result.missing:
+        raise typer.Exit(1)
+
+
+def _mount() -> None:
+    """Register the sub-apps and the top-level commands defined above."""
+    app.add_typer(companies_app, name="companies")
+    app.add_typer(settings_app, name="settings")
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(callbacks_app, name="callbacks")
+    app.add_typer(certificates_app, name="certificates")
+    app.command("serve")(serve)
+    app.command("rates")(rates)
+    companies_app.command("token")(companies_token)
+    companies_app.command("tokens")(companies_tokens)
+    companies_app.command("revoke-token")(companies_revoke_token)
+
+
+_mount()
 
 
 def main() -> None:

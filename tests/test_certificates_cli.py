@@ -10,7 +10,7 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from backend import certificates as service
-from certificates.cli_commands import app
+from cli import certificates_app as app
 from models import Recipient
 from models.db import session_scope
 from tests.test_certificates_service import make_job

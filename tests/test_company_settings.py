@@ -213,17 +213,13 @@ def test_connection_smtp_login(session, make_smtp_sink):
     assert not lines["smtp"].ok and "wrong-pass" not in lines["smtp"].detail
 
 
-# The CLI draft ------------------------------------------------------------------------------
+# The CLI ------------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def cli():
-    from cli_companies_draft import companies_app, keys_app, settings_app
+    from cli import app
 
-    app = typer.Typer()
-    app.add_typer(companies_app, name="companies")
-    app.add_typer(settings_app, name="settings")
-    app.add_typer(keys_app, name="keys")
     runner = CliRunner()
     return lambda *args: runner.invoke(app, list(args))
 
