@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
 from sqlmodel import select
 from typer.testing import CliRunner
 
