@@ -73,6 +73,9 @@ async def _visit(size: tuple[int, int], keys: tuple[str, ...]) -> list[str]:
         for counter in app.screen.query(Counter):  # "╭─ Dead letters ─╮" needs the label + 5
             if counter.outer_size.width < len(counter.label) + 5:
                 problems.append(f"{where}: counter {counter.label!r} is cut ({counter.outer_size.width} wide)")
+        for field in app.screen.query("Input, Select, Button"):
+            if field.region.width and field.region.right > size[0]:
+                problems.append(f"{where}: #{field.id} ends at column {field.region.right}")
         navbars = list(app.query(NavBar))
         if navbars:
             line = navbars[0].render().plain

@@ -62,6 +62,29 @@ class ProviderError(Exception):
     """A provider cannot work at all (bad configuration, unreachable endpoint)."""
 
 
+class ClientProvider:
+    """A provider that opens an API client for the length of a `with` block: one per batch."""
+
+    name: str
+    _client = None
+
+    def make_client(self):
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._client = self.make_client()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = None
+
+    def _require_client(self) -> None:
+        if self._client is None:
+            raise ProviderError(f"{self.name}: use the provider as `with provider:` before sending.")
+
+
 class Provider(Protocol):
     name: str
     # The most messages one `send` call takes (an API's per-request limit).

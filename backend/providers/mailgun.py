@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from backend.mime import MessageError, compose, format_address, normalize_address, split_sender
-from backend.providers.base import Outcome, OutgoingMessage, ProviderError, SendResult
+from backend.providers.base import ClientProvider, Outcome, OutgoingMessage, ProviderError, SendResult
 from backend.providers.ses import sender_of
 from backend.ratelimit import RateLimiter, Unlimited, limiter_for
 
@@ -60,7 +60,7 @@ class _Config(Exception):
     """Mailgun refused our key or domain: no message of this call is at fault."""
 
 
-class MailgunProvider:
+class MailgunProvider(ClientProvider):
     name = "mailgun"
     max_batch = MAX_BATCH
     # One API call carries a whole batch; results are recorded per call.
@@ -107,20 +107,11 @@ class MailgunProvider:
             retry_policy=RetryPolicy(max_retries=0), timeout=(10.0, self.timeout),
         )
 
-    def __enter__(self) -> "MailgunProvider":
-        self._client = self.make_client()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self._client is not None:
-            self._client.close()
-        self._client = None
 
     # Sending ----------------------------------------------------------------------------
 
     def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
-        if self._client is None:
-            raise ProviderError("mailgun: use the provider as `with provider:` before sending.")
+        self._require_client()
         self._sent_any = False
         results: dict[int, SendResult] = {}
         pending: list[tuple[str, list[OutgoingMessage]]] = []

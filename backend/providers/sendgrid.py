@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from backend.mime import MessageError, normalize_address, split_sender
-from backend.providers.base import Outcome, OutgoingMessage, ProviderError, SendResult
+from backend.providers.base import ClientProvider, Outcome, OutgoingMessage, ProviderError, SendResult
 from backend.providers.ses import sender_of
 from backend.ratelimit import RateLimiter, Unlimited, limiter_for
 
@@ -41,7 +41,7 @@ class _Config(Exception):
     """SendGrid refused our key: no message of this call is at fault."""
 
 
-class SendGridProvider:
+class SendGridProvider(ClientProvider):
     name = "sendgrid"
     max_batch = MAX_BATCH
     # One API call carries a whole batch; results are recorded per call.
@@ -78,18 +78,9 @@ class SendGridProvider:
             timeout=httpx.Timeout(self.timeout, connect=10.0),
         )
 
-    def __enter__(self) -> "SendGridProvider":
-        self._client = self.make_client()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self._client is not None:
-            self._client.close()
-        self._client = None
 
     def send(self, messages: Sequence[OutgoingMessage]) -> list[SendResult]:
-        if self._client is None:
-            raise ProviderError("sendgrid: use the provider as `with provider:` before sending.")
+        self._require_client()
         self._sent_any = False
         results: dict[int, SendResult] = {}
         batchable: list[OutgoingMessage] = []

@@ -44,15 +44,15 @@ class HelpScreen(ModalScreen[None]):
             (None, {"key": Text(keys, style="bold"), "does": does}) for keys, does in self.key_rows())
 
     def key_rows(self) -> list[tuple[str, str]]:
-        """(keys, what they do): the screen's own first, then the app's (ours have an `id`),
-        then the focused widget's (moving in a table, say), then Textual's general ones. Keys
+        """(keys, what they do): the screen's own first (ours have an `id`), then the app's,
+        then the focused widget's (moving in a table, say), then the screen's general ones. Keys
         for the same action share a row; a key is listed once, for whoever answers it first."""
         screen, app = self.for_screen, self.app
         found: list[tuple[int, Binding]] = [(0, binding) for _, binding in screen._bindings if binding.id]
         found += [(1, binding) for _, binding in app._bindings if binding.id]
         for active in screen.active_bindings.values():
             if not active.binding.id:
-                found.append((2 if active.node not in (screen, app) else 3, active.binding))
+                found.append((1 if active.node is app else 3 if active.node is screen else 2, active.binding))
         groups: dict[str, tuple[int, list[str], str]] = {}
         taken: set[str] = set()  # a key the screen or the app answers to is theirs, not the table's
         for rank, binding in sorted(found, key=lambda item: item[0]):
