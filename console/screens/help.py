@@ -10,7 +10,6 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Markdown, Static
 
 from console.widgets.fit_table import Col, FitTable
-from console.widgets.navbar import MAIN_SCREENS
 
 GLOBAL_HELP = """\
 **Everywhere:** `1`–`6` switch screens · `?` help · `q` quit · `ctrl+p` command palette ·
