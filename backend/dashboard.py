@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlmodel import Session
 
-from models import JOB_ACTIVE, Batch, Job, JobStatus, Recipient, utcnow
+from models import JOB_ACTIVE, Batch, Job, JobStatus, Recipient, RecipientStatus, utcnow
 
 J, B, R = Job.__table__.c, Batch.__table__.c, Recipient.__table__.c
 
@@ -208,3 +208,37 @@ def format_duration(seconds: float) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
     return f"{seconds // 86400}d{(seconds % 86400) // 3600}h"
+
+
+# Health across jobs: callbacks that gave up, bounce and complaint rates per company --------------
+
+
+def failed_deliveries(*, session: Session, limit: int = 200) -> tuple[list, int]:
+    """Callback deliveries that used up their retry schedule (`history.DeliveryRow`s, newest first),
+    and how many there are."""
+    from backend.callbacks import FAILED
+    from backend.history import D, delivery_rows
+
+    total = session.execute(select(func.count()).where(D.status == FAILED)).scalar_one()
+    return (delivery_rows(session, D.status == FAILED, newest_first=True, limit=limit) if total and limit else []), total
+
+
+def company_rates(*, session: Session) -> dict:
+    """`backend.webhooks.delivery_rates` of every company that has sent, in one grouped query:
+    {company id: DeliveryRates}."""
+    from backend.webhooks import DeliveryRates
+
+    reached = (RecipientStatus.SENT, RecipientStatus.BOUNCED, RecipientStatus.COMPLAINED)
+    counts: dict[str, dict[str, int]] = {}
+    for company_id, status, count in session.execute(
+        select(J.company_id, R.status, func.count())
+        .select_from(Recipient.__table__.join(Job.__table__, J.id == R.job_id))
+        .where(J.company_id.is_not(None), R.status.in_(reached))
+        .group_by(J.company_id, R.status)
+    ):
+        counts.setdefault(company_id, {})[status] = count
+    return {
+        company_id: DeliveryRates(delivered=sum(by.values()), bounced=by.get(RecipientStatus.BOUNCED, 0),
+                                  complained=by.get(RecipientStatus.COMPLAINED, 0))
+        for company_id, by in counts.items()
+    }

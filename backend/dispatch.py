@@ -11,7 +11,7 @@ import logging
 from sqlalchemy import update
 
 from backend.engine import Followups
-from models import Batch, Job, utcnow
+from models import Job, utcnow
 from models.db import session_scope
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlmodel import Session
@@ -50,13 +50,6 @@ class Followups:
     callback_ids: list[int] = field(default_factory=list)
     # Run this batch again after this many seconds (retries, throttling).
     retry_batch_in: float | None = None
-
-    def merge(self, other: "Followups") -> None:
-        self.batch_ids += other.batch_ids
-        self.finish_job_ids += other.finish_job_ids
-        self.callback_ids += other.callback_ids
-        if other.retry_batch_in is not None:
-            self.retry_batch_in = other.retry_batch_in
 
 
 def lock_job(*, session: Session, job_id: int) -> Job | None:
@@ -375,9 +368,3 @@ def _job_finished_callbacks(*, session: Session, job: Job) -> list[int]:
     from backend import callbacks
 
     return callbacks.on_job_finished(session=session, job=job)
-
-
-def batch_retry_delay(*, next_attempt_at: datetime | None) -> float:
-    if next_attempt_at is None:
-        return 0.0
-    return max(0.0, (next_attempt_at - utcnow()).total_seconds())

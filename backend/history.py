@@ -1,5 +1,5 @@
 """Read queries for browsing the record: the job history, one job's detail with its recipients
-read page by page, and the audit log.
+read page by page and its callbacks to Moodle, and the audit log.
 
 Everything here only reads, and returns plain dataclasses (never ORM objects), so that a
 console worker can hand the result to the UI thread after its session has closed. Recipient
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, func, or_, select
 from sqlmodel import Session
@@ -19,8 +20,14 @@ from sqlmodel import Session
 from backend.dashboard import JOB_COLUMNS, JobRow, job_row
 from backend.errors import NotFound
 from models import AuditEntry, Batch, Company, Job, Recipient, RecipientStatus
+from models.callbacks import CallbackDelivery
+
+if TYPE_CHECKING:
+    from backend.callbacks import CallbackStats
+    from backend.webhooks import DeliveryRates
 
 J, B, R, A = Job.__table__.c, Batch.__table__.c, Recipient.__table__.c, AuditEntry.__table__.c
+D = CallbackDelivery.__table__.c
 
 # Recipient statuses an admin reads as "went wrong" (the job detail's "problems" filter).
 PROBLEM_STATUSES = (
@@ -321,3 +328,88 @@ def audit_entries(
                  address=r.address, details=r.details or {})
         for r in rows
     ], total
+
+
+# Callbacks to Moodle, the route and delivery rates of one job (job detail) ----------------------------
+
+
+@dataclass(slots=True)
+class DeliveryRow:
+    """One callback delivery as the console lists it (`updates`: recipients it reports on)."""
+
+    id: int
+    job_id: int
+    kind: str
+    batch_number: int | None
+    updates: int
+    url: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(slots=True)
+class AttemptRow:
+    number: int
+    started_at: datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    update_count: int
+    response_excerpt: str | None
+
+
+@dataclass(slots=True)
+class JobOutcome:
+    """Why the job took its route, its bounce/complaint rates and its callbacks' delivered share."""
+
+    route_reason: str | None
+    rates: DeliveryRates
+    callbacks: CallbackStats
+
+
+def delivery_rows(session: Session, *conditions, newest_first: bool = False, limit: int = 500) -> list[DeliveryRow]:
+    """Callback deliveries matching `conditions` (on `callback_deliveries` columns), by id."""
+    query = (
+        select(D.id, D.job_id, D.kind, B.number.label("batch_number"),
+               func.json_array_length(D.recipient_ids).label("updates"), D.url, D.status, D.attempts,
+               D.last_status_code, D.last_error, D.next_attempt_at, D.created_at, D.delivered_at, D.updated_at)
+        .select_from(CallbackDelivery.__table__.outerjoin(Batch.__table__, B.id == D.batch_id))
+        .where(*conditions).order_by(D.id.desc() if newest_first else D.id).limit(limit)
+    )
+    return [DeliveryRow(**row._mapping) for row in session.execute(query)]
+
+
+def job_outcome(*, session: Session, job_id: int) -> JobOutcome:
+    from backend.callbacks import callback_stats
+    from backend.webhooks import delivery_rates
+
+    return JobOutcome(
+        route_reason=session.execute(select(J.route_reason).where(J.id == job_id)).scalar_one_or_none(),
+        rates=delivery_rates(session=session, job_id=job_id),
+        callbacks=callback_stats(session=session, job_id=job_id),
+    )
+
+
+def job_deliveries(*, session: Session, job_id: int, limit: int = 500) -> list[DeliveryRow]:
+    """A job's callback deliveries, oldest first (batch 1, 2, ..., then the final one)."""
+    return delivery_rows(session, D.job_id == job_id, limit=limit)
+
+
+def delivery_log(*, session: Session, delivery_id: int) -> tuple[DeliveryRow, list[AttemptRow]]:
+    """One delivery and every attempt made (time, status code, duration, error, answer)."""
+    from backend.callbacks import list_attempts
+
+    found = delivery_rows(session, D.id == delivery_id, limit=1)
+    if not found:
+        raise NotFound(f"No callback delivery {delivery_id}.")
+    return found[0], [
+        AttemptRow(number=a.number, started_at=a.started_at, status_code=a.status_code, error=a.error,
+                   duration_ms=a.duration_ms, update_count=a.update_count, response_excerpt=a.response_excerpt)
+        for a in list_attempts(session=session, delivery_id=delivery_id)
+    ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import insert, or_, select
 from sqlmodel import Session
 
 from backend import templates
@@ -25,7 +25,6 @@ from models import Batch, Company, Job, JobStatus, Recipient, RecipientStatus, R
 DUPLICATE_CHUNK = 1000
 ACTIONS = ("email", "certificate", "both")
 CLOUD_PREFERENCES = ("auto", "force_cloud", "force_local")
-KNOWN_FIELDS = ("email", "userid", "firstname", "lastname", "username", "password")
 
 
 @dataclass(slots=True)
@@ -144,7 +143,7 @@ class _JobWriter:
 
     def _recipient_values(self, row: RecipientRow, status: str, batch_id: int | None) -> dict:
         secret = None
-        if row.password:
+        if row.password and status == RecipientStatus.PENDING:
             if self._encrypt is None:
                 self._encrypt = _encryptor(self.settings)
             secret = self._encrypt(row.password)
@@ -158,7 +157,7 @@ class _JobWriter:
             "firstname": row.firstname,
             "lastname": row.lastname,
             "username": row.username,
-            "secret": secret if status == RecipientStatus.PENDING else None,
+            "secret": secret,
             "variables": row.variables,
             "status": status,
             "attempts": 0,
@@ -325,8 +324,3 @@ def submit_csv(
         settings=settings,
         **options,
     )
-
-
-def count_jobs_by_status(*, session: Session) -> dict[str, int]:
-    rows = session.execute(select(Job.__table__.c.status, func.count()).group_by(Job.__table__.c.status))
-    return {status: count for status, count in rows}
