@@ -77,6 +77,18 @@ def validate_job_options(
         available |= {"certificate_url", "certificate_code", "certificate_verify_url"}
     if action != "certificate":
         templates.check_variables(job_type, available, settings=settings)
+        _check_local_provider(settings=settings)
+
+
+def _check_local_provider(*, settings: Settings) -> None:
+    """The local path must be usable: a job that cannot send should not be stored."""
+    from backend.providers import get_provider
+    from backend.providers.base import ProviderError
+
+    try:
+        get_provider(settings.email_provider, settings=settings)
+    except ProviderError as error:
+        raise UnusableInput(f"the email provider {settings.email_provider!r} cannot be used: {error}") from None
 
 
 def job_batch_size(*, session: Session, company_id: str | None, settings: Settings) -> int:

@@ -103,6 +103,25 @@ def audit(node: DOMNode, *, session, action: str, target: str | None = None, det
            details=details)
 
 
+def _no_broker_here(node: DOMNode) -> bool:
+    """The embedded default (no Redis, no explicit broker): this process has no worker to hand to."""
+    from backend.settings import get_settings
+
+    return node.app.config.broker is None and not get_settings().redis_url
+
+
+def _use_broker(node: DOMNode) -> None:
+    """Point the actors at the console's broker: an explicit one (tests), else the configured one."""
+    from actors import broker as broker_setup
+
+    explicit = node.app.config.broker
+    if explicit is not None:
+        if broker_setup._configured is not explicit:
+            broker_setup.configure(explicit)
+    else:
+        broker_setup.get_broker()
+
+
 def hand_to_broker(node: DOMNode, *, job_ids: list[int] = (), batch_ids: list[int] = ()) -> str:
     """After the commit: enqueue what an action stored. Returns a few words for the notification.
 
@@ -110,19 +129,11 @@ def hand_to_broker(node: DOMNode, *, job_ids: list[int] = (), batch_ids: list[in
     `mani worker` picks the work up from the store, so nothing is sent to a broker here.
     A broker that is down loses nothing either: the sweeper re-sends once it is back.
     """
-    from backend.settings import get_settings
-
-    explicit = node.app.config.broker
-    if explicit is None and not get_settings().redis_url:
+    if _no_broker_here(node):
         return "`mani worker` picks it up from the store"
-    from actors import broker as broker_setup
     from backend import dispatch
 
-    if explicit is not None:
-        if broker_setup._configured is not explicit:
-            broker_setup.configure(explicit)
-    else:
-        broker_setup.get_broker()
+    _use_broker(node)
     ok = all([dispatch.enqueue_job(job_id) for job_id in job_ids] + ([dispatch.enqueue_batches(list(batch_ids))]
                                                                       if batch_ids else []))
     if not ok:
@@ -131,16 +142,47 @@ def hand_to_broker(node: DOMNode, *, job_ids: list[int] = (), batch_ids: list[in
     return "queued for the workers"
 
 
-def hand_to_callbacks(node: DOMNode, delivery_ids: list[int]) -> None:
-    """Enqueue Moodle callback deliveries an action produced (e.g. cancel); the sweeper covers failures."""
-    from backend.settings import get_settings
+def hand_to_callbacks(node: DOMNode, delivery_ids: list[int]) -> str:
+    """After the commit: enqueue Moodle callback deliveries (a cancel's, a redelivery's).
 
-    if not delivery_ids or (node.app.config.broker is None and not get_settings().redis_url):
-        return
+    Never fails: a delivery that is not enqueued is due in the store, and the sweeper of
+    `mani worker` sends it. Returns a few words for the notification.
+    """
+    if not delivery_ids:
+        return ""
+    if _no_broker_here(node):
+        return "`mani worker` delivers them from the store"
+    from backend.dispatch import broker_errors, enqueue_followups
+    from backend.engine import Followups
+
     try:
-        from actors import callbacks as callback_actors
+        _use_broker(node)
+        enqueue_followups(Followups(callback_ids=list(delivery_ids)))
+    except broker_errors() + _broker_errors() as error:
+        _report(node, "broker", f"The broker (Redis) is unreachable: callbacks wait in the store ({error})")
+        return "the broker is down: the sweeper delivers them when it is back"
+    except Exception as error:  # noqa: BLE001 - committed already; the sweeper delivers due callbacks
+        return f"not queued ({explain(error)}): the sweeper delivers them"
+    return "queued for delivery"
 
-        for delivery_id in delivery_ids:
-            callback_actors.deliver_callback.send(delivery_id)
-    except Exception:  # noqa: BLE001 - the sweeper delivers what was not enqueued
-        _report(node, "broker", "The broker (Redis) is unreachable: callbacks wait in the store")
+
+def redeliver_callbacks(node: DOMNode, *, delivery_ids: list[int] = (), failed_of_job: int | None = None,
+                        every_failed: bool = False) -> tuple[list[int], str]:
+    """Make callback deliveries due now with a fresh retry schedule (audited), then enqueue them.
+
+    `failed_of_job` / `every_failed` add the failed deliveries of one job / of every job, as
+    found at commit time. Returns (the deliveries made due, a few words for the notification).
+    """
+    from backend import callbacks
+
+    def run(*, session) -> list[int]:
+        ids = set(delivery_ids)
+        if failed_of_job is not None or every_failed:
+            ids.update(callbacks.failed_delivery_ids(session=session, job_id=failed_of_job))
+        if not ids:
+            return []
+        return callbacks.redeliver(session=session, delivery_ids=sorted(ids), actor=node.app.config.actor,
+                                   source="console")
+
+    done = write(node, run)
+    return done, hand_to_callbacks(node, done)

@@ -1,8 +1,10 @@
 """A small, deterministic store for screenshots, snapshot tests and trying the console out.
 
 `seed(session=..., now=...)` writes three companies, nine jobs in every interesting state
-(running, stuck, failing, paused, finished...), their batches and recipients, and a few audit
-entries. Everything is placed relative to `now`, so a frozen clock gives identical screens.
+(running, stuck, failing, paused, finished...) with the route each took and why, their batches
+and recipients (a few bounced or complained), callback deliveries to Moodle with their attempts
+(delivered, retrying, failed for good), and a few audit entries. Everything is placed relative
+to `now`, so a frozen clock gives identical screens.
 
     python -m console.demo            # seeds the configured store (refuses a non-empty one)
 """
@@ -17,6 +19,7 @@ from sqlalchemy import func, insert, select
 from sqlmodel import Session
 
 from models import AuditEntry, Batch, Company, Job, Recipient, Rejection
+from models.callbacks import CallbackAttempt, CallbackDelivery
 
 DEMO_NOW = datetime(2025, 3, 14, 9, 30, tzinfo=timezone.utc)
 FIRST_NAMES = ("ada", "alan", "grace", "edsger", "barbara", "donald", "frances", "ken", "radia", "linus")
@@ -54,6 +57,28 @@ JOBS = (
     DemoJob("reminder", "globex", "cancelled", 400, 120, 0, timedelta(days=1), timedelta(days=1), "old-list.csv"),
 )
 ERRORS = ("SMTP 550 5.1.1 user unknown", "SMTP 421 try again later", "mailbox full (552)")
+# Why each job took its route (job number -> route, provider, reason), as backend.routing says it.
+ROUTES = {
+    1: ("cloud", "ses", "company acme: cloud enabled, 1,200 ≥ threshold 500 -> ses"),
+    2: ("cloud", "mailgun", "company globex: job forces cloud -> mailgun"),
+    3: ("cloud", "ses", "company acme: cloud enabled, 3,000 ≥ threshold 500 -> ses"),
+    4: ("local", "smtp", "company initech: cloud not enabled -> smtp"),
+    5: ("cloud", "mailgun", "company globex: job forces cloud -> mailgun"),
+    6: ("local", "smtp", "company acme: cloud enabled, 1,000 ≥ threshold 500, but ses is unreachable "
+                         "(email.eu-west-1.amazonaws.com:443: timed out); fallback queue_local -> smtp"),
+    7: ("local", "smtp", "no company -> smtp"),
+    8: ("local", "smtp", "company initech: cloud not enabled -> smtp"),
+    9: ("cloud", "mailgun", "company globex: job forces cloud -> mailgun"),
+}
+# Sent recipients the provider later reported (job number -> {recipient index: status}).
+FEEDBACK = {
+    1: {**{i: "bounced" for i in range(7, 1200, 40)}, 13: "complained", 613: "complained"},
+    6: {57: "bounced"},
+    9: {**{i: "bounced" for i in range(2, 120, 5)}, 13: "complained", 88: "complained"},
+}
+FEEDBACK_ERRORS = {"bounced": "bounce: 550 5.1.1 mailbox does not exist", "complained": "complaint: abuse"}
+# Seconds after the first attempt at which a delivery retries (backend.callbacks' schedule).
+RETRY_AT = (0, 5, 35, 155, 755, 4355, 25955, 112355)
 
 
 def _uuid(number: int) -> str:
@@ -83,9 +108,13 @@ def seed(*, session: Session, now: datetime = DEMO_NOW, batch_size: int = 200) -
             sent_count=spec.sent, failed_count=spec.failed, created_at=created, updated_at=now, error=spec.error,
             enqueued_at=created, started_at=started, finished_at=finished, created_by="alice",
             last_progress_at=(now - spec.progress_ago) if spec.progress_ago else None,
-            route="cloud" if spec.company in ("acme", "globex") else "local",
-            provider={"acme": "ses", "globex": "mailgun"}.get(spec.company or "", "smtp"),
+            route=ROUTES[number][0], provider=ROUTES[number][1], route_reason=ROUTES[number][2],
+            cloud_preference="force_cloud" if spec.company == "globex" else "auto",
             rejected_count=2 if number == 2 else 0,
+            bounced_count=sum(1 for v in FEEDBACK.get(number, {}).values() if v == "bounced"),
+            complained_count=sum(1 for v in FEEDBACK.get(number, {}).values() if v == "complained"),
+            callback_url=f"https://moodle.{spec.company}.example.org/local/mani/callback.php"
+            if number in CALLBACKS else None,
         )
         session.add(job)
         session.flush()
@@ -112,6 +141,9 @@ def seed(*, session: Session, now: datetime = DEMO_NOW, batch_size: int = 200) -
                 email = f"{first}.{last}{i}@{spec.company or 'example'}.org"
                 if i < spec.sent:
                     status_r, error, attempts = "sent", None, 1
+                    if i in FEEDBACK.get(number, {}):
+                        status_r = FEEDBACK[number][i]
+                        error = FEEDBACK_ERRORS[status_r]
                     window = (spec.created_ago - (spec.progress_ago or timedelta())).total_seconds()
                     sent_at = (now - (spec.progress_ago or timedelta())) - timedelta(
                         seconds=window * (spec.sent - 1 - i) / max(spec.sent, 1))
@@ -132,6 +164,8 @@ def seed(*, session: Session, now: datetime = DEMO_NOW, batch_size: int = 200) -
                 })
         for chunk in range(0, len(rows), 1000):
             session.execute(insert(R), rows[chunk:chunk + 1000])
+        if number in CALLBACKS:
+            _seed_callbacks(session, job, number, now)
         if number == 2:
             session.execute(insert(Rejection.__table__), [
                 {"job_id": job.id, "line": 14, "email": "not-an-address", "reason": "invalid email address"},
@@ -149,6 +183,54 @@ def seed(*, session: Session, now: datetime = DEMO_NOW, batch_size: int = 200) -
                                target=target, details=details))
     session.flush()
     return job_ids
+
+
+# Callback deliveries (job number -> one entry per delivery: batch number or None for the final one,
+# seconds before `now` of the first attempt, and the answers of the attempts so far, oldest first).
+OK, UNAVAILABLE = (200, None, '{"status":"ok"}'), (503, "HTTP 503", "Service Unavailable")
+REFUSED = (422, "HTTP 422", '{"error":"recipient_updates[37]: unknown userid 1637 (deleted in Moodle?)"}')
+DB_ERROR = (500, "HTTP 500", '{"exception":"dml_write_exception","message":"Error writing to database"}')
+CALLBACKS = {
+    1: [(n, 172800 - 60 * n, [REFUSED] * 8 if n == 4 else [OK]) for n in range(1, 7)] + [(None, 172400, [OK])],
+    2: [(1, 93000, [OK]), (2, 92950, [UNAVAILABLE, OK]), (3, 92900, [DB_ERROR] * 7), (4, 90000, [OK]),
+        (None, 90000, [OK])],
+    3: [(n, 1170 - 110 * n, [OK]) for n in range(1, 9)] + [(9, 60, [UNAVAILABLE] * 3)],
+    9: [(None, 86400, [OK])],
+}
+
+
+def _seed_callbacks(session: Session, job: Job, number: int, now: datetime) -> None:
+    R, B = Recipient.__table__.c, Batch.__table__.c
+    batches = dict(session.execute(select(B.number, B.id).where(B.job_id == job.id)).all())
+    reported = [batches[n] for n, _, _ in CALLBACKS[number] if n]
+    for batch_number, ago, answers in CALLBACKS[number]:
+        batch_id = batches.get(batch_number)
+        # The final delivery reports the recipients no batch delivery covers (as backend.callbacks does).
+        where = R.batch_id == batch_id if batch_number else (R.job_id == job.id) & R.batch_id.not_in(reported)
+        ids = list(session.execute(select(R.id).where(where).order_by(R.id)).scalars())
+        first = now - timedelta(seconds=ago)
+        ok = answers[-1] is OK
+        retries = len(answers) - (1 if ok else 0)  # the schedule is used up after 8 failed attempts
+        delivery = CallbackDelivery(
+            job_id=job.id, batch_id=batch_id, kind="batch" if batch_number else "final", url=job.callback_url,
+            recipient_ids=ids, include_job_status=batch_number is None, attempts=len(answers),
+            status="delivered" if ok else "failed" if len(answers) >= len(RETRY_AT) else "pending",
+            retry_index=min(retries, len(RETRY_AT) - 1), created_at=first,
+            updated_at=first + timedelta(seconds=RETRY_AT[len(answers) - 1]),
+            delivered_at=first + timedelta(seconds=RETRY_AT[len(answers) - 1]) if ok else None,
+        )
+        if not ok and len(answers) < len(RETRY_AT):
+            delivery.next_attempt_at = first + timedelta(seconds=RETRY_AT[len(answers)])
+        delivery.last_status_code, delivery.last_error = answers[-1][0], answers[-1][1]
+        session.add(delivery)
+        session.flush()
+        for attempt, (code, error, response) in enumerate(answers, start=1):
+            at = first + timedelta(seconds=RETRY_AT[attempt - 1])
+            session.add(CallbackAttempt(
+                delivery_id=delivery.id, number=attempt, started_at=at, status_code=code, error=error,
+                response_excerpt=response, update_count=len(ids), body_timestamp=int(at.timestamp()),
+                duration_ms=120 + (attempt * 37 + delivery.id * 11) % 200,
+            ))
 
 
 def demo_broker():

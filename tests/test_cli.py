@@ -129,3 +129,13 @@ def test_db_upgrade_and_current(sqlite_db):
     assert json.loads(mani("db", "upgrade", "--json").stdout)["to"] == "0001"
     current = json.loads(mani("db", "current", "--json").stdout)
     assert current["database"] == current["code"] == "0001"
+
+
+@pytest.mark.parametrize(("provider", "message"), [("postfix", "Unknown email provider 'postfix'"),
+                                                   ("smtp", "set MANI_SMTP_URL")])
+def test_an_unusable_email_provider_is_refused_at_submit(sqlite_db, tmp_path, monkeypatch, provider, message):
+    monkeypatch.setenv("MANI_EMAIL_PROVIDER", provider)
+    reset_settings_cache()
+    result = mani("submit", "--csv", str(write_csv(tmp_path / "u.csv", people(2))), "--type", "welcome_std")
+    assert result.exit_code == 2 and message in result.stderr
+    assert job_rows() == 0

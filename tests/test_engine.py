@@ -124,9 +124,10 @@ def test_a_dead_workers_batch_is_taken_over_after_its_lease(smtp_env, tmp_path):
 
 def test_a_poison_batch_is_given_up_with_every_recipient_visible(smtp_env, tmp_path, monkeypatch):
     monkeypatch.setenv("MANI_MAX_BATCH_ATTEMPTS", "2")
-    monkeypatch.setenv("MANI_SMTP_URL", "smtp://")  # every run crashes before sending
     reset_settings_cache()
     job_id = submit(write_csv(tmp_path / "u.csv", people(4)))
+    monkeypatch.setenv("MANI_SMTP_URL", "smtp://")  # the relay's setting breaks after submit: every run crashes
+    reset_settings_cache()
     with session_scope() as session:
         batch_id = engine.dispatch_job(session=session, job_id=job_id).batch_ids[0]
     for _ in range(2):
