@@ -14,6 +14,9 @@ from models.db import session_scope
 @dramatiq.actor(queue_name="jobs", max_retries=10)
 def dispatch_job(job_id: int) -> None:
     with session_scope() as session:
+        if engine.count_dispatch_attempt(session=session, job_id=job_id) is None:
+            return
+    with session_scope() as session:
         followups = engine.dispatch_job(session=session, job_id=job_id)
     enqueue_followups(followups)
 

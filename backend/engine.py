@@ -60,12 +60,25 @@ def lock_job(*, session: Session, job_id: int) -> Job | None:
 # --- dispatch -----------------------------------------------------------------------------------
 
 
+def count_dispatch_attempt(*, session: Session, job_id: int) -> int | None:
+    """Record one more run of the dispatch actor, in its own transaction; None if not pending."""
+    return session.execute(
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.status == JobStatus.PENDING)
+        .values(dispatch_attempts=JOBS.c.dispatch_attempts + 1)
+        .returning(JOBS.c.dispatch_attempts)
+    ).scalar_one_or_none()
+
+
 def dispatch_job(*, session: Session, job_id: int, settings: Settings | None = None) -> Followups:
     """Route a stored job and hand out its batches. Idempotent: only a `pending` job moves."""
     settings = settings or get_settings()
     job = lock_job(session=session, job_id=job_id)
     if job is None or job.status != JobStatus.PENDING:
         return Followups()
+    if job.dispatch_attempts > settings.max_batch_attempts:
+        fail_job(session=session, job=job, reason=f"the job could not be dispatched in {job.dispatch_attempts - 1} runs")
+        return Followups(callback_ids=_job_finished_callbacks(session=session, job=job))
     from backend.routing import RouteUnavailable, choose_route
 
     try:

@@ -45,6 +45,8 @@ class Job(SQLModel, table=True):
     skipped_duplicates: int = 0
     rejected_count: int = 0
     batch_count: int = 0
+    # Runs of the dispatch actor: enough failed ones fail the job instead of looping.
+    dispatch_attempts: int = 0
     sent_count: int = 0
     failed_count: int = 0
     bounced_count: int = 0

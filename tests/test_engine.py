@@ -248,3 +248,30 @@ def test_a_slow_batch_keeps_its_lease_while_its_worker_lives(smtp_env, tmp_path,
         batch = session.get(Batch, batch_id)
         assert (batch.status, batch.recoveries) == ("completed", 0)
     assert len(smtp_env.messages) == 3
+
+
+def test_a_job_whose_dispatch_keeps_crashing_fails_instead_of_looping(smtp_env, tmp_path, monkeypatch):
+    import backend.routing
+
+    monkeypatch.setenv("MANI_MAX_BATCH_ATTEMPTS", "2")
+    reset_settings_cache()
+    job_id = submit(write_csv(tmp_path / "u.csv", people(2)))
+
+    def broken_route(**_):
+        raise RuntimeError("routing blew up")
+
+    monkeypatch.setattr(backend.routing, "choose_route", broken_route)
+    for _ in range(2):
+        with session_scope() as session:
+            assert engine.count_dispatch_attempt(session=session, job_id=job_id)
+        with pytest.raises(RuntimeError), session_scope() as session:
+            engine.dispatch_job(session=session, job_id=job_id)
+    with session_scope() as session:
+        engine.count_dispatch_attempt(session=session, job_id=job_id)
+    with session_scope() as session:
+        engine.dispatch_job(session=session, job_id=job_id)
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert (job.status, job.dispatch_attempts) == ("failed", 3)
+        assert "could not be dispatched in 2 runs" in job.error
+    assert {r.status for r in recipients(job_id)} == {"permanently_failed"}

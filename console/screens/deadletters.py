@@ -1,4 +1,5 @@
-"""Broker messages that exhausted their retries: see why, then requeue or delete them."""
+"""What gave up: broker messages that exhausted their retries (requeue or delete them), and
+callbacks to Moodle that used up their retry schedule (read their attempts, redeliver them)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from backend import deadletters
+from backend.dashboard import failed_deliveries
 from backend.deadletters import DeadLetter
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
 from console.widgets import cells
+from console.widgets.callbacks import CallbacksPane
 from console.widgets.fit_table import Col, FitTable
 
 # What goes first when the terminal is narrow is the highest `drop`.
@@ -28,15 +31,21 @@ COLUMNS = (
 # Footer groups: "rR Requeue 1/all" takes less room than two entries.
 REQUEUE = Binding.Group("Requeue 1/all", compact=True)
 DELETE = Binding.Group("Delete 1/all", compact=True)
+REDELIVER = Binding.Group("Redeliver 1/all", compact=True)
+# Keys that act on the focused table: broker messages, or failed callbacks.
+LETTER_ACTIONS = {"requeue", "requeue_all", "delete", "delete_all"}
+CALLBACK_ACTIONS = {"redeliver", "redeliver_all", "open_delivery"}
 
 
 class DeadLettersScreen(ManiScreen):
     NAV = "deadletters"
     HELP = """\
-**Dead letters.** Messages the workers gave up on after their retries (Redis keeps them a week).
-Requeueing one puts it back on its queue with a fresh retry count; the database stays the
-source of truth, so a requeued batch that was already finished is simply skipped.
-`r` requeue the selected, `R` all; `d` delete the selected, `D` all. Each asks first."""
+**Dead letters.** What gave up. On top, messages the workers gave up on after their retries
+(Redis keeps them a week): `r` requeues the selected (with a fresh retry count), `R` all; `d`
+deletes the selected, `D` all. The database stays the source of truth, so a requeued batch
+that was already finished is simply skipped. Below, **failed callbacks**: deliveries to Moodle
+that used up their retry schedule (a day). `Tab` moves there; Enter opens the attempt log, `r`
+redelivers the selected, `R` all of them. Each asks first."""
 
     BINDINGS = [
         Binding("r", "requeue", "Requeue", id="dead.requeue", tooltip="Put the selected message back on its queue",
@@ -47,6 +56,12 @@ source of truth, so a requeued batch that was already finished is simply skipped
                 group=DELETE),
         Binding("D", "delete_all", "Delete all", id="dead.delete_all", tooltip="Drop every dead letter for good",
                 group=DELETE),
+        Binding("r", "redeliver", "Redeliver", id="dead.redeliver", group=REDELIVER,
+                tooltip="Failed callbacks: send the selected callback to Moodle again"),
+        Binding("R", "redeliver_all", "Redeliver all", id="dead.redeliver_all", group=REDELIVER,
+                tooltip="Failed callbacks: send every failed callback again"),
+        Binding("enter", "open_delivery", "Attempts", id="dead.callback_log",
+                tooltip="Failed callbacks: open the selected callback's attempt log"),
         Binding("ctrl+r,f5", "reload", "Refresh", id="dead.refresh", tooltip="Read the dead letters again"),
     ]
 
@@ -54,16 +69,44 @@ source of truth, so a requeued batch that was already finished is simply skipped
         super().__init__()
         self.letters: list[DeadLetter] = []
         self.kind = ""
+        self.failed_total: int | None = None
 
     def compose_body(self) -> ComposeResult:
         table = FitTable(COLUMNS, id="dead-letters", cursor_type="row", zebra_stripes=True)
         table.border_title = "Dead letters"
         yield table
         yield Static("", id="dead-error", classes="detail-line")
+        pane = CallbacksPane(table_id="failed-callbacks", with_job=True, id="failed-callbacks-pane",
+                             empty="No failed callbacks: every callback to Moodle was delivered or is still retrying.")
+        yield pane
         yield Static("", id="dead-status", classes="status-line")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).focus()
+        self.query_one("#dead-letters").focus()
+
+    # Which table the keys act on -----------------------------------------------------------------
+
+    def _on_callbacks(self) -> bool:
+        return self.focused is not None and self.focused.id == "failed-callbacks"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in CALLBACK_ACTIONS:
+            return self._on_callbacks()
+        if action in LETTER_ACTIONS:
+            return not self._on_callbacks()
+        return True
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()
+
+    def action_redeliver(self) -> None:
+        self.query_one(CallbacksPane).ask_redeliver()
+
+    def action_redeliver_all(self) -> None:
+        self.query_one(CallbacksPane).ask_redeliver_failed(total=self.failed_total)
+
+    def action_open_delivery(self) -> None:
+        self.query_one(CallbacksPane).open_log()
 
     def on_screen_resume(self) -> None:
         self.load()
@@ -73,6 +116,11 @@ source of truth, so a requeued batch that was already finished is simply skipped
 
     @work(thread=True, exclusive=True, group="dead-letters")
     def load(self) -> None:
+        # The failed callbacks live in the database: shown even when the broker does not answer.
+        try:
+            self.post_message(Loaded("callbacks", calls.read(self, failed_deliveries)))
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("load", calls.explain(error)))
         try:
             stats = calls.broker(self, deadletters.broker_stats)
             letters = calls.broker(self, deadletters.list_dead_letters)
@@ -83,6 +131,9 @@ source of truth, so a requeued batch that was already finished is simply skipped
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
+        if message.what == "callbacks":
+            self._show_callbacks(*message.data)
+            return
         self.kind, self.letters = message.data
         table = self.query_one(FitTable)
         keep = table.cursor_row
@@ -93,12 +144,27 @@ source of truth, so a requeued batch that was already finished is simply skipped
         }) for letter in self.letters)
         if self.letters:
             table.move_cursor(row=min(max(keep, 0), len(self.letters) - 1), animate=False)
-        status = self.query_one("#dead-status", Static)
-        if self.kind == "none":
-            status.update("no dead-letter queue on the embedded broker")
-        else:
-            status.update(f"{len(self.letters):,} dead letter(s) in the {self.kind} broker · r/R requeue · d/D delete")
+        self._show_status()
         self._show_error()
+
+    def _show_callbacks(self, rows: list, total: int) -> None:
+        first = self.failed_total is None
+        self.failed_total = total
+        pane = self.query_one(CallbacksPane)
+        pane.show(rows, self.app.config.clock())
+        shown = f"{len(rows):,} newest of {total:,}" if total > len(rows) else f"{total:,}"
+        pane.table.border_title = f"Failed callbacks ({shown})" if total else "Failed callbacks"
+        pane.set_class(not total, "-empty")
+        if first and total and not self.letters and self.focused is self.query_one("#dead-letters"):
+            pane.table.focus()  # nothing above needs a look: start where the work is
+        self._show_status()
+
+    def _show_status(self) -> None:
+        letters = ("no dead-letter queue on the embedded broker" if self.kind == "none" else
+                   f"{len(self.letters):,} dead letter(s) in the {self.kind or '…'} broker")
+        callbacks = f"{self.failed_total or 0:,} failed callback(s)"
+        keys = "⏎ attempts · r/R redeliver" if self._on_callbacks() else "r/R requeue · d/D delete"
+        self.query_one("#dead-status", Static).update(f"{letters} · {callbacks} · tab switches · {keys}")
 
     @on(DataTable.RowHighlighted)
     def _show_error(self) -> None:
@@ -169,4 +235,7 @@ source of truth, so a requeued batch that was already finished is simply skipped
         self.post_message(ActionDone(action, f"{verb} {count:,} dead letter(s)."))
 
     def after_action(self, message: ActionDone) -> None:
+        self.load()
+
+    def action_reload(self) -> None:
         self.load()

@@ -1,4 +1,5 @@
-"""One job: summary, counts, batches, and its recipients paged from the store, with actions."""
+"""One job: summary (rates, callbacks, route and why), its recipients paged from the store,
+batches, counts and callbacks to Moodle, with actions."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Input, Select, Static, TabbedContent, TabPane
+from textual.css.query import NoMatches
+from textual.widgets import DataTable, Input, Select, Static, TabbedContent, TabPane
 
 from backend import history as queries
-from backend.history import JobDetail, RecipientPage
+from backend.history import DeliveryRow, JobDetail, RecipientPage
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
 from console.widgets import cells
+from console.widgets.callbacks import CallbacksPane
 from console.widgets.confirm import PromptModal
 from console.widgets.fit_table import Col, FitTable
+from console.widgets.job_summary import JobSummary
 from console.widgets.paged_table import PagedTable
 
 STATUS_FILTERS = [("All statuses", "all"), ("Problems", "problems"), ("Retryable (failed)", "retryable")] + [
@@ -60,7 +64,13 @@ def _status_filter(value: str):
 
 # Footer groups: "rR Retry 1/all" takes less room than two entries.
 RETRY = Binding.Group("Retry 1/all", compact=True)
+REDELIVER = Binding.Group("Redeliver 1/failed", compact=True)
 PAUSE = Binding.Group("Pause/resume", compact=True)
+# Keys that mean one thing on the Callbacks tab and another (or nothing) on the others.
+CALLBACK_ACTIONS = {"redeliver", "redeliver_failed", "open_delivery"}
+RECIPIENT_ACTIONS = {"retry_selected", "retry_all"}
+NO_CALLBACKS = ("No callbacks: this job has no callback URL, or none is due yet (one per finished batch, "
+                "and one when the job ends).")
 
 
 def _error(text: str | None) -> Text | str:
@@ -69,11 +79,13 @@ def _error(text: str | None) -> Text | str:
 
 class JobDetailScreen(ManiScreen):
     HELP = """\
-**Job detail.** The job's summary and counts; its recipients (one page at a time, `[` `]` to
-page, moving past the edge turns the page), batches and status counts in tabs.
+**Job detail.** The job's summary: progress, bounce and complaint rates (▲ from 2 %), the
+share of callbacks Moodle has received, the route and why. Tabs: recipients (one page at a
+time, `[` `]` to page, moving past the edge turns the page), batches, status counts, callbacks.
 `/` searches addresses; the status list filters. `r` retries the selected recipient,
 `R` every failed one; `p`/`u` pause/resume; `c` cancels; `e` exports the log as CSV.
-Each change asks first and says how many recipients it touches."""
+On the **Callbacks** tab, Enter opens a delivery's attempt log, `r` sends the selected callback
+again and `R` every failed one. Each change asks first and says how many things it touches."""
 
     BINDINGS = [
         Binding("escape", "back", "Back", id="job.back", tooltip="Back to the previous screen"),
@@ -82,6 +94,12 @@ Each change asks first and says how many recipients it touches."""
                 group=RETRY),
         Binding("R", "retry_all", "Retry all", id="job.retry_all", tooltip="Retry every failed recipient",
                 group=RETRY),
+        Binding("r", "redeliver", "Redeliver", id="job.redeliver_one", group=REDELIVER,
+                tooltip="Callbacks tab: send the selected callback to Moodle again"),
+        Binding("R", "redeliver_failed", "Redeliver failed", id="job.redeliver_failed", group=REDELIVER,
+                tooltip="Callbacks tab: send every failed callback of this job again"),
+        Binding("enter", "open_delivery", "Attempts", id="job.callback_log",
+                tooltip="Callbacks tab: open the selected callback's attempt log"),
         Binding("p", "pause", "Pause", id="job.pause", tooltip="Pause the job: no more sends until resumed",
                 group=PAUSE),
         Binding("u", "resume", "Resume", id="job.resume", tooltip="Resume a paused job", group=PAUSE),
@@ -94,6 +112,7 @@ Each change asks first and says how many recipients it touches."""
         super().__init__()
         self.job_id = job_id
         self.detail: JobDetail | None = None
+        self.outcome: queries.JobOutcome | None = None
         self.page: RecipientPage | None = None
         self.status_filter = "all"
         self.search = ""
@@ -101,7 +120,7 @@ Each change asks first and says how many recipients it touches."""
 
     def compose_body(self) -> ComposeResult:
         self.NAV = self.app.current_mode
-        yield Static("Loading…", id="job-summary")
+        yield JobSummary(id="job-summary")
         with TabbedContent(id="job-tabs"):
             with TabPane("Recipients", id="tab-recipients"):
                 with Horizontal(id="recipient-filters", classes="filter-bar"):
@@ -113,6 +132,8 @@ Each change asks first and says how many recipients it touches."""
                 yield FitTable(BATCH_COLUMNS, id="batches", cursor_type="row", zebra_stripes=True)
             with TabPane("Counts", id="tab-counts"):
                 yield FitTable(COUNT_COLUMNS, id="counts", cursor_type="row", show_cursor=False)
+            with TabPane("Callbacks", id="tab-callbacks"):
+                yield CallbacksPane(table_id="callbacks", empty=NO_CALLBACKS)
 
     def on_mount(self) -> None:
         self.load_detail()
@@ -127,12 +148,15 @@ Each change asks first and says how many recipients it touches."""
 
     @work(thread=True, exclusive=True, group="job-detail")
     def load_detail(self) -> None:
+        def read_all(*, session) -> tuple:
+            detail = queries.job_detail(session=session, job_ref=self.job_id)
+            return (detail, queries.job_outcome(session=session, job_id=detail.job.id),
+                    queries.job_deliveries(session=session, job_id=detail.job.id))
+
         try:
-            detail = calls.read(self, queries.job_detail, job_ref=self.job_id)
+            self.post_message(Loaded("detail", calls.read(self, read_all)))
         except Exception as error:  # noqa: BLE001 - shown as a notification
             self.post_message(ActionFailed("load", calls.explain(error)))
-            return
-        self.post_message(Loaded("detail", detail))
 
     @work(thread=True, exclusive=True, group="job-page")
     def load_page(self, direction: str) -> None:
@@ -159,37 +183,14 @@ Each change asks first and says how many recipients it touches."""
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
         if message.what == "detail":
-            self._show_detail(message.data)
+            self._show_detail(*message.data)
         elif message.what == "page":
             self._show_page(*message.data)
 
-    def _show_detail(self, detail: JobDetail) -> None:
-        self.detail = detail
+    def _show_detail(self, detail: JobDetail, outcome: queries.JobOutcome, deliveries: list[DeliveryRow]) -> None:
+        self.detail, self.outcome = detail, outcome
         job, now = detail.job, self.app.config.clock()
-        wide = self.app.size.width >= 120
-        company = (f"{detail.company_name} ({job.company_id})" if wide else job.company_id) if job.company_id \
-            else "no company"
-        line1 = Text.assemble(
-            (f"Job {job.id}", "bold"), f" · {job.type} · {company} · ", cells.status_text(job.status),
-            f" · route {detail.route or '–'}/{detail.provider or '–'}",
-        )
-        pending = sum(detail.counts.get(s, 0) for s in ("pending", "processing", "retry_pending"))
-        line2 = Text.assemble(
-            cells.progress_bar(job.done, job.failed, job.total, width=20 if wide else 10), "  ",
-            (f"{cells.number(job.sent)} sent", "green"), " · ", (f"{cells.number(job.failed)} failed", "red"),
-            f" · {cells.number(pending)} to go · of {cells.number(job.total)}",
-        )
-        line3 = Text(
-            f"created {cells.age(now, job.created_at)} ago by {job.created_by or '–'} · "
-            + (f"{job.uuid} · " if wide else "")
-            + f"{cells.ellipsis(job.source_name, 24)} · skipped {detail.skipped_duplicates} · "
-            f"rejected {detail.rejected_count}",
-            style="dim", no_wrap=True, overflow="ellipsis",
-        )
-        lines = [line1, line2, line3]
-        if detail.error:
-            lines.append(Text(f"error: {detail.error}", style="bold red"))
-        self.query_one("#job-summary", Static).update(Text("\n").join(lines))
+        self.query_one(JobSummary).show(detail, outcome, now)
         self.sub_title = f"job {job.id}"
         self.query_one("#batches", FitTable).set_rows((str(batch.id), {
             "batch": str(batch.number), "status": cells.status_text(batch.status), "size": cells.number(batch.size),
@@ -200,6 +201,7 @@ Each change asks first and says how many recipients it touches."""
             (status, {"status": cells.status_text(status), "count": cells.number(count)})
             for status, count in sorted(detail.counts.items(), key=lambda item: -item[1])
         )
+        self.query_one(CallbacksPane).show(deliveries, now)
 
     def _show_page(self, page: RecipientPage, direction: str) -> None:
         self.page = page
@@ -236,6 +238,38 @@ Each change asks first and says how many recipients it touches."""
         self.page = None
         self.load_page("first")
         self.query_one("#recipients").focus()
+
+    # Callbacks tab -------------------------------------------------------------------------------
+
+    def _on_callbacks_tab(self) -> bool:
+        try:
+            return self.query_one(TabbedContent).active == "tab-callbacks"
+        except NoMatches:  # not composed yet
+            return False
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`r`, `R` and Enter act on callbacks on the Callbacks tab, on recipients elsewhere."""
+        if action in CALLBACK_ACTIONS:
+            return self._on_callbacks_tab()
+        if action in RECIPIENT_ACTIONS:
+            return not self._on_callbacks_tab()
+        return True
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()
+        pane = event.pane.query(DataTable)
+        if pane:
+            pane.first().focus()
+
+    def action_open_delivery(self) -> None:
+        self.query_one(CallbacksPane).open_log()
+
+    def action_redeliver(self) -> None:
+        self.query_one(CallbacksPane).ask_redeliver()
+
+    def action_redeliver_failed(self) -> None:
+        self.query_one(CallbacksPane).ask_redeliver_failed(job_id=self.job_id)
 
     def action_search(self) -> None:
         self.query_one(TabbedContent).active = "tab-recipients"

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 12:36:30.242267
+Create Date: 2026-11-22 12:58:03.722575
 """
 from alembic import op
 import sqlalchemy as sa
@@ -95,6 +95,7 @@ def upgrade() -> None:
     sa.Column('skipped_duplicates', sa.Integer(), nullable=False),
     sa.Column('rejected_count', sa.Integer(), nullable=False),
     sa.Column('batch_count', sa.Integer(), nullable=False),
+    sa.Column('dispatch_attempts', sa.Integer(), nullable=False),
     sa.Column('sent_count', sa.Integer(), nullable=False),
     sa.Column('failed_count', sa.Integer(), nullable=False),
     sa.Column('bounced_count', sa.Integer(), nullable=False),

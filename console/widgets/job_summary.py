@@ -1,0 +1,67 @@
+"""The lines at the top of Job detail: what the job is, how far it got, how its mail and its
+callbacks fared, which route it took and why."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual.widgets import Static
+
+from backend.history import JobDetail, JobOutcome
+from console.widgets import cells
+from console.widgets.callbacks import callbacks_text, rates_text
+
+
+class JobSummary(Static):
+    """The route's reason and an error wrap, so they are read in full at 80 columns; the other
+    lines are cut to the width (and laid out again when it changes)."""
+
+    def __init__(self, **options) -> None:
+        super().__init__("Loading…", **options)
+        self._shown: tuple[JobDetail, JobOutcome | None, datetime] | None = None
+
+    def show(self, detail: JobDetail, outcome: JobOutcome | None, now: datetime) -> None:
+        self._shown = (detail, outcome, now)
+        self._render_lines()
+
+    def on_resize(self) -> None:
+        self._render_lines()
+
+    def _render_lines(self) -> None:
+        if self._shown is None or not self.size.width:
+            return
+        detail, outcome, now = self._shown
+        job, width = detail.job, self.size.width
+        wide = self.app.size.width >= 120
+        company = (f"{detail.company_name} ({job.company_id})" if wide else job.company_id) if job.company_id \
+            else "no company"
+        head = Text.assemble((f"Job {job.id}", "bold"), f" · {job.type} · {company} · ", cells.status_text(job.status))
+        if wide:
+            head.append(f" · {job.uuid}", style="dim")
+        pending = sum(detail.counts.get(s, 0) for s in ("pending", "processing", "retry_pending"))
+        progress = Text.assemble(
+            cells.progress_bar(job.done, job.failed, job.total, width=20 if wide else 10), "  ",
+            (f"{cells.number(job.sent)} sent", "green"), " · ", (f"{cells.number(job.failed)} failed", "red"),
+            f" · {cells.number(pending)} to go · of {cells.number(job.total)}",
+        )
+        cut = [head, progress]
+        if outcome is not None:
+            # How the mail and the callbacks fared: the seeds' targets are < 2 % bounces, > 99 % delivered.
+            cut.append(Text(" · ").join([rates_text(outcome.rates, counts=wide), callbacks_text(outcome.callbacks)]))
+        cut.append(Text(
+            f"created {cells.age(now, job.created_at)} ago by {job.created_by or '–'} · "
+            f"{cells.ellipsis(job.source_name, 40 if wide else 24)} · skipped {detail.skipped_duplicates} · "
+            f"rejected {detail.rejected_count}", style="dim",
+        ))
+        for line in cut:
+            line.truncate(width, overflow="ellipsis")
+        route = Text.assemble(("route ", "bold"), (f"{detail.route or '–'} via {detail.provider or '–'}", "bold"))
+        if outcome is not None and outcome.route_reason:
+            route.append(f": {outcome.route_reason}")
+        elif not detail.route:
+            route.append(": chosen when the job is dispatched", style="dim")
+        lines = [*cut[:-1], route, cut[-1]]
+        if detail.error:
+            lines.append(Text(f"error: {detail.error}", style="bold red"))
+        self.update(Text("\n").join(lines))
