@@ -24,7 +24,8 @@ REQUIRE_SERVICES = os.environ.get("MANI_REQUIRE_SERVICES") == "1"
 
 
 def _unavailable(what: str, why: Exception) -> None:
-    message = f"{what} is not reachable ({why}); set MANI_TEST_{what.upper()}_URL or start it"
+    reason = (str(why).splitlines() or [type(why).__name__])[0]
+    message = f"{what} is not reachable ({reason}); set MANI_TEST_{what.upper()}_URL or start it"
     if REQUIRE_SERVICES:
         pytest.fail(message + " (MANI_REQUIRE_SERVICES=1 makes this a failure)")
     pytest.skip(message)
