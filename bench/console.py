@@ -62,7 +62,7 @@ def seed(engine) -> tuple[int, float]:
                      f"bench-{job_id}.csv", "{}", "auto", False, size, 0, 0, -(-size // 200), sent, failed, 0, 0,
                      fmt(created), fmt(NOW), fmt(created), fmt(created) if status != "queued" else None,
                      None if active else fmt(created + timedelta(minutes=20)),
-                     fmt(NOW - timedelta(seconds=5)) if status == "processing" else None))
+                     fmt(NOW - timedelta(seconds=5)) if status == "processing" else None, 0))
         for number, start in enumerate(range(0, size, 200), start=1):
             batch_id += 1
             n = min(200, size - start)
@@ -84,7 +84,8 @@ def seed(engine) -> tuple[int, float]:
                                    fmt(when) if when else None))
     job_cols = ("id, uuid, type, action, status, source, source_name, template_data, cloud_preference, allow_duplicates, "
                 "total, skipped_duplicates, rejected_count, batch_count, sent_count, failed_count, bounced_count, "
-                "complained_count, created_at, updated_at, enqueued_at, started_at, finished_at, last_progress_at")
+                "complained_count, created_at, updated_at, enqueued_at, started_at, finished_at, last_progress_at, "
+                "dispatch_attempts")
     batch_cols = "id, job_id, number, size, status, attempts, recoveries, sent_count, failed_count, created_at"
     recipient_cols = ("id, job_id, batch_id, line, email, email_norm, firstname, lastname, variables, status, attempts, "
                       "last_error, sent_at")

@@ -118,9 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from backend.secrets import install_log_masking
+
     args = build_parser().parse_args(argv)
     if args.refresh < 0:
         build_parser().error("--refresh must be 0 or more")
+    # As `mani` does: no secret reaches a log record of this process (libraries' loggers too).
+    install_log_masking()
     config = ConsoleConfig(
         read_only=args.read_only, refresh=args.refresh, stuck_after=args.stuck_after,
         failure_threshold=args.failure_threshold,

@@ -64,8 +64,8 @@ ROUTES = {
     3: ("cloud", "ses", "company acme: cloud enabled, 3,000 ≥ threshold 500 -> ses"),
     4: ("local", "smtp", "company initech: cloud not enabled -> smtp"),
     5: ("cloud", "mailgun", "company globex: job forces cloud -> mailgun"),
-    6: ("local", "smtp", "company acme: cloud enabled, 1,000 ≥ threshold 500, but ses is unreachable "
-                         "(email.eu-west-1.amazonaws.com:443: timed out); fallback queue_local -> smtp"),
+    6: ("local", "smtp", ("company acme: cloud enabled, 1,000 ≥ threshold 500, but ses is unreachable "
+                          "(email.eu-west-1.amazonaws.com:443: timed out); fallback queue_local -> smtp")),
     7: ("local", "smtp", "no company -> smtp"),
     8: ("local", "smtp", "company initech: cloud not enabled -> smtp"),
     9: ("cloud", "mailgun", "company globex: job forces cloud -> mailgun"),

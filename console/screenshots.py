@@ -19,6 +19,8 @@ SHOTS = (
     ("dashboard", ()),
     ("history", ("2",)),
     ("job-detail", ("job",)),
+    ("job-callbacks", ("job:1", "t", "t", "t", "down", "down", "down")),
+    ("callback-log", ("job:1", "t", "t", "t", "down", "down", "down", "enter")),
     ("bulk", ("3",)),
     ("companies", ("4",)),
     ("company-form", ("4", "e")),
@@ -43,8 +45,8 @@ async def _shoot(out: Path, size: tuple[int, int], name: str, keys: tuple[str, .
 
         await settle()
         for key in keys:
-            if key == "job":
-                app.open_job(3)
+            if key.startswith("job"):  # "job": job 3, "job:N": job N
+                app.open_job(int(key.partition(":")[2] or 3))
             else:
                 await pilot.press(key)
             await settle()

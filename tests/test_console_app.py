@@ -426,3 +426,153 @@ async def test_bulk_csv_preview_then_send_creates_the_job(demo_db, tmp_path):
         assert (job.total, job.company_id, job.created_by, job.rejected_count) == (3, "acme", "tester", 1)
         assert session.execute(select(func.count()).where(AuditEntry.action == "job.submit",
                                                           AuditEntry.target == job.uuid)).scalar_one() >= 1
+
+
+# Callbacks to Moodle, delivery rates, the route ---------------------------------------------------
+
+
+def _delivery(delivery_id: int):
+    from models.callbacks import CallbackDelivery
+
+    with session_scope() as session:
+        delivery = session.get(CallbackDelivery, delivery_id)
+        session.expunge(delivery)
+        return delivery
+
+
+def _text(widget) -> str:
+    return " ".join(str(widget.render()).split())
+
+
+@run_async
+async def test_job_callbacks_tab_lists_opens_the_attempt_log_and_redelivers(demo_db):
+    from dramatiq.brokers.stub import StubBroker
+
+    from models import utcnow
+
+    broker = StubBroker()
+    app = make_app(broker=broker)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_job(1)
+        await settle(pilot)
+        screen = app.screen
+        summary = _text(screen.query_one("#job-summary"))
+        assert "callbacks 6/7 delivered (85%) · 1 failed" in summary
+        assert "route cloud via ses: company acme: cloud enabled, 1,200 ≥ threshold 500 -> ses" in summary
+        await pilot.press("t", "t", "t")
+        await settle(pilot)
+        assert screen.query_one("TabbedContent").active == "tab-callbacks"
+        table = screen.query_one("#callbacks")
+        assert app.focused is table and table.row_count == 7
+        assert [cell_text(table, "4", i) for i in (1, 3, 4, 5)] == ["batch 4", "failed", "8", "HTTP 422"]
+
+        await pilot.press("down", "down", "down", "enter")  # the failed one
+        await settle(pilot)
+        log = app.screen
+        assert type(log).__name__ == "CallbackLogScreen" and log.delivery_id == 4
+        assert log.query_one("#attempts").row_count == 8
+        assert "unknown userid 1637" in _text(log.query_one("#attempt-detail"))
+        assert "the retry schedule is used up" in _text(log.query_one("#callback-summary"))
+
+        await pilot.press("r")
+        await pilot.pause()
+        question = _text(app.screen.query_one("#confirm-question"))
+        assert "callback 4 (batch 4 of job 1, failed, 200 recipient updates)" in question
+        await pilot.press("y")
+        await settle(pilot)
+        assert "pending" in _text(log.query_one("#callback-summary"))
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is screen
+        assert "callbacks 6/7 delivered (85%) · 1 pending" in _text(screen.query_one("#job-summary"))
+        assert cell_text(table, "4", 3) == "pending"
+        await pilot.press("R")  # nothing failed any more: nothing to ask
+        await pilot.pause()
+        assert app.screen is screen
+        assert any("no failed callbacks of job 1" in n.message for n in app._notifications)
+
+    delivery = _delivery(4)
+    assert (delivery.status, delivery.retry_index, delivery.attempts) == ("pending", 0, 8)
+    assert abs((delivery.next_attempt_at - utcnow()).total_seconds()) < 60
+    with session_scope() as session:
+        entry = session.execute(select(AuditEntry).where(AuditEntry.action == "callback.redeliver")).scalar_one()
+        assert (entry.actor, entry.source, entry.target) == ("tester", "console", "delivery:4")
+        assert entry.details == {"job_id": 1, "was": "failed"}
+    assert broker.queues["callbacks"].qsize() == 1  # handed to the workers after the commit
+
+
+@run_async
+async def test_redeliver_every_failed_callback_from_the_dead_letters_screen(demo_db):
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        assert "1 callback(s) to Moodle failed: press 5 to redeliver" in _text(app.screen.query_one("Banner"))
+        await pilot.press("5")
+        await settle(pilot)
+        screen = app.screen
+        failed = screen.query_one("#failed-callbacks")
+        assert app.focused is failed  # no dead letter on the embedded broker: the callbacks have the focus
+        assert failed.row_count == 1 and cell_text(failed, "4", 1) == "1"
+        await pilot.press("R")
+        await pilot.pause()
+        assert "all 1 failed callbacks of every job (200 recipient updates)" in _text(
+            app.screen.query_one("#confirm-question"))
+        await pilot.press("y")
+        await settle(pilot)
+        assert failed.row_count == 0
+        assert any("mani worker" in n.message for n in app._notifications)  # no broker here: the sweeper sends it
+    assert _delivery(4).status == "pending"
+
+
+@run_async
+async def test_read_only_mode_refuses_redelivery(demo_db):
+    app = make_app(read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_job(1)
+        await settle(pilot)
+        await pilot.press("t", "t", "t", "down", "down", "down")
+        for key in ("r", "R"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert type(app.screen).__name__ == "JobDetailScreen"  # no confirmation was even asked
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("r")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "CallbackLogScreen"
+        messages = [n.message for n in app._notifications]
+        assert len(messages) == 3 and all("Read-only mode" in m for m in messages)
+    assert _delivery(4).status == "failed"
+    with session_scope() as session:
+        assert session.execute(select(func.count()).where(AuditEntry.action == "callback.redeliver")).scalar_one() == 0
+
+
+@run_async
+async def test_bounce_and_complaint_rates_per_job_and_per_company(demo_db):
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        app.open_job(9)
+        await settle(pilot)
+        summary = app.screen.query_one("#job-summary")
+        assert "bounces 20.00% (24) ▲ target < 2% · complaints 1.67% (2)" in _text(summary)
+        app.open_job(3)
+        await settle(pilot)
+        assert "bounces 0.00% (0) · complaints 0.00% (0)" in _text(app.screen.query_one("#job-summary"))
+        await pilot.press("escape", "escape", "4")
+        await settle(pilot)
+        companies = app.screen.query_one("#companies")
+        assert [cell_text(companies, key, 2) for key in ("acme", "globex", "initech")] == ["0.95%", "2.73%", "0.00%"]
+        assert "bold red" in str(companies.get_row("globex")[2].style)
+        assert "acme: 3,260 sent · bounces 0.95% (31) · complaints 0.06% (2)" in _text(
+            app.screen.query_one("#company-rates"))
+
+
+def test_main_masks_secrets_in_logs_before_starting(monkeypatch):
+    from backend import secrets
+    from console import app as console_app
+
+    called = []
+    monkeypatch.setattr(secrets, "install_log_masking", lambda: called.append("masking"))
+    monkeypatch.setattr(console_app.ManiConsole, "run", lambda self: called.append("run"))
+    assert console_app.main(["--refresh", "0"]) == 0
+    assert called == ["masking", "run"]

@@ -16,7 +16,8 @@ from console.widgets.navbar import MAIN_SCREENS, NavBar
 from models.db import session_scope
 
 SIZES = [(80, 24), (100, 30), (120, 36), (160, 48)]
-SCREENS = [(), ("2",), ("job",), ("3",), ("4",), ("4", "e"), ("5",), ("6",), ("question_mark",)]
+SCREENS = [(), ("2",), ("job",), ("job", "t", "t", "t"), ("job", "t", "t", "t", "end", "enter"), ("3",), ("4",),
+           ("4", "e"), ("5",), ("5", "tab", "enter"), ("6",), ("question_mark",)]
 
 
 def test_layout_drops_the_least_useful_columns_first_and_fits():

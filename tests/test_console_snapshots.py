@@ -82,6 +82,19 @@ def test_job_detail(snap_compare, demo_app, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
+def test_job_callbacks(snap_compare, demo_app, size):
+    """Job 1's Callbacks tab: one delivery failed for good, a bounce rate over 2 %."""
+    assert snap_compare(demo_app, terminal_size=size, run_before=_screen(("t", "t", "t", "down", "down", "down"), job=1))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_callback_log(snap_compare, demo_app, size):
+    """The attempt log of job 1's failed delivery: eight refusals, Moodle's answer in full."""
+    assert snap_compare(demo_app, terminal_size=size, run_before=_screen(("t", "t", "t", "down", "down", "down",
+                                                                          "enter"), job=1))
+
+
+@pytest.mark.parametrize("size", SIZES)
 def test_bulk(snap_compare, demo_app, size):
     assert snap_compare(demo_app, terminal_size=size, run_before=_screen(("3",)))
 

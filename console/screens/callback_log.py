@@ -25,8 +25,8 @@ ATTEMPT_COLUMNS = (
     Col("code", "Code", justify="right"),
     Col("duration", "Took", justify="right"),
     Col("updates", "Updates", short="Upd", justify="right", drop=2),
-    Col("error", "Error", min=10, grow=True),
-    Col("answer", "Answer", min=10, max=40, drop=1),
+    Col("error", "Error", min=10, max=32),
+    Col("answer", "Answer", min=10, grow=True, drop=1),
 )
 
 
@@ -149,7 +149,7 @@ fresh schedule, and Moodle gets the recipients' current state. `j` opens the job
     @work(thread=True, exclusive=True, group="callback-log-action")
     def redeliver(self) -> None:
         try:
-            done, note = calls.redeliver_callbacks(self, delivery_ids=[self.delivery_id])
+            _, note = calls.redeliver_callbacks(self, delivery_ids=[self.delivery_id])
         except Exception as error:  # noqa: BLE001 - every failure is shown, with why
             self.post_message(ActionFailed("redeliver", calls.explain(error)))
             return

@@ -10,7 +10,7 @@ from textual.containers import Grid
 from textual.timer import Timer
 from textual.widgets import DataTable, Static
 
-from backend.dashboard import DashboardSnapshot, dashboard_snapshot
+from backend.dashboard import DashboardSnapshot, dashboard_snapshot, failed_deliveries
 from backend.deadletters import BrokerStats, broker_stats
 from console import calls
 from console.messages import Loaded
@@ -54,7 +54,8 @@ class DashboardScreen(ManiScreen):
     HELP = """\
 **Dashboard.** What mani is doing now. Counters on top, active jobs below with their
 progress; it refreshes on its own (`--refresh SECONDS`). Problems are flagged in the banner:
-a job stuck with no progress, a failure rate above the threshold, dead letters waiting.
+a job stuck with no progress, a failure rate above the threshold, dead letters waiting,
+callbacks to Moodle that failed for good.
 Select a job and press **Enter** for its detail."""
 
     BINDINGS = [
@@ -107,22 +108,27 @@ Select a job and press **Enter** for its detail."""
     def load(self) -> None:
         config = self.app.config
         snapshot = stats = None
-        try:
-            snapshot = calls.read(
-                self, dashboard_snapshot, now=config.clock(), stuck_after=config.stuck_after,
+        failed_callbacks = 0
+
+        def read_all(*, session) -> tuple[DashboardSnapshot, int]:
+            return dashboard_snapshot(
+                session=session, now=config.clock(), stuck_after=config.stuck_after,
                 failure_threshold=config.failure_threshold, failure_min_sample=config.failure_min_sample,
-            )
+            ), failed_deliveries(session=session, limit=0)[1]
+
+        try:
+            snapshot, failed_callbacks = calls.read(self, read_all)
         except calls.Unavailable:
             pass
         try:
             stats = calls.broker(self, broker_stats)
         except calls.Unavailable:
             pass
-        self.post_message(Loaded("dashboard", (snapshot, stats)))
+        self.post_message(Loaded("dashboard", (snapshot, stats, failed_callbacks)))
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
-        snapshot, stats = message.data
+        snapshot, stats, failed_callbacks = message.data
         self._stats = stats
         if snapshot is not None:
             self._snapshot = snapshot
@@ -131,6 +137,8 @@ Select a job and press **Enter** for its detail."""
         elif stats is not None and self._snapshot is not None:
             self._show_counters(self._snapshot, stats)
         problems = list(snapshot.problems if snapshot else [])
+        if failed_callbacks:
+            problems.insert(0, f"{failed_callbacks:,} callback(s) to Moodle failed: press 5 to redeliver")
         if stats is not None and stats.dead_letters:
             problems.insert(0, f"{stats.dead_letters:,} dead-lettered message(s): press 5 to requeue or delete")
         self.query_one(Banner).problems = tuple(problems)

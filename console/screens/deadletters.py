@@ -31,7 +31,7 @@ COLUMNS = (
 # Footer groups: "rR Requeue 1/all" takes less room than two entries.
 REQUEUE = Binding.Group("Requeue 1/all", compact=True)
 DELETE = Binding.Group("Delete 1/all", compact=True)
-REDELIVER = Binding.Group("Redeliver 1/all", compact=True)
+REDELIVER = Binding.Group("Redeliver", compact=True)
 # Keys that act on the focused table: broker messages, or failed callbacks.
 LETTER_ACTIONS = {"requeue", "requeue_all", "delete", "delete_all"}
 CALLBACK_ACTIONS = {"redeliver", "redeliver_all", "open_delivery"}
@@ -76,7 +76,7 @@ redelivers the selected, `R` all of them. Each asks first."""
         table.border_title = "Dead letters"
         yield table
         yield Static("", id="dead-error", classes="detail-line")
-        pane = CallbacksPane(table_id="failed-callbacks", with_job=True, id="failed-callbacks-pane",
+        pane = CallbacksPane(table_id="failed-callbacks", failed=True, id="failed-callbacks-pane",
                              empty="No failed callbacks: every callback to Moodle was delivered or is still retrying.")
         yield pane
         yield Static("", id="dead-status", classes="status-line")
@@ -98,6 +98,7 @@ redelivers the selected, `R` all of them. Each asks first."""
 
     def on_descendant_focus(self) -> None:
         self.refresh_bindings()
+        self._show_status()
 
     def action_redeliver(self) -> None:
         self.query_one(CallbacksPane).ask_redeliver()
@@ -116,18 +117,16 @@ redelivers the selected, `R` all of them. Each asks first."""
 
     @work(thread=True, exclusive=True, group="dead-letters")
     def load(self) -> None:
+        try:
+            stats = calls.broker(self, deadletters.broker_stats)
+            self.post_message(Loaded("letters", (stats.kind, calls.broker(self, deadletters.list_dead_letters))))
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("load", calls.explain(error)))
         # The failed callbacks live in the database: shown even when the broker does not answer.
         try:
             self.post_message(Loaded("callbacks", calls.read(self, failed_deliveries)))
         except Exception as error:  # noqa: BLE001
             self.post_message(ActionFailed("load", calls.explain(error)))
-        try:
-            stats = calls.broker(self, deadletters.broker_stats)
-            letters = calls.broker(self, deadletters.list_dead_letters)
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("load", calls.explain(error)))
-            return
-        self.post_message(Loaded("letters", (stats.kind, letters)))
 
     @on(Loaded)
     def _loaded(self, message: Loaded) -> None:
@@ -135,7 +134,7 @@ redelivers the selected, `R` all of them. Each asks first."""
             self._show_callbacks(*message.data)
             return
         self.kind, self.letters = message.data
-        table = self.query_one(FitTable)
+        table = self.query_one("#dead-letters", FitTable)
         keep = table.cursor_row
         table.set_rows((letter.key, {
             "died": cells.when_choice(letter.dead_at), "queue": letter.queue, "actor": letter.actor,
@@ -163,10 +162,10 @@ redelivers the selected, `R` all of them. Each asks first."""
         letters = ("no dead-letter queue on the embedded broker" if self.kind == "none" else
                    f"{len(self.letters):,} dead letter(s) in the {self.kind or '…'} broker")
         callbacks = f"{self.failed_total or 0:,} failed callback(s)"
-        keys = "⏎ attempts · r/R redeliver" if self._on_callbacks() else "r/R requeue · d/D delete"
-        self.query_one("#dead-status", Static).update(f"{letters} · {callbacks} · tab switches · {keys}")
+        other = "⏎ attempt log · tab: the dead letters" if self._on_callbacks() else "tab: the failed callbacks"
+        self.query_one("#dead-status", Static).update(f"{letters} · {callbacks} · {other}")
 
-    @on(DataTable.RowHighlighted)
+    @on(DataTable.RowHighlighted, "#dead-letters")
     def _show_error(self) -> None:
         letter = self._selected()
         if letter is not None:
@@ -180,7 +179,7 @@ redelivers the selected, `R` all of them. Each asks first."""
         self.query_one("#dead-error", Static).update(text)
 
     def _selected(self) -> DeadLetter | None:
-        table = self.query_one(DataTable)
+        table = self.query_one("#dead-letters", DataTable)
         if not self.letters or table.cursor_row < 0:
             return None
         return self.letters[min(table.cursor_row, len(self.letters) - 1)]
@@ -235,7 +234,4 @@ redelivers the selected, `R` all of them. Each asks first."""
         self.post_message(ActionDone(action, f"{verb} {count:,} dead letter(s)."))
 
     def after_action(self, message: ActionDone) -> None:
-        self.load()
-
-    def action_reload(self) -> None:
         self.load()

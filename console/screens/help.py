@@ -47,11 +47,17 @@ class HelpScreen(ModalScreen[None]):
         then the focused widget's (moving in a table, say), then the screen's general ones. Keys
         for the same action share a row; a key is listed once, for whoever answers it first."""
         screen, app = self.for_screen, self.app
-        found: list[tuple[int, Binding]] = [(0, binding) for _, binding in screen._bindings if binding.id]
+        # A key can mean different things in different places (`r` on Job detail's Callbacks tab):
+        # the screen's check_action says which of its bindings answer right now.
+        found: list[tuple[int, Binding]] = [(0, binding) for _, binding in screen._bindings
+                                            if binding.id and self._enabled(screen, binding)]
         found += [(1, binding) for _, binding in app._bindings if binding.id]
         for active in screen.active_bindings.values():
-            if not active.binding.id:
-                found.append((1 if active.node is app else 3 if active.node is screen else 2, active.binding))
+            if active.node is screen or active.node is app:
+                if not active.binding.id:
+                    found.append((1 if active.node is app else 3, active.binding))
+            else:  # the focused widget's own keys: paging a table ([ ]), moving in it
+                found.append((2, active.binding))
         groups: dict[str, tuple[int, list[str], str]] = {}
         taken: set[str] = set()  # a key the screen or the app answers to is theirs, not the table's
         for rank, binding in sorted(found, key=lambda item: item[0]):
@@ -70,6 +76,11 @@ class HelpScreen(ModalScreen[None]):
             shown = f"{keys[0]}–{keys[-1]}" if action == "switch_mode" and len(keys) > 2 else " ".join(keys)
             rows.append((shown, does))
         return rows
+
+    @staticmethod
+    def _enabled(screen: Screen, binding: Binding) -> bool:
+        action = binding.action.split("(", 1)[0]
+        return screen.check_action(action, ()) is not False
 
     def action_dismiss(self) -> None:
         self.dismiss(None)

@@ -11,7 +11,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent, TabPane
 
 from backend import history as queries
@@ -64,13 +63,12 @@ def _status_filter(value: str):
 
 # Footer groups: "rR Retry 1/all" takes less room than two entries.
 RETRY = Binding.Group("Retry 1/all", compact=True)
-REDELIVER = Binding.Group("Redeliver 1/failed", compact=True)
+REDELIVER = Binding.Group("Redeliver", compact=True)
 PAUSE = Binding.Group("Pause/resume", compact=True)
 # Keys that mean one thing on the Callbacks tab and another (or nothing) on the others.
 CALLBACK_ACTIONS = {"redeliver", "redeliver_failed", "open_delivery"}
 RECIPIENT_ACTIONS = {"retry_selected", "retry_all"}
-NO_CALLBACKS = ("No callbacks: this job has no callback URL, or none is due yet (one per finished batch, "
-                "and one when the job ends).")
+NO_CALLBACKS = "No callbacks: the job has no callback URL, or none is due yet (one per batch, one at the end)."
 
 
 def _error(text: str | None) -> Text | str:
@@ -79,9 +77,10 @@ def _error(text: str | None) -> Text | str:
 
 class JobDetailScreen(ManiScreen):
     HELP = """\
-**Job detail.** The job's summary: progress, bounce and complaint rates (▲ from 2 %), the
-share of callbacks Moodle has received, the route and why. Tabs: recipients (one page at a
-time, `[` `]` to page, moving past the edge turns the page), batches, status counts, callbacks.
+**Job detail.** The job's summary: progress, bounce and complaint rates (▲ from 2%), the
+share of callbacks Moodle has received, the route and why. `t` goes to the next tab: recipients
+(one page at a time, `[` `]` to page, moving past the edge turns the page), batches, status
+counts, callbacks.
 `/` searches addresses; the status list filters. `r` retries the selected recipient,
 `R` every failed one; `p`/`u` pause/resume; `c` cancels; `e` exports the log as CSV.
 On the **Callbacks** tab, Enter opens a delivery's attempt log, `r` sends the selected callback
@@ -105,6 +104,8 @@ again and `R` every failed one. Each change asks first and says how many things 
         Binding("u", "resume", "Resume", id="job.resume", tooltip="Resume a paused job", group=PAUSE),
         Binding("c", "cancel_job", "Cancel", id="job.cancel", tooltip="Cancel the job: unsent recipients end cancelled"),
         Binding("e", "export", "Export", id="job.export", tooltip="Export the job's recipient log as CSV"),
+        Binding("t", "next_tab", "Tabs", show=False, id="job.next_tab",
+                tooltip="Next tab: recipients, batches, counts, callbacks"),
         Binding("ctrl+r,f5", "reload", "Refresh", show=False, id="job.refresh", tooltip="Read the job again"),
     ]
 
@@ -242,10 +243,8 @@ again and `R` every failed one. Each change asks first and says how many things 
     # Callbacks tab -------------------------------------------------------------------------------
 
     def _on_callbacks_tab(self) -> bool:
-        try:
-            return self.query_one(TabbedContent).active == "tab-callbacks"
-        except NoMatches:  # not composed yet
-            return False
+        tabs = self.query(TabbedContent)  # empty until composed
+        return bool(tabs) and tabs.first().active == "tab-callbacks"
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """`r`, `R` and Enter act on callbacks on the Callbacks tab, on recipients elsewhere."""
@@ -254,6 +253,11 @@ again and `R` every failed one. Each change asks first and says how many things 
         if action in RECIPIENT_ACTIONS:
             return not self._on_callbacks_tab()
         return True
+
+    def action_next_tab(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        panes = [pane.id for pane in tabs.query(TabPane)]
+        tabs.active = panes[(panes.index(tabs.active) + 1) % len(panes)]
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:

@@ -31,11 +31,15 @@ DELIVERY_COLUMNS = (
     Col("updates", "Updates", short="Upd", justify="right", drop=3),
     Col("status", "Status"),
     Col("attempts", "Att", justify="right"),
-    Col("last", "Last answer", min=10, grow=True),
+    Col("last", "Last answer", short="Last", min=10, grow=True),
     Col("next", "Next attempt", short="Next"),
     Col("delivered", "Delivered", drop=2),
     Col("when", "Gave up", drop=1),
+    Col("created", "Created", drop=4),
 )
+# One job's deliveries (Job detail), and the failed ones of every job (Dead letters).
+JOB_DELIVERY_KEYS = ("id", "kind", "updates", "status", "attempts", "last", "next", "delivered", "created")
+FAILED_DELIVERY_KEYS = ("id", "job", "kind", "updates", "attempts", "last", "when")
 
 
 def kind(row: DeliveryRow) -> str:
@@ -61,13 +65,13 @@ def next_attempt(now: datetime, row: DeliveryRow) -> Choice | str:
 
 
 class DeliveryTable(FitTable):
-    """Callback deliveries, one per row, with the latest answer; `with_job` adds the job column
-    and when each gave up (the failed deliveries of every job)."""
+    """Callback deliveries, one per row, with the latest answer; `failed` lists the failed
+    deliveries of every job (with the job, and when each gave up) rather than one job's."""
 
-    def __init__(self, *, with_job: bool = False, **options) -> None:
-        columns = [col for col in DELIVERY_COLUMNS
-                   if col.key not in (("next", "delivered") if with_job else ("job", "when"))]
-        super().__init__(columns, cursor_type="row", zebra_stripes=True, **options)
+    def __init__(self, *, failed: bool = False, **options) -> None:
+        keys = FAILED_DELIVERY_KEYS if failed else JOB_DELIVERY_KEYS
+        super().__init__([col for col in DELIVERY_COLUMNS if col.key in keys], cursor_type="row", zebra_stripes=True,
+                         **options)
         self.deliveries: list[DeliveryRow] = []
 
     def show(self, deliveries: list[DeliveryRow], now: datetime) -> None:
@@ -78,7 +82,7 @@ class DeliveryTable(FitTable):
             "id": str(row.id), "job": str(row.job_id), "kind": kind(row), "updates": cells.number(row.updates),
             "status": Text(row.status, style=DELIVERY_STYLES.get(row.status, "")), "attempts": str(row.attempts),
             "last": last_answer(row), "next": next_attempt(now, row), "delivered": cells.when_choice(row.delivered_at),
-            "when": cells.when_choice(row.updated_at),
+            "when": cells.when_choice(row.updated_at), "created": cells.when_choice(row.created_at),
         }) for row in self.deliveries)
         ids = [row.id for row in self.deliveries]
         if kept is not None and kept.id in ids:
@@ -90,7 +94,7 @@ class DeliveryTable(FitTable):
         return self.deliveries[min(self.cursor_row, len(self.deliveries) - 1)]
 
 
-def describe(row: DeliveryRow, now: datetime) -> Text:
+def describe(row: DeliveryRow) -> Text:
     """The selected delivery in full, for the line under a table that may cut it."""
     text = Text.assemble((f"callback {row.id}", "bold"), f" · job {row.job_id} · {kind(row)} · ",
                          (row.status, DELIVERY_STYLES.get(row.status, "")), f" · to {row.url}")
@@ -105,11 +109,12 @@ def describe(row: DeliveryRow, now: datetime) -> Text:
 
 
 def share(fraction: float) -> str:
-    """83%; near the 99 % target one decimal, cut down, so that 99.96 % never reads as 100%."""
+    """83%, cut down (never rounded up to a target not met): 98.9 % reads 98%, and near the 99 %
+    target with one decimal, so that 99.96 % reads 99.9%, not 100%."""
     percent = fraction * 100
     if 99 <= percent < 100:
         return f"{int(percent * 10) / 10:.1f}%"
-    return f"{percent:.0f}%"
+    return f"{int(percent)}%"
 
 
 def callbacks_text(stats) -> Text:
@@ -130,16 +135,17 @@ def percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.2%}"
 
 
-def rates_text(rates, *, counts: bool = True) -> Text:
-    """`bounces 2.50% (30) ▲ · complaints 0.17% (2)` from a backend.webhooks.DeliveryRates; a
-    bounce rate at or above the seeds' 2 % is marked."""
+def rates_text(rates, *, counts: bool = True, target: bool = True) -> Text:
+    """`bounces 2.50% (30) ▲ target < 2% · complaints 0.17% (2)` from a backend.webhooks.DeliveryRates;
+    a bounce rate at or above the seeds' 2 % is marked. `counts`, `target`: the longer forms."""
     if not rates.delivered:
         return Text("bounces – · complaints –", style="dim")
     high = rates.bounce_rate >= BOUNCE_LIMIT
     bounces = f"bounces {percent(rates.bounce_rate)}" + (f" ({rates.bounced:,})" if counts else "")
-    text = Text.assemble((bounces + (" ▲ over 2%" if high else ""), "bold red" if high else ""), " · ")
-    text.append(f"complaints {percent(rates.complaint_rate)}" + (f" ({rates.complained:,})" if counts else ""),
-                style="red" if rates.complained else "")
+    if high:
+        bounces += " ▲ target < 2%" if target else " ▲"
+    text = Text.assemble((bounces, "bold red" if high else ""), " · ")
+    text.append(f"complaints {percent(rates.complaint_rate)}" + (f" ({rates.complained:,})" if counts else ""))
     return text
 
 
@@ -147,7 +153,7 @@ def bounce_cell(rates) -> Text:
     """A company's bounce rate for a table cell: red from 2 %."""
     if rates is None or not rates.delivered:
         return Text("–", style="dim")
-    return Text(f"{rates.bounce_rate:.1%}", style="bold red" if rates.bounce_rate >= BOUNCE_LIMIT else "")
+    return Text(percent(rates.bounce_rate), style="bold red" if rates.bounce_rate >= BOUNCE_LIMIT else "")
 
 
 def redeliver_question(rows: list[DeliveryRow], *, scope: str = "", total: int | None = None) -> str:
@@ -169,12 +175,12 @@ class CallbacksPane(Vertical):
     the attempt log; `ask_redeliver*` confirm, then a worker redelivers and posts ActionDone or
     ActionFailed, which reach the screen (it notifies and reloads)."""
 
-    def __init__(self, *, table_id: str, with_job: bool = False, empty: str = "", **options) -> None:
+    def __init__(self, *, table_id: str, failed: bool = False, empty: str = "", **options) -> None:
         super().__init__(**options)
-        self.table_id, self.with_job, self.empty = table_id, with_job, empty
+        self.table_id, self.failed, self.empty = table_id, failed, empty
 
     def compose(self) -> ComposeResult:
-        yield DeliveryTable(with_job=self.with_job, id=self.table_id)
+        yield DeliveryTable(failed=self.failed, id=self.table_id)
         yield Static("", classes="detail-line callback-detail")
 
     @property
@@ -188,7 +194,7 @@ class CallbacksPane(Vertical):
     @on(DataTable.RowHighlighted)
     def _describe(self) -> None:
         row = self.table.selected()
-        self.query_one(".callback-detail", Static).update(describe(row, self.app.config.clock()) if row else self.empty)
+        self.query_one(".callback-detail", Static).update(describe(row) if row else self.empty)
 
     @on(DataTable.RowSelected)
     def open_log(self) -> None:

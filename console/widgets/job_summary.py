@@ -48,7 +48,10 @@ class JobSummary(Static):
         cut = [head, progress]
         if outcome is not None:
             # How the mail and the callbacks fared: the seeds' targets are < 2 % bounces, > 99 % delivered.
-            cut.append(Text(" · ").join([rates_text(outcome.rates, counts=wide), callbacks_text(outcome.callbacks)]))
+            forms = [Text(" · ").join([rates_text(outcome.rates, counts=counts, target=target),
+                                       callbacks_text(outcome.callbacks)])
+                     for counts, target in ((True, True), (False, True), (False, False))]
+            cut.append(next((form for form in forms if form.cell_len <= width), forms[-1]))
         cut.append(Text(
             f"created {cells.age(now, job.created_at)} ago by {job.created_by or '–'} · "
             f"{cells.ellipsis(job.source_name, 40 if wide else 24)} · skipped {detail.skipped_duplicates} · "
