@@ -250,6 +250,33 @@ async def test_edit_a_company_settings_validating_as_you_type(demo_db, monkeypat
         assert "0123456789abcdef" not in str(entry.details)
 
 
+@run_async
+async def test_edit_the_global_settings_from_the_companies_screen(demo_db):
+    from models import GlobalSetting
+
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("4")
+        await settle(pilot)
+        await pilot.press("g")
+        await settle(pilot)
+        form = app.screen
+        assert form.query_one("#company-form").border_title == "Global settings"
+        batch_size = form.query_one("#setting-job_batch_size")
+        batch_size.value = "0"
+        await pilot.pause()
+        assert form.query_one("#error-job_batch_size").has_class("-shown")
+        batch_size.value = "500"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "CompaniesScreen"
+    with session_scope() as session:
+        assert session.get(GlobalSetting, "job_batch_size").value == "500"
+        assert session.execute(select(AuditEntry).where(AuditEntry.action == "settings.global",
+                                                        AuditEntry.actor == "tester")).scalar_one()
+
+
 def _dead_letter_broker():
     import dramatiq
     from dramatiq import Worker

@@ -49,6 +49,7 @@ you type; `t` tests the connection (provider, storage, callback); `a` adds a com
         Binding("e", "edit", "Edit", id="companies.edit", tooltip="Edit the selected company's settings"),
         Binding("t", "test", "Test connection", id="companies.test", tooltip="Check the company's provider and storage"),
         Binding("a", "add", "Add", id="companies.add", tooltip="Add a company"),
+        Binding("g", "global_settings", "Global", id="companies.global", tooltip="Edit the global settings every company inherits"),
         Binding("ctrl+r,f5", "reload", "Refresh", show=False, id="companies.refresh", tooltip="Read again"),
     ]
 
@@ -179,6 +180,13 @@ you type; `t` tests the connection (provider, storage, callback); `a` adds a com
         if self.refuse_if_read_only():
             return
         self.app.push_screen(CompanyFormScreen(company_id), lambda saved: self.load() if saved else None)
+
+    def action_global_settings(self) -> None:
+        from console.screens.company_form import CompanyFormScreen
+
+        if self.refuse_if_read_only():
+            return
+        self.app.push_screen(CompanyFormScreen(None), lambda saved: self.load() if saved else None)
 
     def action_add(self) -> None:
         if self.refuse_if_read_only():

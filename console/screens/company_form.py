@@ -1,6 +1,7 @@
-"""Editing one company's overrides: one field per catalogue setting, checked as you type.
+"""Editing one company's overrides, or the global settings: one field per catalogue setting,
+checked as you type.
 
-The form is built from `backend.company_settings.COMPANY_CATALOGUE`, so a setting added there
+The form is built from `backend.company_settings.SETTINGS_CATALOGUE`, so a setting added there
 (a new provider's key, say) appears here with its validation and no console change. Secret
 fields never show the stored value: leave them empty to keep it, type to replace it.
 """
@@ -26,15 +27,15 @@ INHERIT = "__inherit__"
 class SpecValidator(Validator):
     """The catalogue's own parser: the message is the one `mani companies set` would give."""
 
-    def __init__(self, spec) -> None:
+    def __init__(self, spec, scope: str) -> None:
         super().__init__()
-        self.spec = spec
+        self.spec, self.scope = spec, scope
 
     def validate(self, value: str) -> ValidationResult:
         from backend.company_settings import parse_value
 
         try:
-            parse_value(self.spec, value, scope="company")
+            parse_value(self.spec, value, scope=self.scope)
         except ValueError as error:
             return self.failure(str(error))
         return self.success()
@@ -43,7 +44,8 @@ class SpecValidator(Validator):
 class CompanyFormScreen(ManiScreen):
     NAV = "companies"
     HELP = """\
-**Edit company settings.** One field per setting. Empty means "inherit the global value".
+**Edit company settings** (or, from `g`, the global settings). One field per setting. Empty
+means "inherit": the global value for a company, the file or default for a global setting.
 Each field is checked as you type. Secret fields stay empty: type a new value to replace the
 stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escape leaves."""
 
@@ -52,31 +54,34 @@ stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escap
         Binding("escape", "leave", "Back", id="form.back", tooltip="Leave without saving"),
     ]
 
-    def __init__(self, company_id: str) -> None:
+    def __init__(self, company_id: str | None) -> None:
+        """`company_id=None` edits the global settings (stored in the database)."""
         super().__init__()
         self.company_id = company_id
+        self.scope = "company" if company_id else "global"
         self.original: dict[str, str] = {}
         self.specs: dict = {}
 
     def compose_body(self) -> ComposeResult:
-        from backend.company_settings import COMPANY_CATALOGUE
+        from backend.company_settings import SETTINGS_CATALOGUE
 
-        self.specs = COMPANY_CATALOGUE
+        self.specs = SETTINGS_CATALOGUE[self.scope]
+        inherit = "(inherit)" if self.company_id else "(default)"
         with VerticalScroll(id="company-form") as form:
-            form.border_title = f"Settings of {self.company_id}"
-            for key, spec in COMPANY_CATALOGUE.items():
+            form.border_title = f"Settings of {self.company_id}" if self.company_id else "Global settings"
+            for key, spec in self.specs.items():
                 with Vertical(classes="form-field", id=f"field-{key}"):
                     yield Label(Text.assemble((key, "bold"), "  ", (spec.description, "dim")))
-                    choices = spec.choices_for("company")
+                    choices = spec.choices_for(self.scope)
                     if spec.kind == "bool" or choices:
                         options = [("true", "true"), ("false", "false")] if spec.kind == "bool" else [
                             (c, c) for c in choices]
-                        yield Select([("(inherit)", INHERIT), *options], value=INHERIT, allow_blank=False,
+                        yield Select([(inherit, INHERIT), *options], value=INHERIT, allow_blank=False,
                                      compact=True, id=f"setting-{key}")
                     else:
                         yield Input(compact=True, password=spec.secret, id=f"setting-{key}",
-                                    validators=[SpecValidator(spec)], valid_empty=True,
-                                    placeholder="(inherit)" if not spec.secret else "(not set)")
+                                    validators=[SpecValidator(spec, self.scope)], valid_empty=True,
+                                    placeholder=inherit if not spec.secret else "(not set)")
                     yield Static("", classes="field-error", id=f"error-{key}")
         yield Static("ctrl+s saves · Escape leaves without saving", classes="status-line", id="form-status")
 
@@ -155,15 +160,20 @@ stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escap
 
     @work(thread=True, exclusive=True, group="company-save")
     def save(self, values: dict[str, str | None]) -> None:
-        from backend.company_settings import set_company_settings
+        from backend.company_settings import set_company_settings, set_global_settings
 
         try:
-            changed = calls.write(self, set_company_settings, company_id=self.company_id, values=values,
-                                  actor=self.app.config.actor, source="console")
+            if self.company_id:
+                changed = calls.write(self, set_company_settings, company_id=self.company_id, values=values,
+                                      actor=self.app.config.actor, source="console")
+            else:
+                changed = calls.write(self, set_global_settings, values=values, actor=self.app.config.actor,
+                                      source="console")
         except Exception as error:  # noqa: BLE001
             self.post_message(ActionFailed("save", calls.explain(error)))
             return
-        self.post_message(ActionDone("save", f"Saved {len(changed)} setting(s) of {self.company_id}: "
+        whose = f"of {self.company_id}" if self.company_id else "(global)"
+        self.post_message(ActionDone("save", f"Saved {len(changed)} setting(s) {whose}: "
                                              f"{', '.join(sorted(changed)) or 'no change'}."))
 
     def after_action(self, message: ActionDone) -> None:
