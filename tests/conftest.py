@@ -134,3 +134,17 @@ def redis_url(monkeypatch) -> str:
     keys = list(client.scan_iter(f"{namespace}*", count=1000))
     if keys:
         client.delete(*keys)
+
+
+@pytest.fixture
+def redis_smtp(redis_url, smtp_sink, monkeypatch):
+    """Redis as the broker of this process, and a real SMTP server as the provider."""
+    import actors.broker
+
+    monkeypatch.setenv("MANI_EMAIL_PROVIDER", "smtp")
+    monkeypatch.setenv("MANI_SMTP_URL", smtp_sink.url)
+    reset_settings_cache()
+    actors.broker.reset()
+    actors.broker.configure()
+    yield smtp_sink
+    actors.broker.reset()

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 import cli
 from backend.dispatch import enqueue_job
-from backend.settings import reset_settings_cache
 from tests.support.engine import submit, write_csv
 from tests.support.workers import WorkerProcess, wait_for_job
 
@@ -20,13 +19,8 @@ pytestmark = pytest.mark.redis
 NAMES = [("Zoë", "Øster-Ångström"), ("Дмитрий", "Иванов"), ("Αλέξανδρος", "Παπαδόπουλος")]
 
 
-def test_certificate_job_through_a_redis_worker_mails_every_link(sqlite_db, redis_url, smtp_sink, tmp_path, monkeypatch):
-    monkeypatch.setenv("MANI_EMAIL_PROVIDER", "smtp")
-    monkeypatch.setenv("MANI_SMTP_URL", smtp_sink.url)
-    reset_settings_cache()
-    import actors.broker
-
-    actors.broker.reset()
+def test_certificate_job_through_a_redis_worker_mails_every_link(sqlite_db, redis_smtp, tmp_path):
+    smtp_sink = redis_smtp
     rows = [{"email": f"cert{i}@example.com", "firstname": first, "lastname": last}
             for i, (first, last) in enumerate(NAMES)]
     job_id = submit(write_csv(tmp_path / "c.csv", rows), "certificate",
@@ -37,7 +31,6 @@ def test_certificate_job_through_a_redis_worker_mails_every_link(sqlite_db, redi
         job = wait_for_job(job_id, log=worker.log)
     finally:
         worker.stop()
-        actors.broker.reset()
     assert (job.status, job.sent_count) == ("completed", 3)
 
     result = CliRunner().invoke(cli.app, ["jobs", "recipients", str(job_id), "--json"])

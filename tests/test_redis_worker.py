@@ -18,19 +18,6 @@ from tests.support.workers import WorkerProcess, wait_for_job
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def redis_smtp(redis_url, smtp_sink, monkeypatch):
-    monkeypatch.setenv("MANI_EMAIL_PROVIDER", "smtp")
-    monkeypatch.setenv("MANI_SMTP_URL", smtp_sink.url)
-    reset_settings_cache()
-    import actors.broker
-
-    actors.broker.reset()
-    actors.broker.configure()
-    yield smtp_sink
-    actors.broker.reset()
-
-
 @pytest.mark.parametrize("database", ["sqlite_db", "postgres_db"])
 def test_worker_sends_a_job_through_redis(request, database, redis_smtp, tmp_path, monkeypatch):
     request.getfixturevalue(database)
