@@ -39,7 +39,7 @@ from certificates.template import Template
 from models import Company, Job, Recipient, utcnow
 from models.certificates import Certificate
 
-DEFAULT_VERIFY_URL = "http://localhost:8000/verify/{code}"
+DEFAULT_VERIFY_URL = "http://localhost:8080/verify/{code}"  # `mani serve`'s default address
 ACTIONS_WITH_CERTIFICATES = ("certificate", "both")
 _TRUE = {"1", "true", "yes", "on", "y"}
 

@@ -80,7 +80,8 @@ class Settings(BaseSettings):
 
     # Certificates: where a code is verified, fonts for scripts DejaVu lacks, extra templates,
     # and local storage (an http base URL makes local certificate links public).
-    certificate_verify_url: str = "http://localhost:8000/verify/{code}"
+    # `mani serve` answers /verify/{code}; set the public URL it is reached at.
+    certificate_verify_url: str = "http://localhost:8080/verify/{code}"
     certificate_fallback_font: str | None = None
     certificate_template_dir: Path | None = None
     storage_dir: Path | None = None

@@ -77,7 +77,7 @@ def test_prepare_batch_issues_stores_and_links(session, puts):
         assert result.error is None and result.pdf is None
         assert recipient.certificate_code == result.code and recipient.certificate_url == result.url
         assert result.url.startswith("file://") and result.url.endswith(f"-{result.code}.pdf")
-        assert result.verify_url == f"http://localhost:8000/verify/{result.code}"
+        assert result.verify_url == f"http://localhost:8080/verify/{result.code}"
         row = next(r for r in rows if r.recipient_id == recipient.id)
         pdf = storage.get(row.storage_key)
         assert (row.sha256, row.size, row.email, row.fullname) == (sha256(pdf).hexdigest(), len(pdf), address, f"{first} {last}")
