@@ -131,3 +131,42 @@ def test_live_workers_counts_consumers_but_not_this_process(sqlite_db, redis_smt
         assert live_workers() == 1
     finally:
         worker.stop()
+
+
+def test_two_worker_processes_share_a_job_replace_a_dead_child_and_stop_on_sigterm(sqlite_db, redis_smtp, tmp_path):
+    import os
+    import signal
+
+    def workers(pid: int) -> set[int]:
+        """The spawned worker processes (multiprocessing also starts a resource tracker)."""
+        found = set()
+        for child in open(f"/proc/{pid}/task/{pid}/children").read().split():
+            with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+                if b"spawn_main" in cmdline.read():
+                    found.add(int(child))
+        return found
+
+    def alive(pid: int) -> bool:
+        return os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+
+    job_id = submit(write_csv(tmp_path / "u.csv", people(400)))
+    worker = WorkerProcess(processes=2, threads=2, log=tmp_path / "worker.log")
+    try:
+        assert enqueue_job(job_id)
+        assert wait_for_job(job_id, log=worker.log).sent_count == 400
+        first = workers(worker.process.pid)
+        assert len(first) == 2
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (victim in workers(worker.process.pid) or len(workers(worker.process.pid)) < 2):
+            time.sleep(0.2)
+        replaced = workers(worker.process.pid)
+        assert victim not in replaced and len(replaced) == 2
+        again = submit(write_csv(tmp_path / "v.csv", people(50, start=400)))
+        assert enqueue_job(again)
+        assert wait_for_job(again, log=worker.log).sent_count == 50
+    finally:
+        worker.stop()
+    assert worker.process.returncode == 0
+    assert not any(alive(pid) for pid in replaced)
