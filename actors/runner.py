@@ -46,7 +46,7 @@ def sweep_once(*, settings: Settings) -> None:
     from models.db import session_scope
 
     with session_scope() as session:
-        found = sweep(session=session, settings=settings)
+        found = sweep(session=session, settings=settings, send_queue_empty=_send_queue_empty())
     if found.empty:
         return
     log.info(
@@ -64,6 +64,18 @@ def sweep_once(*, settings: Settings) -> None:
 
         for delivery_id in found.callback_ids:
             callback_actors.deliver_callback.send(delivery_id)
+
+
+def _send_queue_empty() -> bool | None:
+    """Whether the broker holds no batch message right now; None when it cannot tell."""
+    from dramatiq.brokers.redis import RedisBroker
+
+    from actors.broker import get_broker
+
+    broker = get_broker()
+    if isinstance(broker, RedisBroker):
+        return broker.client.llen(f"{broker.namespace}:send") == 0
+    return None
 
 
 @dataclass

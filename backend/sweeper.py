@@ -37,7 +37,9 @@ class SweepResult:
         return not (self.dispatch_job_ids or self.batch_ids or self.finish_job_ids or self.callback_ids)
 
 
-def sweep(*, session: Session, settings: Settings) -> SweepResult:
+def sweep(*, session: Session, settings: Settings, send_queue_empty: bool | None = None) -> SweepResult:
+    """What needs a message again. `send_queue_empty=False` (the broker still holds batch
+    messages) means a queued batch is most likely waiting its turn, not lost: leave it."""
     now = utcnow()
     stale = now - timedelta(seconds=settings.requeue_after_seconds)
     result = SweepResult()
@@ -53,7 +55,10 @@ def sweep(*, session: Session, settings: Settings) -> SweepResult:
     lease = timedelta(seconds=settings.batch_lease_seconds)
     late = timedelta(seconds=min(LATE_RETRY_SECONDS, settings.requeue_after_seconds))
     lost_queued = and_(
-        BATCHES.c.status == BatchStatus.QUEUED, or_(BATCHES.c.enqueued_at.is_(None), BATCHES.c.enqueued_at < stale)
+        BATCHES.c.status == BatchStatus.QUEUED,
+        or_(BATCHES.c.enqueued_at.is_(None), BATCHES.c.enqueued_at < stale)
+        if send_queue_empty is not False
+        else BATCHES.c.enqueued_at.is_(None),
     )
     dead_holder = and_(
         BATCHES.c.status == BatchStatus.PROCESSING,

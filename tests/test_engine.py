@@ -275,3 +275,19 @@ def test_a_job_whose_dispatch_keeps_crashing_fails_instead_of_looping(smtp_env, 
         assert (job.status, job.dispatch_attempts) == ("failed", 3)
         assert "could not be dispatched in 2 runs" in job.error
     assert {r.status for r in recipients(job_id)} == {"permanently_failed"}
+
+
+def test_the_sweeper_leaves_queued_batches_alone_while_the_broker_still_holds_messages(smtp_env, tmp_path, monkeypatch):
+    from backend.settings import get_settings
+    from backend.sweeper import sweep
+
+    monkeypatch.setenv("MANI_REQUEUE_AFTER_SECONDS", "1")
+    reset_settings_cache()
+    job_id = submit(write_csv(tmp_path / "u.csv", people(30)))
+    with session_scope() as session:
+        batch_ids = engine.dispatch_job(session=session, job_id=job_id).batch_ids
+        session.execute(update(Batch).where(Batch.id.in_(batch_ids)).values(enqueued_at=utcnow() - timedelta(seconds=5)))
+    with session_scope() as session:
+        assert sweep(session=session, settings=get_settings(), send_queue_empty=False).batch_ids == []
+    with session_scope() as session:
+        assert sweep(session=session, settings=get_settings(), send_queue_empty=True).batch_ids == batch_ids
