@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from backend import templates
 from backend.engine import (
@@ -130,7 +130,9 @@ def _prepare_certificates(*, claim: Claim, sessions: SessionFactory) -> dict:
     from models import Recipient
 
     with sessions() as session:
-        recipients = [session.get(Recipient, row["id"]) for row in claim.rows]
+        recipients = list(session.execute(
+            select(Recipient).where(Recipient.id.in_([row["id"] for row in claim.rows])).order_by(Recipient.id)
+        ).scalars())
         results = prepare_batch(session=session, job=session.get(Job, claim.job.id), recipients=recipients)
     for row in claim.rows:
         result = results.get(row["id"])

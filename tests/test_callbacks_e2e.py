@@ -28,15 +28,10 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 @pytest.fixture
 def redis_broker(redis_url, monkeypatch):
     from cryptography.fernet import Fernet
-    from sqlmodel import SQLModel
-
-    from models.db import get_engine
-    from tests.test_callbacks_support import CALLBACK_TABLES
 
     monkeypatch.setenv("MANI_SECRET_KEY", Fernet.generate_key().decode())
     monkeypatch.setenv("MANI_BATCH_SIZE", "50")
     reset_settings_cache()
-    SQLModel.metadata.create_all(get_engine(), tables=CALLBACK_TABLES, checkfirst=True)
     import actors.broker
 
     actors.broker.reset()

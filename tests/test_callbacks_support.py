@@ -14,36 +14,33 @@ from datetime import datetime
 
 import pytest
 from sqlalchemy import insert
-from sqlmodel import SQLModel
 
 from backend.settings import reset_settings_cache
 from models import Batch, Company, Job, Recipient
-from models.callbacks import ApiToken, CallbackAttempt, CallbackDelivery, SeenCallback, WebhookEvent
-from models.db import get_engine, session_scope
+from models.db import session_scope
 
 SECRET = "hmac_secret_key"
-CALLBACK_TABLES = [t.__table__ for t in (CallbackDelivery, CallbackAttempt, ApiToken, SeenCallback, WebhookEvent)]
 
 
-@pytest.fixture
-def cb_db(any_db, monkeypatch) -> str:
-    """SQLite or PostgreSQL with the callback tables (created here until the migration has them)."""
+def _with_secret_key(monkeypatch) -> None:
+    """Callback secrets are stored encrypted: every callback test needs a key."""
     from cryptography.fernet import Fernet
 
     monkeypatch.setenv("MANI_SECRET_KEY", Fernet.generate_key().decode())
     reset_settings_cache()
-    SQLModel.metadata.create_all(get_engine(), tables=CALLBACK_TABLES, checkfirst=True)
+
+
+@pytest.fixture
+def cb_db(any_db, monkeypatch) -> str:
+    """SQLite or PostgreSQL, with a secret key."""
+    _with_secret_key(monkeypatch)
     return any_db
 
 
 @pytest.fixture
 def sqlite_cb_db(sqlite_db, monkeypatch) -> str:
     """Like `cb_db`, SQLite only (for tests about HTTP, where the store does not matter)."""
-    from cryptography.fernet import Fernet
-
-    monkeypatch.setenv("MANI_SECRET_KEY", Fernet.generate_key().decode())
-    reset_settings_cache()
-    SQLModel.metadata.create_all(get_engine(), tables=CALLBACK_TABLES, checkfirst=True)
+    _with_secret_key(monkeypatch)
     return sqlite_db
 
 

@@ -10,9 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 import cli
-from backend.dispatch import enqueue_job
 from tests.support.engine import submit, write_csv
-from tests.support.workers import WorkerProcess, wait_for_job
+from tests.support.workers import run_on_worker
 
 pytestmark = pytest.mark.redis
 
@@ -25,12 +24,7 @@ def test_certificate_job_through_a_redis_worker_mails_every_link(sqlite_db, redi
             for i, (first, last) in enumerate(NAMES)]
     job_id = submit(write_csv(tmp_path / "c.csv", rows), "certificate",
                     template_data={"course_name": "Fire Safety 101"})
-    worker = WorkerProcess(log=tmp_path / "worker.log")
-    try:
-        assert enqueue_job(job_id)
-        job = wait_for_job(job_id, log=worker.log)
-    finally:
-        worker.stop()
+    job = run_on_worker(job_id, log=tmp_path / "worker.log")
     assert (job.status, job.sent_count) == ("completed", 3)
 
     result = CliRunner().invoke(cli.app, ["jobs", "recipients", str(job_id), "--json"])

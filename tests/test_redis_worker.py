@@ -13,7 +13,7 @@ from backend.settings import reset_settings_cache
 from models import Recipient
 from models.db import session_scope
 from tests.support.engine import people, submit, write_csv
-from tests.support.workers import WorkerProcess, wait_for_job
+from tests.support.workers import WorkerProcess, run_on_worker, wait_for_job
 
 pytestmark = pytest.mark.redis
 
@@ -24,12 +24,7 @@ def test_worker_sends_a_job_through_redis(request, database, redis_smtp, tmp_pat
     monkeypatch.setenv("MANI_BATCH_SIZE", "50")
     reset_settings_cache()
     job_id = submit(write_csv(tmp_path / "u.csv", people(300)))
-    worker = WorkerProcess(log=tmp_path / "worker.log")
-    try:
-        assert enqueue_job(job_id)
-        job = wait_for_job(job_id, log=worker.log)
-    finally:
-        worker.stop()
+    job = run_on_worker(job_id, log=tmp_path / "worker.log")
     assert (job.status, job.sent_count, job.batch_count) == ("completed", 300, 6)
     assert sorted(redis_smtp.received_addresses()) == sorted(f"user{i}@example.com" for i in range(300))
 

@@ -64,3 +64,15 @@ def wait_for_job(job_id: int, *, timeout: float = 90.0, log: Path | None = None)
         time.sleep(0.2)
     detail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
     raise AssertionError(f"job {job_id} is {job.status} after {timeout}s\n{detail}")
+
+
+def run_on_worker(job_id: int, *, log: Path, **options) -> Job:
+    """Enqueue a stored job, let one real `mani worker` run it to the end, and stop the worker."""
+    from backend.dispatch import enqueue_job
+
+    worker = WorkerProcess(log=log, **options)
+    try:
+        assert enqueue_job(job_id)
+        return wait_for_job(job_id, log=log)
+    finally:
+        worker.stop()
