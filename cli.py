@@ -16,7 +16,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from backend.errors import ManiError, UnusableInput
+from backend.core.errors import ManiError, UnusableInput
 
 app = typer.Typer(
     name="mani",
@@ -71,7 +71,7 @@ def emit(data: Any, *, as_json: bool, human: Callable[[], None] | None = None) -
 
 
 def who() -> str:
-    from backend.oswho import os_user
+    from backend.core.oswho import os_user
 
     return os_user()
 
@@ -114,10 +114,10 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Create a job from a CSV file and hand it to the workers."""
-    from backend.audit import record
+    from backend.core.audit import record
     from backend.dispatch import enqueue_job
-    from backend.jobs import submit_csv
-    from backend.settings import get_settings
+    from backend.jobs.create import submit_csv
+    from backend.core.settings import get_settings
     from models.db import session_scope
 
     settings = get_settings()
@@ -191,7 +191,7 @@ def _print_submitted(document: dict, rejected: list, *, queued: bool, wait: bool
 
 def _wait_for(job_id: int, *, show_progress: bool) -> dict:
     """Poll the store until the job is final; a progress bar on a terminal."""
-    from backend.job_queries import get_job, job_counts
+    from backend.jobs.job_queries import get_job, job_counts
     from models import JOB_FINAL
     from models.db import session_scope
 
@@ -250,7 +250,7 @@ def jobs_list(
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, newest first."""
-    from backend.job_queries import list_jobs
+    from backend.jobs.job_queries import list_jobs
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
@@ -271,7 +271,7 @@ def jobs_list(
 @handles_errors
 def jobs_show(job: JobRef, as_json: JsonOption = False) -> None:
     """A job's summary, counts and batches."""
-    from backend.job_queries import get_job, job_summary
+    from backend.jobs.job_queries import get_job, job_summary
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
@@ -307,7 +307,7 @@ def jobs_recipients(
     as_json: JsonOption = False,
 ) -> None:
     """Every recipient of a job with status, attempts, last error and sent time."""
-    from backend.job_queries import get_job, list_recipients, recipient_document
+    from backend.jobs.job_queries import get_job, list_recipients, recipient_document
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
@@ -324,7 +324,7 @@ def jobs_recipients(
 @handles_errors
 def jobs_rejections(job: JobRef, as_json: JsonOption = False) -> None:
     """The CSV rows a job rejected, with line and reason."""
-    from backend.job_queries import get_job, list_rejections
+    from backend.jobs.job_queries import get_job, list_rejections
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
@@ -336,7 +336,7 @@ def jobs_rejections(job: JobRef, as_json: JsonOption = False) -> None:
 
 
 def _job_action(name: str, job: str, as_json: bool, **options) -> None:
-    from backend import job_actions
+    from backend.jobs import actions as job_actions
     from backend.dispatch import enqueue_batches, enqueue_job
     from models.db import session_scope
 
@@ -350,7 +350,7 @@ def _job_action(name: str, job: str, as_json: bool, **options) -> None:
         queued = enqueue_batches(result.batch_ids)
     if result.callback_ids:
         from backend.dispatch import enqueue_followups
-        from backend.engine import Followups
+        from backend.delivery.engine import Followups
 
         try:
             enqueue_followups(Followups(callback_ids=result.callback_ids))
@@ -408,7 +408,7 @@ def worker(
 ) -> None:
     """Run Dramatiq workers and the sweeper until SIGTERM (ready for systemd)."""
     from actors.runner import run_forever
-    from backend.settings import get_settings
+    from backend.core.settings import get_settings
     from models.db import ensure_schema
 
     settings = get_settings()
@@ -476,7 +476,7 @@ def companies_add(
     as_json: JsonOption = False,
 ) -> None:
     """Add a company; it inherits every global setting until `mani companies set` overrides one."""
-    from backend.companies import add_company, company_row
+    from backend.companies.service import add_company, company_row
     from models.db import session_scope
 
     with session_scope() as session:
@@ -488,7 +488,7 @@ def companies_add(
 @handles_errors
 def companies_list(as_json: JsonOption = False) -> None:
     """Every company, with its cloud switch and provider."""
-    from backend.companies import company_row, list_companies
+    from backend.companies.service import company_row, list_companies
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
@@ -504,7 +504,7 @@ def companies_list(as_json: JsonOption = False) -> None:
 @handles_errors
 def companies_show(company_id: CompanyId, as_json: JsonOption = False) -> None:
     """A company and every setting it resolves to (secrets masked), with where each comes from."""
-    from backend.companies import show_company
+    from backend.companies.service import show_company
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
@@ -526,8 +526,8 @@ def companies_set(
     as_json: JsonOption = False,
 ) -> None:
     """Override settings for one company: `mani companies set acme enabled=true email_provider=mailgun`."""
-    from backend.companies import get_company, rename_company
-    from backend.company_settings import parse_assignments, set_company_settings
+    from backend.companies.service import get_company, rename_company
+    from backend.companies.catalogue import parse_assignments, set_company_settings
     from models.db import session_scope
 
     values = parse_assignments(assignments or [])
@@ -551,7 +551,7 @@ def companies_set(
 @handles_errors
 def companies_test(company_id: CompanyId, as_json: JsonOption = False) -> None:
     """Check each configured piece for real (provider, sender, storage, queue, callback URL)."""
-    from backend import connection_test
+    from backend.companies import connection_test
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
@@ -572,7 +572,7 @@ def companies_test(company_id: CompanyId, as_json: JsonOption = False) -> None:
 @handles_errors
 def settings_show(as_json: JsonOption = False) -> None:
     """Every global setting (secrets masked) and where its value comes from."""
-    from backend.company_settings import describe
+    from backend.companies.catalogue import describe
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
@@ -584,7 +584,7 @@ def settings_show(as_json: JsonOption = False) -> None:
 @handles_errors
 def settings_set(assignments: Assignments, as_json: JsonOption = False) -> None:
     """Store global settings in the database: `mani settings set cloud_fallback_behavior=fail`."""
-    from backend.company_settings import parse_assignments, set_global_settings
+    from backend.companies.catalogue import parse_assignments, set_global_settings
     from models.db import session_scope
 
     values = parse_assignments(assignments or [])
@@ -602,8 +602,8 @@ def keys_generate(
     as_json: JsonOption = False,
 ) -> None:
     """Make the key that encrypts stored secrets (mode 0600). Copy it to every host."""
-    from backend.secrets import generate_key, generate_key_file
-    from backend.settings import get_settings
+    from backend.core.secrets import generate_key, generate_key_file
+    from backend.core.settings import get_settings
 
     if print_only:
         key = generate_key()
@@ -637,7 +637,7 @@ def _delivery_document(delivery, job_uuid: str | None) -> dict:
 
 def _enqueue(delivery_ids: list[int]) -> bool:
     from backend.dispatch import broker_errors, enqueue_followups
-    from backend.engine import Followups
+    from backend.delivery.engine import Followups
 
     try:
         enqueue_followups(Followups(callback_ids=delivery_ids))
@@ -655,8 +655,8 @@ def callbacks_list(
     as_json: JsonOption = False,
 ) -> None:
     """List callback deliveries, with the delivered share when one job is named."""
-    from backend import callbacks
-    from backend.job_queries import get_job
+    from backend.moodle import callbacks
+    from backend.jobs.job_queries import get_job
     from models import Job
     from models.db import session_scope
 
@@ -692,7 +692,7 @@ def callbacks_show(
     as_json: JsonOption = False,
 ) -> None:
     """One delivery and every attempt: time, status code, error, duration."""
-    from backend import callbacks
+    from backend.moodle import callbacks
     from models import Job
     from models.db import session_scope
 
@@ -733,9 +733,9 @@ def callbacks_redeliver(
     as_json: JsonOption = False,
 ) -> None:
     """Send deliveries again now, with a fresh retry schedule; Moodle gets the current state."""
-    from backend import callbacks
-    from backend.errors import UnusableInput
-    from backend.job_queries import get_job
+    from backend.moodle import callbacks
+    from backend.core.errors import UnusableInput
+    from backend.jobs.job_queries import get_job
     from models.db import session_scope
 
     with session_scope() as session:
@@ -757,7 +757,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
 ) -> None:
     """Run the HTTP API (Job JSON, worker callbacks, provider webhooks, /healthz, /metrics)."""
-    from backend.api.app import serve as run
+    from api.app import serve as run
     from models.db import ensure_schema
 
     ensure_schema()
@@ -772,8 +772,8 @@ def rates(
     as_json: JsonOption = False,
 ) -> None:
     """Bounce and complaint rates (the seeds' target: bounces under 2 %)."""
-    from backend.job_queries import get_job
-    from backend.webhooks import delivery_rates
+    from backend.jobs.job_queries import get_job
+    from backend.moodle.webhooks import delivery_rates
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
@@ -795,7 +795,7 @@ def companies_token(
     as_json: JsonOption = False,
 ) -> None:
     """Make a bearer token for the HTTP API; it is shown this once and stored only hashed."""
-    from backend.tokens import issue_token
+    from backend.moodle.tokens import issue_token
     from models.db import session_scope
 
     with session_scope() as session:
@@ -812,7 +812,7 @@ def companies_tokens(
     as_json: JsonOption = False,
 ) -> None:
     """List API tokens (prefix, created, last used, revoked); never the tokens themselves."""
-    from backend.tokens import list_tokens
+    from backend.moodle.tokens import list_tokens
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
@@ -831,7 +831,7 @@ def companies_revoke_token(
     token_id: Annotated[int, typer.Argument(help="The token id (from `mani companies tokens`).")],
 ) -> None:
     """Revoke an API token at once."""
-    from backend.tokens import revoke_token
+    from backend.moodle.tokens import revoke_token
     from models.db import session_scope
 
     with session_scope() as session:
@@ -855,7 +855,7 @@ def preview(
     expiry_days: Annotated[int, typer.Option(help="Show an expiry this many days ahead (0: none).")] = 365,
 ) -> None:
     """Write a sample certificate, to see a template before using it in a job."""
-    from backend.certificates import fallback_fonts, template_dirs, verify_url
+    from backend.certificates.service import fallback_fonts, template_dirs, verify_url
     from certificates import get_renderer, load_template, new_code, prepare_values
 
     template_obj = load_template(template, search_dirs=template_dirs())
@@ -887,7 +887,7 @@ def verify(
     as_json: JsonOption = False,
 ) -> None:
     """Who, what and when for a code, and whether it is valid, expired or revoked."""
-    from backend.certificates import verify as verify_code
+    from backend.certificates.service import verify as verify_code
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
@@ -915,8 +915,8 @@ def revoke(
     reason: Annotated[Optional[str], typer.Option(help="Why; shown by verify.")] = None,
 ) -> None:
     """Revoke a certificate. Retrying its job afterwards issues a new one with a new code."""
-    from backend.certificates import revoke as revoke_code
-    from backend.oswho import os_user
+    from backend.certificates.service import revoke as revoke_code
+    from backend.core.oswho import os_user
     from models.db import session_scope
 
     with session_scope() as session:
@@ -934,7 +934,7 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """The certificates issued for a job."""
-    from backend.certificates import list_certificates
+    from backend.certificates.service import list_certificates
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
@@ -958,7 +958,7 @@ def export(
     as_json: JsonOption = False,
 ) -> None:
     """Write every certificate of a job into one ZIP (streamed: any job size, constant memory)."""
-    from backend.certificates import export_zip
+    from backend.certificates.service import export_zip
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
@@ -999,14 +999,14 @@ _mount()
 
 
 def main() -> None:
-    from backend.settings import get_settings
+    from backend.core.settings import get_settings
 
     logging.basicConfig(level=get_settings().log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Migrations announce every step at INFO; a person running `mani` wants only problems.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        from backend.secrets import install_log_masking
+        from backend.core.secrets import install_log_masking
 
         install_log_masking()
     except ImportError:

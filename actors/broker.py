@@ -13,7 +13,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import AgeLimit, Callbacks, Pipelines, Retries, ShutdownNotifications, TimeLimit
 
-from backend.settings import Settings, get_settings
+from backend.core.settings import Settings, get_settings
 
 # Seven days, Dramatiq's default: dead letters stay visible in the console for a week.
 DEAD_MESSAGE_TTL_MS = 7 * 24 * 3600 * 1000

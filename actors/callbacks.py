@@ -10,7 +10,7 @@ import threading
 import dramatiq
 import httpx
 
-from backend import callbacks
+from backend.moodle import callbacks
 from backend.dispatch import broker_errors
 from models import utcnow
 from models.db import session_scope

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dramatiq
 
 import actors.broker  # noqa: F401
-from backend import engine
+from backend.delivery import engine
 from backend.dispatch import enqueue_followups
-from backend.sending import run_batch
+from backend.delivery.sending import run_batch
 from models.db import session_scope
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import dramatiq
 
-from backend.settings import Settings, get_settings
+from backend.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_MS = 30_000
@@ -42,7 +42,7 @@ class SweeperThread(threading.Thread):
 
 def sweep_once(*, settings: Settings) -> None:
     from actors import jobs as job_actors
-    from backend.sweeper import sweep
+    from backend.delivery.sweeper import sweep
     from models.db import session_scope
 
     with session_scope() as session:

@@ -10,7 +10,7 @@ import logging
 
 from sqlalchemy import update
 
-from backend.engine import Followups
+from backend.delivery.engine import Followups
 from models import Job, utcnow
 from models.db import session_scope
 

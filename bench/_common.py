@@ -350,7 +350,7 @@ def sink_ceiling(port: int, count: int, message: bytes, connections: int = 2) ->
 
 
 def compose_rates(rows: list[dict], seconds: float = 1.0) -> dict[str, float]:
-    """Messages composed per second on one core: email.mime against backend.mime."""
+    """Messages composed per second on one core: email.mime against backend.mail.mime."""
     rates = {}
     count = 0
     started = time.perf_counter()
@@ -359,8 +359,8 @@ def compose_rates(rows: list[dict], seconds: float = 1.0) -> dict[str, float]:
         count += 1
     rates["email.mime"] = count / (time.perf_counter() - started)
     try:
-        from backend.mime import compose
-        from backend.providers.base import OutgoingMessage
+        from backend.mail.mime import compose
+        from backend.mail.providers.base import OutgoingMessage
     except ImportError:
         return rates
     count = 0
@@ -374,5 +374,5 @@ def compose_rates(rows: list[dict], seconds: float = 1.0) -> dict[str, float]:
         )
         compose(message, sender=SENDER)
         count += 1
-    rates["backend.mime"] = count / (time.perf_counter() - started)
+    rates["backend.mail.mime"] = count / (time.perf_counter() - started)
     return rates

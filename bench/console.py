@@ -167,7 +167,8 @@ def main() -> int:
 def run(args: argparse.Namespace) -> int:
     from sqlalchemy import text
 
-    from backend import dashboard, deadletters, history
+    from backend.jobs import dashboard, queries as history
+    from backend.ops import deadletters
     from models.db import get_engine, session_scope, upgrade
 
     engine = get_engine()

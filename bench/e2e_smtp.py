@@ -11,7 +11,7 @@ its own process, restarted per phase so each count is that phase's alone:
   (`--raw-threads 8` adds a run with as many connections as mani's threads, for comparison);
 - naive: one connection per message, in sequence, as a cron job sends (run on a sample and
   extrapolated);
-- CSV intake: `backend.jobs.submit_csv` in a process of its own, on a scratch database;
+- CSV intake: `backend.jobs.create.submit_csv` in a process of its own, on a scratch database;
 - mani: `mani worker --processes P --threads T` against Redis, then `mani submit --csv ...
   --type welcome_std --wait` timed to the end, with the workers' peak RSS (VmHWM).
 """
@@ -88,7 +88,7 @@ def mani_environment(workdir: Path, database_url: str, **extra: str) -> dict[str
 
 def _intake_probe(csv_path: str) -> None:
     """Run in a child process (env already set): time submit_csv alone, print JSON."""
-    from backend.jobs import submit_csv
+    from backend.jobs.create import submit_csv
     from models.db import get_engine, session_scope, upgrade
 
     upgrade(get_engine())
@@ -101,7 +101,7 @@ def _intake_probe(csv_path: str) -> None:
 
 
 def intake_seconds(csv_path: Path, workdir: Path, *, db: str, postgres_url: str) -> dict:
-    """backend.jobs.submit_csv on `csv_path` into a scratch database, commit included."""
+    """backend.jobs.create.submit_csv on `csv_path` into a scratch database, commit included."""
     try:
         with scratch_database(db, workdir, postgres_url, "intake") as url:
             done = subprocess.run(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backend.errors import ManiError, UnusableInput
+from backend.core.errors import ManiError, UnusableInput
 
 
 class CertificateError(ManiError):

@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from backend.secrets import install_log_masking
+    from backend.core.secrets import install_log_masking
 
     args = build_parser().parse_args(argv)
     if args.refresh < 0:

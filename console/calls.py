@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from backend.errors import ManiError, ReadOnly
+from backend.core.errors import ManiError, ReadOnly
 from console.messages import HealthReport
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def _database_errors() -> tuple[type[BaseException], ...]:
 def _broker_errors() -> tuple[type[BaseException], ...]:
     import redis
 
-    from backend.deadletters import BrokerUnavailable
+    from backend.ops.deadletters import BrokerUnavailable
 
     return (BrokerUnavailable, redis.ConnectionError, redis.TimeoutError)
 
@@ -97,7 +97,7 @@ def broker(node: DOMNode, fn: Callable[..., T], *, change: bool = False, **kwarg
 
 def audit(node: DOMNode, *, session, action: str, target: str | None = None, details: dict | None = None) -> None:
     """Record a console action in the caller's transaction, as the OS user at the keyboard."""
-    from backend.audit import record
+    from backend.core.audit import record
 
     record(session=session, actor=node.app.config.actor, source="console", action=action, target=target,
            details=details)
@@ -105,7 +105,7 @@ def audit(node: DOMNode, *, session, action: str, target: str | None = None, det
 
 def _no_broker_here(node: DOMNode) -> bool:
     """The embedded default (no Redis, no explicit broker): this process has no worker to hand to."""
-    from backend.settings import get_settings
+    from backend.core.settings import get_settings
 
     return node.app.config.broker is None and not get_settings().redis_url
 
@@ -153,7 +153,7 @@ def hand_to_callbacks(node: DOMNode, delivery_ids: list[int]) -> str:
     if _no_broker_here(node):
         return "`mani worker` delivers them from the store"
     from backend.dispatch import broker_errors, enqueue_followups
-    from backend.engine import Followups
+    from backend.delivery.engine import Followups
 
     try:
         _use_broker(node)
@@ -173,7 +173,7 @@ def redeliver_callbacks(node: DOMNode, *, delivery_ids: list[int] = (), failed_o
     `failed_of_job` / `every_failed` add the failed deliveries of one job / of every job, as
     found at commit time. Returns (the deliveries made due, a few words for the notification).
     """
-    from backend import callbacks
+    from backend.moodle import callbacks
 
     def run(*, session) -> list[int]:
         ids = set(delivery_ids)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from backend.oswho import os_user
+from backend.core.oswho import os_user
 from models import utcnow
 
 

@@ -57,7 +57,7 @@ JOBS = (
     DemoJob("reminder", "globex", "cancelled", 400, 120, 0, timedelta(days=1), timedelta(days=1), "old-list.csv"),
 )
 ERRORS = ("SMTP 550 5.1.1 user unknown", "SMTP 421 try again later", "mailbox full (552)")
-# Why each job took its route (job number -> route, provider, reason), as backend.routing says it.
+# Why each job took its route (job number -> route, provider, reason), as backend.delivery.routing says it.
 ROUTES = {
     1: ("cloud", "ses", "company acme: cloud enabled, 1,200 ≥ threshold 500 -> ses"),
     2: ("cloud", "mailgun", "company globex: job forces cloud -> mailgun"),
@@ -77,7 +77,7 @@ FEEDBACK = {
     9: {**{i: "bounced" for i in range(2, 120, 5)}, 13: "complained", 88: "complained"},
 }
 FEEDBACK_ERRORS = {"bounced": "bounce: 550 5.1.1 mailbox does not exist", "complained": "complaint: abuse"}
-# Seconds after the first attempt at which a delivery retries (backend.callbacks' schedule).
+# Seconds after the first attempt at which a delivery retries (backend.moodle.callbacks' schedule).
 RETRY_AT = (0, 5, 35, 155, 755, 4355, 25955, 112355)
 
 
@@ -205,7 +205,7 @@ def _seed_callbacks(session: Session, job: Job, number: int, now: datetime) -> N
     reported = [batches[n] for n, _, _ in CALLBACKS[number] if n]
     for batch_number, ago, answers in CALLBACKS[number]:
         batch_id = batches.get(batch_number)
-        # The final delivery reports the recipients no batch delivery covers (as backend.callbacks does).
+        # The final delivery reports the recipients no batch delivery covers (as backend.moodle.callbacks does).
         where = R.batch_id == batch_id if batch_number else (R.job_id == job.id) & R.batch_id.not_in(reported)
         ids = list(session.execute(select(R.id).where(where).order_by(R.id)).scalars())
         first = now - timedelta(seconds=ago)

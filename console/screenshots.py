@@ -73,7 +73,7 @@ def main() -> int:
     os.environ.pop("MANI_REDIS_URL", None)
     os.environ["MANI_CONFIG"] = os.path.join(os.environ["MANI_DATA_DIR"], "none.toml")
 
-    from backend.settings import reset_settings_cache
+    from backend.core.settings import reset_settings_cache
     from console.demo import DEMO_NOW, seed
     from models.db import get_engine, session_scope, upgrade
 

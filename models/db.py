@@ -48,7 +48,7 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
 def get_engine(url: str | None = None, *, read_only: bool = False) -> Engine:
     """The process-wide engine for `url` (default: the settings' database)."""
     if url is None:
-        from backend.settings import get_settings
+        from backend.core.settings import get_settings
 
         url = get_settings().effective_database_url
     key = (url, read_only)

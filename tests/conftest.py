@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
-from backend.settings import reset_settings_cache
+from backend.core.settings import reset_settings_cache
 from models.db import dispose_engines, get_engine, session_scope, upgrade
 
 pytest_plugins = ["tests.support.smtp", "tests.support.cloud"]

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from backend import signing
-from backend.api.app import create_app
-from backend.api.common import ApiConfig
+from backend.moodle import signing
+from api.app import create_app
+from api.common import ApiConfig
 from models import AuditEntry, Job, Recipient
 from models.callbacks import CallbackDelivery
 from models.db import session_scope
@@ -111,7 +111,7 @@ def test_a_replay_inside_the_window_is_refused(setup):
 
 def test_unknown_job_bad_updates_and_malformed_bodies(setup):
     client, _, job_uuid = setup
-    from backend.company_settings import set_global_settings
+    from backend.companies.catalogue import set_global_settings
 
     with session_scope() as session:
         set_global_settings(session=session, values={"cloud_callback_secret": "global"}, actor="t", source="cli")

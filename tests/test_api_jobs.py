@@ -9,9 +9,9 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from backend import tokens
-from backend.api.app import create_app
-from backend.api.common import ApiConfig
+from backend.moodle import tokens
+from api.app import create_app
+from api.common import ApiConfig
 from models import AuditEntry, Job, Recipient
 from models.db import session_scope
 from tests.test_callbacks_support import add_company, cb_db, serve_app  # noqa: F401
@@ -173,14 +173,14 @@ def test_every_bad_field_and_recipient_is_named(api):
     ("reengagement", "reengagement", "email"), ("reminder", "reminder", "email"),
 ])
 def test_the_seeds_type_names_map_to_mani_types(name, job_type, action):
-    from backend.api.job_json import parse_job_request
+    from backend.jobs.job_json import parse_job_request
 
     request = parse_job_request(_seed_job(type=name, generate_certificate=False), max_field_length=1000)
     assert (request.job_type, request.action) == (job_type, action)
 
 
 def test_certificate_types_and_timestamps():
-    from backend.api.job_json import parse_job_request, parse_timestamp
+    from backend.jobs.job_json import parse_job_request, parse_timestamp
 
     assert parse_job_request(_seed_job(type="CERTIFICATE"), max_field_length=1000).action == "both"
     assert parse_job_request(_seed_job(type="CERTIFICATE_GEN"), max_field_length=1000).action == "certificate"

@@ -8,11 +8,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import select
 from starlette.testclient import TestClient
 
-from backend import tokens
-from backend.api.app import create_app
-from backend.api.common import ApiConfig, client_address
-from backend.errors import NotFound
-from backend.settings import reset_settings_cache
+from backend.moodle import tokens
+from api.app import create_app
+from api.common import ApiConfig, client_address
+from backend.core.errors import NotFound
+from backend.core.settings import reset_settings_cache
 from models import AuditEntry, utcnow
 from models.callbacks import ApiToken
 from models.db import dispose_engines, session_scope

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
-from backend.api.app import create_app
-from backend.certificates import revoke
+from api.app import create_app
+from backend.certificates.service import revoke
 from models import Recipient
 from models.db import session_scope
 from tests.support.engine import run_inline, submit, write_csv

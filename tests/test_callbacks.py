@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
-from backend import callbacks
+from backend.moodle import callbacks
 from models import Batch, Job, Recipient, utcnow
 from models.callbacks import CallbackAttempt, CallbackDelivery
 from models.db import session_scope
@@ -229,7 +229,7 @@ def test_the_final_callback_reports_recipients_no_batch_callback_covered():
 
 def test_big_deliveries_are_split(monkeypatch):
     monkeypatch.setenv("MANI_CALLBACK_MAX_UPDATES", "7")
-    from backend.settings import reset_settings_cache
+    from backend.core.settings import reset_settings_cache
 
     reset_settings_cache()
     add_company("c1", callback_url="http://127.0.0.1:9/cb")
@@ -239,7 +239,7 @@ def test_big_deliveries_are_split(monkeypatch):
 
 
 def test_job_callback_url_wins_and_the_global_secret_signs_without_a_company(monkeypatch):
-    from backend.company_settings import set_global_settings
+    from backend.companies.catalogue import set_global_settings
 
     with Receiver("global-secret") as receiver:
         with session_scope() as session:

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from backend import callbacks, tokens
-from backend.api.app import create_app
-from backend.api.common import ApiConfig
-from backend.settings import reset_settings_cache
+from backend.moodle import callbacks, tokens
+from api.app import create_app
+from api.common import ApiConfig
+from backend.core.settings import reset_settings_cache
 from models import Job, Recipient
 from models.db import session_scope
 from tests.support.receiver import Receiver

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from backend import signing
+from backend.moodle import signing
 from tests.support.receiver import Receiver
 
 SECRET = "hmac_secret_key"

@@ -15,7 +15,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import insert
 
-from backend.settings import reset_settings_cache
+from backend.core.settings import reset_settings_cache
 from models import Batch, Company, Job, Recipient
 from models.db import session_scope
 
@@ -45,7 +45,7 @@ def sqlite_cb_db(sqlite_db, monkeypatch) -> str:
 
 
 def add_company(company_id: str, *, callback_url: str | None = None, secret: str | None = SECRET) -> None:
-    from backend.company_settings import set_company_settings
+    from backend.companies.catalogue import set_company_settings
 
     with session_scope() as session:
         session.add(Company(id=company_id, name=f"Company {company_id}"))

@@ -9,7 +9,7 @@ import zipfile
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from backend import certificates as service
+from backend.certificates import service
 from cli import certificates_app as app
 from models import Recipient
 from models.db import session_scope

@@ -1,4 +1,4 @@
-"""backend.certificates on SQLite and PostgreSQL: issue per batch, verify, revoke, export."""
+"""backend.certificates.service on SQLite and PostgreSQL: issue per batch, verify, revoke, export."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from backend import certificates as service
-from backend.errors import InvalidTransition, NotFound, UnusableInput
-from backend.intake import RecipientRow, normalize_email
-from backend.jobs import create_job
-from backend.settings import get_settings, reset_settings_cache
+from backend.certificates import service
+from backend.core.errors import InvalidTransition, NotFound, UnusableInput
+from backend.jobs.intake import RecipientRow, normalize_email
+from backend.jobs.create import create_job
+from backend.core.settings import get_settings, reset_settings_cache
 from backend.storage import LocalStorage, get_storage
 from models import AuditEntry, Job, Recipient, utcnow
 from models.certificates import Certificate
@@ -248,8 +248,8 @@ def test_certificate_job_end_to_end_with_links_in_the_mail(sqlite_db, tmp_path):
 def test_company_storage_on_s3_with_presigned_links(session, moto_server, tmp_path):
     import httpx
 
-    from backend.companies import add_company
-    from backend.company_settings import set_company_settings
+    from backend.companies.service import add_company
+    from backend.companies.catalogue import set_company_settings
 
     moto_server.client("s3").create_bucket(Bucket="acme-certs")
     add_company(session=session, company_id="acme", name="Acme", actor="t", source="test")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from backend.errors import UnusableInput
-from backend.settings import get_settings, reset_settings_cache
+from backend.core.errors import UnusableInput
+from backend.core.settings import get_settings, reset_settings_cache
 from backend.storage import LocalStorage, ObjectNotFound, Storage, get_storage, register_storage
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 import cli
-from backend.settings import reset_settings_cache
+from backend.core.settings import reset_settings_cache
 from models import Job, Recipient
 from models.db import session_scope
 from tests.support.engine import people, write_csv

@@ -6,9 +6,9 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
-from backend.companies import add_company
-from backend.company_settings import set_company_settings
-from backend.settings import reset_settings_cache
+from backend.companies.service import add_company
+from backend.companies.catalogue import set_company_settings
+from backend.core.settings import reset_settings_cache
 from models import Job, Recipient
 from models.db import session_scope
 from tests.support.engine import people, run_inline, submit, write_csv

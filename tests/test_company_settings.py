@@ -8,9 +8,9 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from backend import connection_test
-from backend.companies import add_company, get_company, list_companies, rename_company, show_company
-from backend.company_settings import (
+from backend.companies import connection_test
+from backend.companies.service import add_company, get_company, list_companies, rename_company, show_company
+from backend.companies.catalogue import (
     COMPANY_CATALOGUE,
     GLOBAL_CATALOGUE,
     describe,
@@ -19,8 +19,8 @@ from backend.company_settings import (
     set_company_settings,
     set_global_settings,
 )
-from backend.errors import NotFound, UnusableInput
-from backend.settings import reset_settings_cache
+from backend.core.errors import NotFound, UnusableInput
+from backend.core.settings import reset_settings_cache
 from models import AuditEntry, Company
 from tests.support.cloud import dead_url, mailgun_server, moto_server, sendgrid_server  # noqa: F401
 

@@ -8,7 +8,7 @@ import functools
 import pytest
 from sqlalchemy import func, select
 
-from backend.errors import ReadOnly
+from backend.core.errors import ReadOnly
 from console.app import ManiConsole
 from console.config import ConsoleConfig
 from console.demo import DEMO_NOW, seed
@@ -212,7 +212,7 @@ async def test_history_finds_a_job_by_recipient_email(demo_db):
 async def test_edit_a_company_settings_validating_as_you_type(demo_db, monkeypatch):
     from cryptography.fernet import Fernet
 
-    from backend.settings import reset_settings_cache
+    from backend.core.settings import reset_settings_cache
 
     monkeypatch.setenv("MANI_SECRET_KEY", Fernet.generate_key().decode())
     reset_settings_cache()
@@ -326,7 +326,7 @@ async def test_dead_letter_requeue_on_redis(sqlite_db, redis_url):
     from dramatiq import Worker
     from dramatiq.brokers.redis import RedisBroker
 
-    from backend.settings import get_settings
+    from backend.core.settings import get_settings
 
     namespace = get_settings().redis_namespace
     broker = RedisBroker(url=redis_url, namespace=namespace)
@@ -399,7 +399,7 @@ async def test_read_only_mode_refuses_every_change(demo_db, tmp_path):
 @pytest.mark.redis
 @run_async
 async def test_redis_down_shows_a_banner_and_recovers_by_itself(sqlite_db, redis_url, monkeypatch):
-    from backend.settings import reset_settings_cache
+    from backend.core.settings import reset_settings_cache
 
     monkeypatch.setenv("MANI_REDIS_URL", "redis://127.0.0.1:1/0")
     reset_settings_cache()
@@ -595,7 +595,7 @@ async def test_bounce_and_complaint_rates_per_job_and_per_company(demo_db):
 
 
 def test_main_masks_secrets_in_logs_before_starting(monkeypatch):
-    from backend import secrets
+    from backend.core import secrets
     from console import app as console_app
 
     called = []

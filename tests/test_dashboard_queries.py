@@ -1,4 +1,4 @@
-"""backend.dashboard and backend.history: the console's read queries, on SQLite and PostgreSQL."""
+"""backend.jobs.dashboard and backend.jobs.queries: the console's read queries, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from backend import dashboard
-from backend import history as q
-from backend.errors import NotFound
+from backend.jobs import dashboard
+from backend.jobs import queries as q
+from backend.core.errors import NotFound
 from console.demo import DEMO_NOW, seed
 
 

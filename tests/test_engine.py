@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from backend import engine
-from backend.job_actions import cancel_job, pause_job, resume_job, retry_job
-from backend.job_queries import job_counts
-from backend.sending import run_batch
-from backend.settings import reset_settings_cache
+from backend.delivery import engine
+from backend.jobs.actions import cancel_job, pause_job, resume_job, retry_job
+from backend.jobs.job_queries import job_counts
+from backend.delivery.sending import run_batch
+from backend.core.settings import reset_settings_cache
 from models import Batch, Job, Recipient, utcnow
 from models.db import session_scope
 from tests.support.engine import people, run_inline, submit, write_csv
@@ -107,7 +107,7 @@ def test_a_dead_workers_batch_is_taken_over_after_its_lease(smtp_env, tmp_path):
     job_id = submit(write_csv(tmp_path / "u.csv", people(5)))
     with session_scope() as session:
         batch_id = engine.dispatch_job(session=session, job_id=job_id).batch_ids[0]
-    settings = __import__("backend.settings", fromlist=["get_settings"]).get_settings()
+    settings = __import__("backend.core.settings", fromlist=["get_settings"]).get_settings()
     with session_scope() as session:
         claim = engine.claim_batch(session=session, batch_id=batch_id, settings=settings)
         assert claim and len(claim.rows) == 5
@@ -189,7 +189,7 @@ def test_outbox_writes_one_eml_per_recipient(any_db, tmp_path, mani_env):
 def test_temporary_passwords_are_encrypted_at_rest_and_wiped_once_sent(sqlite_db, tmp_path):
     from pathlib import Path
 
-    from backend.field_cipher import field_cipher
+    from backend.core.field_cipher import field_cipher
 
     job_id = submit(write_csv(tmp_path / "u.csv", people(3)))
     database = Path(sqlite_db.removeprefix("sqlite:///"))
@@ -205,8 +205,8 @@ def test_temporary_passwords_are_encrypted_at_rest_and_wiped_once_sent(sqlite_db
 def test_field_cipher_rotates_keys_and_refuses_a_foreign_key(mani_env, monkeypatch):
     from cryptography.fernet import Fernet
 
-    from backend.errors import ManiError
-    from backend.field_cipher import field_cipher
+    from backend.core.errors import ManiError
+    from backend.core.field_cipher import field_cipher
 
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     monkeypatch.setenv("MANI_SECRET_KEY", old)
@@ -225,7 +225,7 @@ def test_a_slow_batch_keeps_its_lease_while_its_worker_lives(smtp_env, tmp_path,
     import threading
     import time
 
-    from backend.providers.smtp import SmtpProvider
+    from backend.mail.providers.smtp import SmtpProvider
 
     monkeypatch.setenv("MANI_BATCH_LEASE_SECONDS", "1")
     reset_settings_cache()
@@ -251,7 +251,7 @@ def test_a_slow_batch_keeps_its_lease_while_its_worker_lives(smtp_env, tmp_path,
 
 
 def test_a_job_whose_dispatch_keeps_crashing_fails_instead_of_looping(smtp_env, tmp_path, monkeypatch):
-    import backend.routing
+    import backend.delivery.routing
 
     monkeypatch.setenv("MANI_MAX_BATCH_ATTEMPTS", "2")
     reset_settings_cache()
@@ -260,7 +260,7 @@ def test_a_job_whose_dispatch_keeps_crashing_fails_instead_of_looping(smtp_env, 
     def broken_route(**_):
         raise RuntimeError("routing blew up")
 
-    monkeypatch.setattr(backend.routing, "choose_route", broken_route)
+    monkeypatch.setattr(backend.delivery.routing, "choose_route", broken_route)
     for _ in range(2):
         with session_scope() as session:
             assert engine.count_dispatch_attempt(session=session, job_id=job_id)
@@ -278,8 +278,8 @@ def test_a_job_whose_dispatch_keeps_crashing_fails_instead_of_looping(smtp_env, 
 
 
 def test_the_sweeper_leaves_queued_batches_alone_while_the_broker_still_holds_messages(smtp_env, tmp_path, monkeypatch):
-    from backend.settings import get_settings
-    from backend.sweeper import sweep
+    from backend.core.settings import get_settings
+    from backend.delivery.sweeper import sweep
 
     monkeypatch.setenv("MANI_REQUEUE_AFTER_SECONDS", "1")
     reset_settings_cache()

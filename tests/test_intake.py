@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.errors import UnusableInput
-from backend.intake import RecipientRow, RejectedRow, normalize_email, open_csv, validate_record
+from backend.core.errors import UnusableInput
+from backend.jobs.intake import RecipientRow, RejectedRow, normalize_email, open_csv, validate_record
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -249,7 +249,7 @@ def test_latin1_file_reports_offset_line_and_asks_for_utf8(tmp_path):
 
 
 def test_invalid_utf8_after_a_chunk_boundary_is_located_exactly(tmp_path):
-    from backend import intake
+    from backend.jobs import intake
 
     chunk = intake._SCAN_CHUNK
     # "é" cut in two by the scan's chunk edge is valid; the 0xff two bytes later is not.
@@ -331,7 +331,7 @@ ADDRESSES = [
 def test_the_fast_path_decides_exactly_as_email_validator(address):
     from email_validator import EmailNotValidError, validate_email
 
-    from backend.intake import checked_address
+    from backend.jobs.intake import checked_address
 
     try:
         expected = validate_email(address, check_deliverability=False).normalized.lower()

@@ -1,4 +1,4 @@
-"""backend.mime: the composed bytes parse back, with the standard library, to exactly what went in."""
+"""backend.mail.mime: the composed bytes parse back, with the standard library, to exactly what went in."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from backend.mime import MessageError, compose, encode_qp, message_id_for
-from backend.providers.base import Attachment, OutgoingMessage
+from backend.mail.mime import MessageError, compose, encode_qp, message_id_for
+from backend.mail.providers.base import Attachment, OutgoingMessage
 
 SENDER = "Moodle Admin <noreply@school.example>"
 DATE = datetime(2024, 5, 17, 9, 30, 5, tzinfo=timezone.utc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from backend.preview import preview_csv
+from backend.jobs.preview import preview_csv
 from models import Job
 from models.db import session_scope
 from tests.support.engine import people, run_inline, submit, write_csv

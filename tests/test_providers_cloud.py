@@ -10,14 +10,14 @@ import time
 import httpx
 import pytest
 
-from backend.mime import compose
-from backend.providers import get_provider
-from backend.providers.base import Attachment, Outcome, OutgoingMessage, ProviderError
-from backend.providers.mailgun import MailgunProvider
-from backend.providers.sendgrid import SendGridProvider
-from backend.providers.ses import SesProvider, classify_client_error
-from backend.ratelimit import LocalRateLimiter
-from backend.settings import Settings
+from backend.mail.mime import compose
+from backend.mail.providers import get_provider
+from backend.mail.providers.base import Attachment, Outcome, OutgoingMessage, ProviderError
+from backend.mail.providers.mailgun import MailgunProvider
+from backend.mail.providers.sendgrid import SendGridProvider
+from backend.mail.providers.ses import SesProvider, classify_client_error
+from backend.mail.ratelimit import LocalRateLimiter
+from backend.core.settings import Settings
 from backend.storage import ObjectNotFound, get_storage
 from tests.support.cloud import dead_url, mailgun_server, max_excess, moto_server, sendgrid_server  # noqa: F401
 
@@ -274,8 +274,8 @@ def test_sendgrid_bad_key_raises_and_dead_endpoint_is_transient(sendgrid_server,
 
 
 def test_registry_builds_each_provider_from_company_settings(session, moto_server, mailgun_server, sendgrid_server):
-    from backend.companies import add_company
-    from backend.company_settings import resolve, set_company_settings
+    from backend.companies.service import add_company
+    from backend.companies.catalogue import resolve, set_company_settings
 
     moto_server.verify("mani.test")
     add_company(session=session, company_id="acme", name="Acme", actor="t", source="test")
@@ -333,7 +333,7 @@ def test_s3_and_r2_storage(moto_server, name):
 
 
 def test_r2_needs_an_endpoint():
-    from backend.errors import UnusableInput
+    from backend.core.errors import UnusableInput
 
     with pytest.raises(UnusableInput, match="s3_endpoint_url"):
         get_storage(settings=Settings(), company_settings={"storage": "r2", "bucket": "certs"})

@@ -10,12 +10,12 @@ from contextlib import closing
 
 import pytest
 
-from backend.errors import UnusableInput
-from backend.providers import get_provider, known_providers, register_provider
-from backend.providers.base import Outcome, OutgoingMessage, ProviderError
-from backend.providers.outbox import OutboxProvider
-from backend.providers.smtp import SmtpProvider
-from backend.settings import Settings
+from backend.core.errors import UnusableInput
+from backend.mail.providers import get_provider, known_providers, register_provider
+from backend.mail.providers.base import Outcome, OutgoingMessage, ProviderError
+from backend.mail.providers.outbox import OutboxProvider
+from backend.mail.providers.smtp import SmtpProvider
+from backend.core.settings import Settings
 from tests.support.smtp import SmtpSink
 
 SENDER = "mani <noreply@mani.test>"
@@ -347,7 +347,7 @@ def test_unknown_provider_lists_the_known_ones():
 
 def test_register_provider_by_callable_and_by_path(tmp_path):
     register_provider("test-outbox", lambda *, settings, company_settings: OutboxProvider(tmp_path, SENDER))
-    register_provider("test-lazy", "backend.providers.outbox:from_settings")
+    register_provider("test-lazy", "backend.mail.providers.outbox:from_settings")
     assert {"test-outbox", "test-lazy"} <= set(known_providers())
     assert isinstance(get_provider("test-outbox", settings=Settings()), OutboxProvider)
     assert isinstance(get_provider("test-lazy", settings=Settings(outbox_dir=tmp_path)), OutboxProvider)

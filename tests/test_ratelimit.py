@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.ratelimit import (
+from backend.mail.ratelimit import (
     LocalRateLimiter,
     RateLimitTimeout,
     RedisRateLimiter,
@@ -23,7 +23,7 @@ from backend.ratelimit import (
     get_limiter,
     limiter_for,
 )
-from backend.settings import Settings, get_settings
+from backend.core.settings import Settings, get_settings
 from tests.support.cloud import max_excess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,8 +121,8 @@ def test_redis_rate_holds_across_processes(redis_url):
     settings = get_settings()
     code = (
         "import sys, time\n"
-        "from backend.ratelimit import get_limiter\n"
-        "from backend.settings import Settings\n"
+        "from backend.mail.ratelimit import get_limiter\n"
+        "from backend.core.settings import Settings\n"
         f"limiter = get_limiter(key='hosts', rate=30, settings=Settings(redis_url={redis_url!r}, "
         f"redis_namespace={settings.redis_namespace!r}))\n"
         "for _ in range(10):\n"
@@ -141,7 +141,7 @@ def test_redis_rate_holds_across_processes(redis_url):
 
 def test_unreachable_redis_falls_back_to_this_process(caplog):
     limiter = RedisRateLimiter(url="redis://127.0.0.1:1/0", namespace="nowhere", key="acme", rate=10)
-    with caplog.at_level(logging.WARNING, logger="backend.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="backend.mail.ratelimit"):
         dues = due_times(limiter, 3)
     assert_spacing(dues, 0.1)
     assert "Redis is unreachable" in caplog.text

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from backend.dispatch import enqueue_job
-from backend.settings import reset_settings_cache
+from backend.core.settings import reset_settings_cache
 from models import Recipient
 from models.db import session_scope
 from tests.support.engine import people, submit, write_csv
@@ -88,7 +88,7 @@ def test_redis_losing_every_message_mid_job_delays_the_job_but_loses_nothing(
 ):
     import redis
 
-    from backend.settings import get_settings
+    from backend.core.settings import get_settings
 
     monkeypatch.setenv("MANI_BATCH_SIZE", "25")
     reset_settings_cache()

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from backend.companies import add_company
-from backend.company_settings import set_company_settings, set_global_settings
-from backend.routing import Route, RouteUnavailable, choose_route
+from backend.companies.service import add_company
+from backend.companies.catalogue import set_company_settings, set_global_settings
+from backend.delivery.routing import Route, RouteUnavailable, choose_route
 from models import Job
 from tests.support.cloud import dead_url, mailgun_server, moto_server  # noqa: F401
 
@@ -57,7 +57,7 @@ def test_auto_under_threshold_disabled_or_switched_off_stays_local(session, acme
 
 
 def test_local_path_is_the_global_provider(session, acme, monkeypatch):
-    from backend.settings import reset_settings_cache
+    from backend.core.settings import reset_settings_cache
 
     monkeypatch.setenv("MANI_EMAIL_PROVIDER", "smtp")
     reset_settings_cache()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from backend.errors import ManiError, SecretKeyMissing
-from backend.secrets import (
+from backend.core.errors import ManiError, SecretKeyMissing
+from backend.core.secrets import (
     SecretUndecryptable,
     decrypt,
     encrypt,
@@ -23,7 +23,7 @@ from backend.secrets import (
     mask_url,
     register_secret,
 )
-from backend.settings import Settings, get_settings, reset_settings_cache
+from backend.core.settings import Settings, get_settings, reset_settings_cache
 from tests.support.cloud import mailgun_server, moto_server, sendgrid_server  # noqa: F401
 
 
@@ -134,9 +134,9 @@ def test_log_records_are_masked(caplog):
 def test_no_secret_in_the_database_file_or_the_logs(sqlite_db, caplog, moto_server, mailgun_server, sendgrid_server):
     """Secrets set through the settings API and then used to send: the SQLite file (and its WAL)
     and every captured log line hold them only masked."""
-    from backend.companies import add_company, show_company
-    from backend.company_settings import resolve, set_company_settings, set_global_settings
-    from backend.providers import get_provider
+    from backend.companies.service import add_company, show_company
+    from backend.companies.catalogue import resolve, set_company_settings, set_global_settings
+    from backend.mail.providers import get_provider
     from models import AuditEntry
     from models.db import session_scope
     from sqlmodel import select

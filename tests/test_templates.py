@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from backend.errors import UnusableInput
-from backend.intake import RecipientRow, open_csv
-from backend.settings import JOB_TYPES, Settings
-from backend.templates import (
+from backend.core.errors import UnusableInput
+from backend.jobs.intake import RecipientRow, open_csv
+from backend.core.settings import JOB_TYPES, Settings
+from backend.mail.templates import (
     RenderError,
     UnknownJobType,
     build_context,

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from sqlmodel import select
 
-from backend import webhooks
-from backend.api.app import create_app
-from backend.api.common import ApiConfig
+from backend.moodle import webhooks
+from api.app import create_app
+from api.common import ApiConfig
 from models import AuditEntry, Job, Recipient, utcnow
 from models.callbacks import CallbackDelivery, WebhookEvent
 from models.db import session_scope

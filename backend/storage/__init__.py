@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from backend.errors import UnusableInput
+from backend.core.errors import UnusableInput
 from backend.storage.base import ObjectNotFound, Storage, StorageError, check_key, setting_value
 from backend.storage.local import LocalStorage, local_storage
 
@@ -34,7 +34,7 @@ def _load_optional_backends() -> None:
 def get_storage(*, settings, company_settings=None, name: str | None = None) -> Storage:
     """The storage named `name`, else the company's `storage` setting, else `local`.
 
-    `company_settings` is a mapping of resolved settings (backend.company_settings.resolve) or
+    `company_settings` is a mapping of resolved settings (backend.companies.catalogue.resolve) or
     a company's plain overrides; factories read their bucket, keys and endpoint from it.
     """
     company_settings = dict(company_settings or {})

@@ -6,7 +6,7 @@ import os
 import re
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
-from backend.errors import ManiError, NotFound, UnusableInput
+from backend.core.errors import ManiError, NotFound, UnusableInput
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$")
 
@@ -54,7 +54,7 @@ def setting_value(settings: Any, name: str, default: Any = None, company_setting
     """A setting by name: the company's override, the Settings field, then MANI_<NAME>, then default.
 
     The environment step covers settings this package reads before they are declared on
-    `backend.settings.Settings` (which ignores unknown MANI_* variables).
+    `backend.core.settings.Settings` (which ignores unknown MANI_* variables).
     """
     if company_settings and company_settings.get(name) not in (None, ""):
         return company_settings[name]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
-from backend.errors import UnusableInput
+from backend.core.errors import UnusableInput
 from backend.storage import register_storage
 from backend.storage.base import ObjectNotFound, StorageError, check_key
 

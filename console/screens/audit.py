@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input, Static
 
-from backend import history as queries
+from backend.jobs import queries
 from console import calls
 from console.messages import ActionFailed, Loaded
 from console.screens.base import ManiScreen

@@ -14,8 +14,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, OptionList, Select, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from backend import history as queries
-from backend.settings import JOB_TYPES
+from backend.jobs import queries
+from backend.core.settings import JOB_TYPES
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
@@ -55,7 +55,7 @@ SOURCES = (
 
 @dataclass
 class PreviewView:
-    """The parts of `backend.jobs.preview_csv`'s answer the screen shows."""
+    """The parts of `backend.jobs.create.preview_csv`'s answer the screen shows."""
 
     accepted: int
     sample: list[Any]
@@ -196,7 +196,7 @@ asks first and says how many recipients get mail."""
 
     @work(thread=True, exclusive=True, group="bulk-preview")
     def run_preview(self, job_type: str, company: str | None, path: str) -> None:
-        from backend.preview import preview_csv
+        from backend.jobs.preview import preview_csv
 
         try:
             preview = calls.read(self, preview_csv, path=path, job_type=job_type, company_id=company)
@@ -274,7 +274,7 @@ asks first and says how many recipients get mail."""
 
     @work(thread=True, exclusive=True, group="bulk-send")
     def send(self, job_type: str, company: str | None, path: str) -> None:
-        from backend import jobs
+        from backend.jobs import create as jobs
 
         def submit(*, session):
             created = jobs.submit_csv(session=session, path=path, job_type=job_type, company_id=company,

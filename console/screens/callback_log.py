@@ -9,8 +9,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from backend import history as queries
-from backend.history import AttemptRow, DeliveryRow
+from backend.jobs import queries
+from backend.jobs.queries import AttemptRow, DeliveryRow
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen

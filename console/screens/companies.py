@@ -10,8 +10,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
-from backend import history as queries
-from backend.dashboard import company_rates
+from backend.jobs import queries
+from backend.jobs.dashboard import company_rates
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
@@ -91,7 +91,7 @@ you type; `t` tests the connection (provider, storage, callback); `a` adds a com
 
     @work(thread=True, exclusive=True, group="company-settings")
     def load_settings(self, company_id: str) -> None:
-        from backend.company_settings import describe
+        from backend.companies.catalogue import describe
 
         try:
             self.post_message(Loaded("settings", calls.read(self, describe, company_id=company_id)))
@@ -201,7 +201,7 @@ you type; `t` tests the connection (provider, storage, callback); `a` adds a com
 
     @work(thread=True, exclusive=True, group="company-action")
     def add(self, company_id: str, name: str) -> None:
-        from backend.companies import add_company
+        from backend.companies.service import add_company
 
         try:
             calls.write(self, add_company, company_id=company_id, name=name, actor=self.app.config.actor,
@@ -219,7 +219,7 @@ you type; `t` tests the connection (provider, storage, callback); `a` adds a com
 
     @work(thread=True, exclusive=True, group="company-test")
     def test_connection(self, company_id: str) -> None:
-        from backend.connection_test import test_company
+        from backend.companies.connection_test import test_company
 
         try:
             results = calls.read(self, test_company, company_id=company_id)

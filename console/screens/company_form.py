@@ -1,7 +1,7 @@
 """Editing one company's overrides, or the global settings: one field per catalogue setting,
 checked as you type.
 
-The form is built from `backend.company_settings.SETTINGS_CATALOGUE`, so a setting added there
+The form is built from `backend.companies.catalogue.SETTINGS_CATALOGUE`, so a setting added there
 (a new provider's key, say) appears here with its validation and no console change. Secret
 fields never show the stored value: leave them empty to keep it, type to replace it.
 """
@@ -32,7 +32,7 @@ class SpecValidator(Validator):
         self.spec, self.scope = spec, scope
 
     def validate(self, value: str) -> ValidationResult:
-        from backend.company_settings import parse_value
+        from backend.companies.catalogue import parse_value
 
         try:
             parse_value(self.spec, value, scope=self.scope)
@@ -63,7 +63,7 @@ stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escap
         self.specs: dict = {}
 
     def compose_body(self) -> ComposeResult:
-        from backend.company_settings import SETTINGS_CATALOGUE
+        from backend.companies.catalogue import SETTINGS_CATALOGUE
 
         self.specs = SETTINGS_CATALOGUE[self.scope]
         inherit = "(inherit)" if self.company_id else "(default)"
@@ -90,7 +90,7 @@ stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escap
 
     @work(thread=True, exclusive=True, group="company-form")
     def load(self) -> None:
-        from backend.company_settings import describe
+        from backend.companies.catalogue import describe
 
         try:
             self.post_message(Loaded("described", calls.read(self, describe, company_id=self.company_id)))
@@ -160,7 +160,7 @@ stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escap
 
     @work(thread=True, exclusive=True, group="company-save")
     def save(self, values: dict[str, str | None]) -> None:
-        from backend.company_settings import set_company_settings, set_global_settings
+        from backend.companies.catalogue import set_company_settings, set_global_settings
 
         try:
             if self.company_id:

@@ -10,8 +10,8 @@ from textual.containers import Grid
 from textual.timer import Timer
 from textual.widgets import DataTable, Static
 
-from backend.dashboard import DashboardSnapshot, dashboard_snapshot, failed_deliveries
-from backend.deadletters import BrokerStats, broker_stats
+from backend.jobs.dashboard import DashboardSnapshot, dashboard_snapshot, failed_deliveries
+from backend.ops.deadletters import BrokerStats, broker_stats
 from console import calls
 from console.messages import Loaded
 from console.screens.base import ManiScreen

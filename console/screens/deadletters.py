@@ -9,9 +9,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from backend import deadletters
-from backend.dashboard import failed_deliveries
-from backend.deadletters import DeadLetter
+from backend.ops import deadletters
+from backend.jobs.dashboard import failed_deliveries
+from backend.ops.deadletters import DeadLetter
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen

@@ -13,8 +13,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent, TabPane
 
-from backend import history as queries
-from backend.history import DeliveryRow, JobDetail, RecipientPage
+from backend.jobs import queries
+from backend.jobs.queries import DeliveryRow, JobDetail, RecipientPage
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
@@ -334,7 +334,7 @@ again and `R` every failed one. Each change asks first and says how many things 
 
     @work(thread=True, exclusive=True, group="job-action")
     def run_action(self, kind: str, recipient_ids: list[int] | None = None) -> None:
-        from backend import job_actions
+        from backend.jobs import actions as job_actions
 
         actor = self.app.config.actor
         fn = {"retry": job_actions.retry_job, "pause": job_actions.pause_job, "resume": job_actions.resume_job,

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from backend.history import DeliveryRow
+from backend.jobs.queries import DeliveryRow
 from console import calls
 from console.messages import ActionDone, ActionFailed
 from console.widgets import cells
@@ -118,7 +118,7 @@ def share(fraction: float) -> str:
 
 
 def callbacks_text(stats) -> Text:
-    """`callbacks 5/6 delivered (83%) · 1 failed` from a backend.callbacks.CallbackStats."""
+    """`callbacks 5/6 delivered (83%) · 1 failed` from a backend.moodle.callbacks.CallbackStats."""
     if not stats.total:
         return Text("no callbacks", style="dim")
     good = stats.delivered_share >= CALLBACK_TARGET
@@ -136,7 +136,7 @@ def percent(value: float | None) -> str:
 
 
 def rates_text(rates, *, counts: bool = True, target: bool = True) -> Text:
-    """`bounces 2.50% (30) ▲ target < 2% · complaints 0.17% (2)` from a backend.webhooks.DeliveryRates;
+    """`bounces 2.50% (30) ▲ target < 2% · complaints 0.17% (2)` from a backend.moodle.webhooks.DeliveryRates;
     a bounce rate at or above the seeds' 2 % is marked. `counts`, `target`: the longer forms."""
     if not rates.delivered:
         return Text("bounces – · complaints –", style="dim")

@@ -8,7 +8,7 @@ from datetime import datetime
 from rich.text import Text
 from textual.widgets import Static
 
-from backend.history import JobDetail, JobOutcome
+from backend.jobs.queries import JobDetail, JobOutcome
 from console.widgets import cells
 from console.widgets.callbacks import callbacks_text, rates_text
 

@@ -421,7 +421,7 @@ def sendgrid_server() -> Iterator[SendGridServer]:
 def max_excess(events: list[tuple[float, int]], *, rate: float) -> float:
     """How far the server-observed sends ran ahead of `rate`: the largest
     count(i..j) - rate * (t_j - t_i) over all pairs of accepted calls (time, messages).
-    A limiter with reservations keeps this at most one call's size (see backend.ratelimit)."""
+    A limiter with reservations keeps this at most one call's size (see backend.mail.ratelimit)."""
     events = sorted(events)
     worst = 0.0
     for i in range(len(events)):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from backend import engine
-from backend.jobs import submit_csv
-from backend.sending import run_batch
+from backend.delivery import engine
+from backend.jobs.create import submit_csv
+from backend.delivery.sending import run_batch
 from models import JOB_FINAL, Job
 from models.db import session_scope
 

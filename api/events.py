@@ -1,0 +1,176 @@
+"""Inbound events: POST /api/v1/callbacks (external workers), /webhooks/mailgun, /webhooks/ses."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from backend.core import audit
+from backend.moodle import callbacks, webhooks
+from api.common import (
+    ApiConfig, ApiError, audit_rejection, client_address, enqueue_callbacks, read_body, shared_broker,
+)
+from backend.moodle.inbound import receive_worker_callback
+from backend.companies.catalogue import resolve
+from backend.core.errors import ManiError, NotFound, UnusableInput
+from models.db import session_scope
+
+log = logging.getLogger("mani.api")
+
+
+async def _body(request: Request, action: str) -> tuple[bytes | None, str | None, JSONResponse | None]:
+    config: ApiConfig = request.app.state.config
+    address = client_address(request, config)
+    try:
+        return await read_body(request, config.max_event_body), address, None
+    except ApiError as error:
+        await run_in_threadpool(audit_rejection, action=action, address=address, error=error)
+        return None, address, error.response()
+
+
+# /api/v1/callbacks ----------------------------------------------------------------------------
+
+def handle_worker_callback(*, body: bytes, signature: str | None, address: str | None, window: int) -> JSONResponse:
+    try:
+        with session_scope() as session:
+            result = receive_worker_callback(session=session, body=body, signature=signature, window=window)
+            audit.record(session=session, actor="worker", source="api", action="api.callback.accepted",
+                         target=result.job_uuid, address=address,
+                         details={"applied": result.applied, "unchanged": result.unchanged,
+                                  "unknown": len(result.unknown), "open": result.open_remaining})
+    except ApiError as error:
+        audit_rejection(action="api.callback.rejected", address=address, error=error, actor="worker",
+                        details={"bytes": len(body)})
+        return error.response()
+    enqueue_callbacks(result.delivery_ids)
+    if result.open_remaining == 0:
+        _finish(result.job_id)
+    return JSONResponse({"job_id": result.job_uuid, "applied": result.applied, "unchanged": result.unchanged,
+                         "unknown": result.unknown[:100], "open": result.open_remaining})
+
+
+def _finish(job_id: int) -> None:
+    """Every recipient is final: let the engine close the job (idempotent; it checks the batches)."""
+    from backend.dispatch import broker_errors, enqueue_followups
+    from backend.delivery.engine import Followups
+
+    if not shared_broker():
+        return  # the workers' sweeper finishes it
+    try:
+        enqueue_followups(Followups(finish_job_ids=[job_id]))
+    except broker_errors() as error:
+        log.warning("job %s waits for the sweeper to finish it (%s)", job_id, error)
+
+
+async def post_worker_callback(request: Request) -> JSONResponse:
+    body, address, refused = await _body(request, "api.callback.rejected")
+    if refused is not None:
+        return refused
+    config: ApiConfig = request.app.state.config
+    return await run_in_threadpool(handle_worker_callback, body=body, signature=request.headers.get("x-signature"),
+                                   address=address, window=config.callback_window)
+
+
+# Provider webhooks ----------------------------------------------------------------------------
+
+def _apply(events: list[webhooks.ProviderEvent], *, provider: str, address: str | None) -> list[dict]:
+    with session_scope() as session:
+        stored = [webhooks.apply_event(session=session, event=event) for event in events]
+        applied = [s for s in stored if s.outcome == "applied"]
+        if events:
+            audit.record(session=session, actor=f"webhook:{provider}", source="api", action=f"webhook.{provider}",
+                         target=f"job:{applied[0].job_id}" if applied else None, address=address,
+                         details={"events": len(events), "applied": len(applied),
+                                  "outcomes": sorted({s.outcome for s in stored})})
+        return [{"event_id": s.event_id, "type": s.event_type, "outcome": s.outcome} for s in stored]
+
+
+def _mailgun_keys(config: ApiConfig, company_id: str | None) -> list[str]:
+    keys = [config.mailgun_signing_key] if config.mailgun_signing_key else []
+    with session_scope() as session:
+        try:
+            resolved = resolve(session=session, company_id=company_id)
+        except NotFound:
+            return keys
+        own = callbacks.resolved_value(resolved, "mailgun_webhook_signing_key")
+    return ([own] if own else []) + keys
+
+
+def handle_mailgun(*, body: bytes, company_id: str | None, address: str | None, config: ApiConfig) -> JSONResponse:
+    try:
+        try:
+            payload = json.loads(body)
+            signature = payload["signature"]
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+            raise ApiError(400, "malformed_json", "The body is not a Mailgun JSON webhook.") from None
+        keys = _mailgun_keys(config, company_id)
+        if not keys:
+            raise ApiError(401, "not_configured", "No Mailgun webhook signing key is configured.")
+        try:
+            webhooks.verify_mailgun(signature, keys, max_age=config.mailgun_max_age)
+            event = webhooks.parse_mailgun(payload)
+        except webhooks.WebhookRejected as error:
+            raise ApiError(401, "bad_signature", str(error)) from None
+        except UnusableInput as error:
+            raise ApiError(422, "invalid", str(error)) from None
+    except ApiError as error:
+        audit_rejection(action="webhook.mailgun.rejected", address=address, error=error, actor="webhook:mailgun")
+        return error.response()
+    return JSONResponse({"events": _apply([event], provider="mailgun", address=address)})
+
+
+async def post_mailgun(request: Request) -> JSONResponse:
+    body, address, refused = await _body(request, "webhook.mailgun.rejected")
+    if refused is not None:
+        return refused
+    return await run_in_threadpool(handle_mailgun, body=body, company_id=request.path_params.get("company_id"),
+                                   address=address, config=request.app.state.config)
+
+
+def handle_sns(*, body: bytes, address: str | None, config: ApiConfig, http_client) -> JSONResponse:
+    try:
+        try:
+            message = json.loads(body)
+            kind = message["Type"]
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+            raise ApiError(400, "malformed_json", "The body is not an SNS message.") from None
+        try:
+            webhooks.verify_sns(message, http_client=http_client, cert_pattern=config.sns_cert_url_pattern,
+                                topic_arns=list(config.sns_topic_arns) or None)
+        except webhooks.WebhookRejected as error:
+            raise ApiError(401, "bad_signature", str(error)) from None
+        if kind == "SubscriptionConfirmation":
+            try:
+                status = webhooks.confirm_subscription(message, http_client=http_client,
+                                                       cert_pattern=config.sns_cert_url_pattern)
+            except webhooks.WebhookRejected as error:
+                raise ApiError(401, "bad_url", str(error)) from None
+            except ManiError as error:
+                # SNS sends the confirmation again later; say why this one did not work.
+                raise ApiError(502, "confirm_failed", str(error)) from None
+            with session_scope() as session:
+                audit.record(session=session, actor="webhook:ses", source="api", action="webhook.ses.subscribe",
+                             target=message.get("TopicArn"), address=address, details={"confirm_status": status})
+            return JSONResponse({"confirmed": 200 <= status < 300, "status": status})
+        if kind != "Notification":
+            return JSONResponse({"ignored": kind})
+        try:
+            events = webhooks.parse_ses(message)
+        except UnusableInput as error:
+            raise ApiError(422, "invalid", str(error)) from None
+    except ApiError as error:
+        audit_rejection(action="webhook.ses.rejected", address=address, error=error, actor="webhook:ses")
+        return error.response()
+    return JSONResponse({"events": _apply(events, provider="ses", address=address)})
+
+
+async def post_ses(request: Request) -> JSONResponse:
+    body, address, refused = await _body(request, "webhook.ses.rejected")
+    if refused is not None:
+        return refused
+    return await run_in_threadpool(handle_sns, body=body, address=address, config=request.app.state.config,
+                                   http_client=request.app.state.http_client)

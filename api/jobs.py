@@ -1,0 +1,177 @@
+"""POST /api/v1/jobs (the seeds' Job JSON) and GET /api/v1/jobs/{job_id}."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from backend.core import audit
+from backend.moodle import tokens
+from api.common import (
+    ApiConfig, ApiError, audit_rejection, bearer_token, client_address, read_body, shared_broker,
+)
+from backend.jobs.job_json import JobRequest, parse_body, parse_job_request
+from backend.core.errors import UnusableInput
+from backend.core.settings import get_settings
+from models import Job
+from models.callbacks import ApiToken
+from models.db import session_scope
+
+
+@dataclass(slots=True)
+class Caller:
+    company_id: str
+    token_id: int
+    address: str | None
+
+    @property
+    def actor(self) -> str:
+        return f"api:{self.company_id}"
+
+
+def authenticate(*, session: Session, request_token: str | None, address: str | None) -> Caller:
+    row: ApiToken | None = tokens.authenticate(session=session, token=request_token)
+    if row is None:
+        raise ApiError(401, "unauthorized", "A valid bearer token is required (mani companies token ID).")
+    return Caller(company_id=row.company_id, token_id=row.id, address=address)
+
+
+def _job_answer(job: Job, *, existing: bool, **extra) -> dict:
+    return {"job_id": job.uuid, "id": job.id, "status": job.status, "company_id": job.company_id,
+            "total": job.total, "existing": existing, **extra}
+
+
+def _existing(session: Session, job_uuid: str, caller: Caller) -> JSONResponse | None:
+    job = session.exec(select(Job).where(Job.uuid == job_uuid)).first()
+    if job is None:
+        return None
+    if job.company_id != caller.company_id:
+        # Never say more about another company's job than that the id is taken.
+        raise ApiError(409, "job_id_taken", "This job_id is already used by another job.")
+    return JSONResponse(_job_answer(job, existing=True), status_code=200)
+
+
+def submit_job(*, body: bytes, request_token: str | None, address: str | None) -> JSONResponse:
+    """Authenticate, validate everything, then create the job in one transaction and enqueue it."""
+    from backend.jobs.create import create_job
+
+    caller = None
+    try:
+        with session_scope() as session:
+            caller = authenticate(session=session, request_token=request_token, address=address)
+        payload = parse_body(body)
+        request = parse_job_request(payload, max_field_length=get_settings().max_field_length)
+        if request.tenant_id != caller.company_id:
+            raise ApiError(403, "wrong_tenant", "This token may only submit jobs for its own company.")
+        with session_scope() as session:
+            answer = _existing(session, request.job_uuid, caller)
+            if answer is not None:
+                return answer
+            try:
+                created = create_job(
+                    session=session, job_type=request.job_type, rows=request.rows,
+                    available_variables=request.fields | {"fullname"}, company_id=caller.company_id,
+                    template_data=request.template_data, source="api", source_name=f"api:{caller.company_id}",
+                    allow_duplicates=request.allow_duplicates, callback_url=request.callback_url,
+                    action=request.action, job_uuid=request.job_uuid, template_id=request.template_id,
+                    created_by=caller.actor,
+                )
+            except UnusableInput as error:
+                raise ApiError(422, "invalid", str(error), [{"field": _field_of(error), "message": str(error)}]) from None
+            job = created.job
+            audit.record(session=session, actor=caller.actor, source="api", action="api.job.create",
+                         target=job.uuid, address=address,
+                         details={"job_id": job.id, "type": job.type, "recipients": created.accepted,
+                                  "skipped_duplicates": created.skipped_duplicates,
+                                  "moodle_user": request.created_by})
+    except IntegrityError:
+        # The same job_id posted twice at once: the other request won; answer with its job.
+        with session_scope() as session:
+            answer = _existing(session, request.job_uuid, caller)
+        if answer is None:
+            raise
+        return answer
+    except ApiError as error:
+        audit_rejection(action="api.job.rejected", address=address, error=error,
+                        actor=caller.actor if caller else "api:anonymous",
+                        target=_target_of(body), details={"errors": error.errors[:20]})
+        return error.response()
+    from backend.dispatch import enqueue_job
+
+    # Not enqueued = stored for the workers' sweeper, which dispatches it within seconds.
+    queued = enqueue_job(job.id) if shared_broker() else False
+    return JSONResponse(
+        _job_answer(job, existing=False, accepted=created.accepted, skipped_duplicates=created.skipped_duplicates,
+                    enqueued=queued, links={"self": f"/api/v1/jobs/{job.uuid}"}),
+        status_code=202,
+    )
+
+
+def _field_of(error: UnusableInput) -> str:
+    text = str(error)
+    if "template variable" in text:
+        return "template_data"
+    if "certificate" in text:
+        return "certificate_template"
+    if "company" in text:
+        return "tenant_id"
+    return "type" if "type" in text else "job"
+
+
+def _target_of(body: bytes) -> str | None:
+    """The job_id of a rejected body, if one can be read (for the audit entry only)."""
+    import re
+
+    match = re.search(rb'"job_id"\s*:\s*"([0-9a-fA-F-]{1,36})"', body[:4096])
+    return match.group(1).decode() if match else None
+
+
+def job_status(*, job_uuid: str, request_token: str | None, address: str | None) -> JSONResponse:
+    from backend.moodle import callbacks
+    from backend.jobs.job_queries import job_counts
+
+    try:
+        with session_scope() as session:
+            caller = authenticate(session=session, request_token=request_token, address=address)
+            job = session.exec(select(Job).where(Job.uuid == job_uuid)).first()
+            if job is None or job.company_id != caller.company_id:
+                raise ApiError(404, "not_found", "No such job for this company.")
+            stats = callbacks.callback_stats(session=session, job_id=job.id)
+            body = {
+                **_job_answer(job, existing=True),
+                "type": job.type, "counts": job_counts(session=session, job_id=job.id),
+                "sent": job.sent_count, "failed": job.failed_count, "bounced": job.bounced_count,
+                "complained": job.complained_count,
+                "callbacks": {"total": stats.total, "delivered": stats.delivered, "pending": stats.pending,
+                              "failed": stats.failed},
+            }
+    except ApiError as error:
+        if error.status == 401:
+            audit_rejection(action="api.job.status_rejected", address=address, error=error, target=job_uuid)
+        return error.response()
+    return JSONResponse(body)
+
+
+async def post_job(request: Request) -> JSONResponse:
+    config: ApiConfig = request.app.state.config
+    address = client_address(request, config)
+    try:
+        body = await read_body(request, config.max_job_body)
+    except ApiError as error:
+        await run_in_threadpool(audit_rejection, action="api.job.rejected", address=address, error=error)
+        return error.response()
+    return await run_in_threadpool(submit_job, body=body, request_token=bearer_token(request), address=address)
+
+
+async def get_job(request: Request) -> JSONResponse:
+    config: ApiConfig = request.app.state.config
+    return await run_in_threadpool(job_status, job_uuid=request.path_params["job_id"],
+                                   request_token=bearer_token(request), address=client_address(request, config))
+
+
+__all__ = ["JobRequest", "get_job", "post_job", "submit_job"]

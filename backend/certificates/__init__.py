@@ -1,0 +1,1 @@
+"""Issuing, verifying, revoking and exporting certificates (rendering is in `certificates/`)."""

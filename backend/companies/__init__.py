@@ -1,0 +1,1 @@
+"""Companies (IOMAD tenants), the settings catalogue and its resolution, connection checks."""

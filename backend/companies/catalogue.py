@@ -1,0 +1,430 @@
+"""The settings catalogue, and how a setting resolves for a company.
+
+A value resolves as: the company's override -> the global override in the database
+(`mani settings set`) -> the settings object (MANI_* environment, mani.toml) -> the default.
+Secrets are Fernet tokens at rest (`Company.secrets`, `GlobalSetting.is_secret`), plain text
+only in `resolve()` (for the engine), masked everywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlmodel import Session, select
+
+from backend.core import audit
+from backend.core.errors import ManiError, NotFound, UnusableInput
+from backend.core.secrets import MASK, decrypt, encrypt, mask, mask_url
+from models import Company, GlobalSetting, utcnow
+
+CLOUD_PROVIDERS = ("ses", "mailgun", "sendgrid")
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    key: str
+    kind: str  # bool | int | float | choice | text | sender | url | smtp_url | domain | region | bucket | seconds_list
+    default: Any
+    scope: str  # global | company | both
+    description: str
+    secret: bool = False
+    choices: tuple[str, ...] = ()
+    company_choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    # The field of backend.core.settings.Settings that supplies the value below the database.
+    settings_attr: str | None = None
+
+    def choices_for(self, scope: str) -> tuple[str, ...]:
+        return self.company_choices if scope == "company" and self.company_choices else self.choices
+
+
+def _spec(key: str, kind: str, default: Any, scope: str, description: str, **options: Any) -> SettingSpec:
+    return SettingSpec(key, kind, default, scope, description, **options)
+
+
+_SPECS = [
+    _spec("cloud_offload_enabled", "bool", True, "global", "Master switch: no job takes the cloud path when off."),
+    _spec("cloud_mode", "choice", "workers", "global", "Who does cloud work: mani's workers, or the company's SQS queue / API gateway (later).",
+          choices=("workers", "sqs", "api_gateway")),
+    _spec("email_provider", "choice", "outbox", "both",
+          "Global: the system provider. Company: its cloud provider (system = inherit the global one).",
+          choices=("outbox", "smtp", "ses", "mailgun", "sendgrid"),
+          company_choices=("ses", "mailgun", "sendgrid", "smtp", "system"), settings_attr="email_provider"),
+    _spec("job_batch_size", "int", 200, "global", "Recipients per batch.", minimum=1, maximum=5000, settings_attr="batch_size"),
+    _spec("cloud_callback_secret", "text", None, "global", "HMAC key of status callbacks (when a company sets none).", secret=True),
+    _spec("presigned_url_ttl", "int", 604800, "global", "Seconds a presigned certificate URL stays valid (S3 allows 7 days).",
+          minimum=1, maximum=604800),
+    _spec("certificate_generation_mode", "choice", "cloud_if_enabled", "global", "Where certificates are stored.",
+          choices=("cloud", "local", "cloud_if_enabled")),
+    _spec("cloud_retry_policy", "seconds_list", [5, 30, 120], "global", "Seconds before retry 1, 2, 3... (JSON list).",
+          settings_attr="retry_schedule"),
+    _spec("cloud_fallback_behavior", "choice", "queue_local", "global", "When the cloud path is unavailable: send locally, or fail the job.",
+          choices=("queue_local", "fail")),
+    _spec("enabled", "bool", False, "company", "Cloud offload is active for this company."),
+    _spec("threshold", "int", 1000, "both", "Fewest recipients for `auto` jobs to take the cloud path.", minimum=0, maximum=10_000_000),
+    _spec("sender", "sender", None, "both", "From address (`addr` or `Name <addr>`).", settings_attr="sender"),
+    _spec("sender_name", "text", None, "both", "From display name."),
+    _spec("aws_region", "region", None, "both", "AWS region of SES/S3/SQS (`auto` for R2)."),
+    _spec("aws_access_key_id", "text", None, "both", "AWS (or R2) access key id; unset = the host's IAM role."),
+    _spec("aws_secret_access_key", "text", None, "both", "AWS (or R2) secret access key.", secret=True),
+    _spec("sqs_queue_url", "url", None, "both", "The company's SQS queue (cloud_mode sqs)."),
+    _spec("mailgun_domain", "domain", None, "both", "Mailgun sending domain."),
+    _spec("mailgun_api_key", "text", None, "both", "Mailgun API key.", secret=True),
+    _spec("sendgrid_api_key", "text", None, "both", "SendGrid API key (mail.send scope).", secret=True),
+    _spec("smtp_url", "smtp_url", None, "both", "smtp://user:pass@host:port, smtps://..., ?starttls=true.", secret=True,
+          settings_attr="smtp_url"),
+    _spec("storage", "choice", "local", "both", "Where certificates and attachments are stored.", choices=("s3", "r2", "local"),
+          settings_attr="storage_backend"),
+    _spec("bucket", "bucket", None, "both", "S3/R2 bucket name."),
+    _spec("rate_limit", "float", 0.0, "both", "Messages per second across all workers (0 = no limit).", minimum=0, maximum=100_000),
+    _spec("callback_url", "url", None, "company", "Moodle's status callback URL."),
+    _spec("callback_secret", "text", None, "company", "HMAC key of this company's callbacks.", secret=True),
+    _spec("ses_endpoint_url", "url", None, "both", "SES API base URL (default: AWS for aws_region)."),
+    _spec("s3_endpoint_url", "url", None, "both", "S3 API base URL: R2 (https://<account>.r2.cloudflarestorage.com) or another S3-compatible store."),
+    _spec("mailgun_api_url", "url", None, "both", "Mailgun API base URL (EU: https://api.eu.mailgun.net)."),
+    _spec("sendgrid_api_url", "url", None, "both", "SendGrid API base URL."),
+]
+GLOBAL_CATALOGUE: dict[str, SettingSpec] = {s.key: s for s in _SPECS if s.scope in ("global", "both")}
+COMPANY_CATALOGUE: dict[str, SettingSpec] = {s.key: s for s in _SPECS if s.scope in ("company", "both")}
+SETTINGS_CATALOGUE: dict[str, dict[str, SettingSpec]] = {"global": GLOBAL_CATALOGUE, "company": COMPANY_CATALOGUE}
+_ALL: dict[str, SettingSpec] = {s.key: s for s in _SPECS}
+
+_TRUE, _FALSE = {"1", "true", "yes", "on", "y"}, {"0", "false", "no", "off", "n"}
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z|localhost\Z")
+_REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d{1,2}\Z|auto\Z")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_PATTERNS = {
+    "domain": (_DOMAIN, "must be a domain name like mg.example.com"),
+    "region": (_REGION, "must be an AWS region like eu-west-1 (or auto for R2)"),
+    "bucket": (_BUCKET, "must be 3-63 lowercase letters, digits, dots or hyphens"),
+}
+
+
+def parse_value(spec: SettingSpec, raw: Any, *, scope: str = "company") -> Any:
+    """The typed value of `raw` (text from the CLI, or a typed value); None clears. ValueError says why."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    text = raw.strip() if isinstance(raw, str) else raw
+    kind = spec.kind
+    if kind == "bool":
+        if isinstance(text, bool):
+            return text
+        if str(text).lower() in _TRUE | _FALSE:
+            return str(text).lower() in _TRUE
+        raise ValueError("must be true or false")
+    if kind in ("int", "float"):
+        try:
+            if isinstance(text, bool):
+                raise ValueError
+            number = int(str(text).replace("_", "")) if kind == "int" else float(text)
+        except ValueError:
+            raise ValueError(f"must be {'a whole number' if kind == 'int' else 'a number'}") from None
+        if not math.isfinite(number) or (spec.minimum is not None and number < spec.minimum) or (
+            spec.maximum is not None and number > spec.maximum
+        ):
+            raise ValueError(f"must be between {spec.minimum:g} and {spec.maximum:g}")
+        return number
+    if kind == "seconds_list":
+        return _seconds_list(text)
+    text = str(text)
+    if any(ord(ch) < 32 for ch in text):
+        raise ValueError("must not hold control characters or line breaks")
+    if kind == "choice":
+        choices = spec.choices_for(scope)
+        if text.lower() not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text.lower()
+    if kind == "text":
+        if len(text) > (4096 if spec.secret else 255):
+            raise ValueError("is too long")
+        return text
+    if kind == "sender":
+        from backend.mail.mime import MessageError, split_sender
+
+        try:
+            split_sender(text)
+        except MessageError as error:
+            raise ValueError(f"is not a usable address ({error})") from None
+        return text
+    if kind == "url":
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return text.rstrip("/")
+    if kind == "smtp_url":
+        from backend.mail.providers.base import ProviderError
+        from backend.mail.providers.smtp import SmtpProvider
+
+        try:
+            SmtpProvider.from_url(text, sender="check@example.com")
+        except ProviderError as error:
+            raise ValueError(str(error).rstrip(".")) from None
+        return text
+    if kind in _PATTERNS:
+        pattern, why = _PATTERNS[kind]
+        if not pattern.match(text.lower() if kind == "domain" else text) or ".." in text:
+            raise ValueError(why)
+        return text.lower() if kind == "domain" else text
+    raise ValueError(f"has an unknown kind {kind}")  # pragma: no cover - a catalogue bug
+
+
+def _seconds_list(raw: Any) -> list[int]:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.startswith("[") else [part for part in raw.replace(";", ",").split(",")]
+        except json.JSONDecodeError:
+            raise ValueError("must be a JSON list of seconds, like [5, 30, 120]") from None
+    try:
+        values = [int(str(item).strip()) for item in raw]
+    except (TypeError, ValueError):
+        raise ValueError("must be a JSON list of seconds, like [5, 30, 120]") from None
+    if not values or len(values) > 20 or any(v < 0 or v > 7 * 86400 for v in values):
+        raise ValueError("must list 1 to 20 delays, each 0 to 604800 seconds")
+    return values
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """`["KEY=VALUE", ...]` as a dict; an empty VALUE clears the override."""
+    values: dict[str, str] = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise UnusableInput(f"{item!r} is not KEY=VALUE (write KEY= to clear an override).")
+        values[key.strip().lower()] = value
+    return values
+
+
+# Resolution ---------------------------------------------------------------------------------
+
+
+class ResolvedSettings(Mapping[str, Any]):
+    """Every setting's effective value for one company (secrets decrypted): for the engine only."""
+
+    def __init__(self, *, company_id: str | None, values: dict[str, Any], sources: dict[str, str]):
+        self.company_id = company_id
+        self.sources = sources
+        self._values = {"company_id": company_id, **values}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self.__dict__["_values"][key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __repr__(self) -> str:
+        shown = {k: (mask(v) if k in _ALL and _ALL[k].secret and v else v) for k, v in self._values.items()}
+        return f"ResolvedSettings({shown!r})"
+
+
+def _settings_value(spec: SettingSpec, settings: Any) -> Any:
+    attr = spec.settings_attr or spec.key
+    value = getattr(settings, attr, None)
+    if value is None or value == "":
+        return None
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _settings_or_default(settings: Any | None) -> Any:
+    if settings is None:
+        from backend.core.settings import get_settings
+
+        settings = get_settings()
+    return settings
+
+
+def _company(session: Session, company_id: str) -> Company:
+    company = session.get(Company, company_id)
+    if company is None:
+        raise NotFound(f"There is no company {company_id!r}; add it with `mani companies add {company_id} --name NAME`.")
+    return company
+
+
+def _layers(*, session: Session, company_id: str | None, settings: Any, reveal, keys: dict[str, SettingSpec]):
+    """(key, value, source, company's own stored value) per setting, `reveal` turning tokens into text."""
+    company = _company(session, company_id) if company_id else None
+    rows = {row.key: row for row in session.exec(select(GlobalSetting)).all()}
+    for key, spec in keys.items():
+        own = None
+        if company is not None and spec.scope != "global":
+            if key in (company.secrets or {}):
+                own = reveal(company.secrets[key])
+            elif key in (company.settings or {}):
+                own = company.settings[key]
+        if own is not None and not (key == "email_provider" and own == "system"):
+            yield key, own, "company", own
+            continue
+        if spec.scope != "company" and key in rows:
+            row = rows[key]
+            yield key, (reveal(row.value) if row.is_secret else json.loads(row.value)), "global", own
+            continue
+        value = _settings_value(spec, settings)
+        if value is not None:
+            yield key, value, "settings", own
+        else:
+            yield key, spec.default, "default", own
+
+
+def resolve(*, session: Session, company_id: str | None, settings: Any | None = None) -> ResolvedSettings:
+    """Effective values (secrets in plain text) for `company_id`, or the global ones for None."""
+    settings = _settings_or_default(settings)
+    values, sources = {}, {}
+    for key, value, source, _own in _layers(
+        session=session, company_id=company_id, settings=settings, reveal=lambda t: decrypt(t, settings=settings), keys=_ALL
+    ):
+        values[key], sources[key] = value, source
+    return ResolvedSettings(company_id=company_id, values=values, sources=sources)
+
+
+def _shown(spec: SettingSpec | None, value: Any) -> Any:
+    """How a value may be shown: secrets masked (an SMTP URL keeps all but its password)."""
+    if spec is None or not spec.secret or value is None:
+        return value
+    if value is _UNREADABLE:
+        return MASK + " (cannot decrypt)"
+    return mask_url(value) if spec.kind == "smtp_url" else mask(value)
+
+
+_UNREADABLE = object()
+
+
+def _reveal_or_unreadable(settings: Any):
+    def reveal(token: str) -> Any:
+        try:
+            return decrypt(token, settings=settings)
+        except ManiError:
+            return _UNREADABLE
+
+    return reveal
+
+
+def describe(*, session: Session, company_id: str | None = None, settings: Any | None = None) -> dict:
+    """Every setting with its effective value, where it comes from, and the company's own value: all masked."""
+    settings = _settings_or_default(settings)
+    scope = "company" if company_id else "global"
+    company = _company(session, company_id) if company_id else None
+    entries: dict[str, dict] = {}
+    for key, value, source, own in _layers(
+        session=session, company_id=company_id, settings=settings, reveal=_reveal_or_unreadable(settings),
+        keys=SETTINGS_CATALOGUE[scope],
+    ):
+        spec = _ALL[key]
+        entries[key] = {
+            "value": _shown(spec, value),
+            "source": source,
+            "set": _shown(spec, own),
+            "secret": spec.secret,
+            "type": spec.kind,
+            "choices": list(spec.choices_for(scope)),
+            "default": spec.default,
+            "description": spec.description,
+        }
+    return {
+        "scope": scope,
+        "company": {"id": company.id, "name": company.name} if company else None,
+        "settings": entries,
+    }
+
+
+# Changes ------------------------------------------------------------------------------------
+
+
+def _validated(values: Mapping[str, Any], *, catalogue: dict[str, SettingSpec], scope: str) -> dict[str, Any]:
+    if not values:
+        raise UnusableInput("Nothing to set: give one or more KEY=VALUE.")
+    parsed, errors = {}, []
+    for key, raw in values.items():
+        spec = catalogue.get(key)
+        if spec is None:
+            errors.append(f"unknown {scope} setting {key!r} (valid: {', '.join(sorted(catalogue))})")
+            continue
+        try:
+            parsed[key] = parse_value(spec, raw, scope=scope)
+        except ValueError as error:
+            errors.append(f"{key} {error} (got {_shown(spec, str(raw))!r})")
+    if errors:
+        raise UnusableInput("Nothing was changed: " + "; ".join(errors) + ".")
+    return parsed
+
+
+def _apply(*, session: Session, values: Mapping[str, Any], scope: str, settings: Any, read, write,
+           actor: str, source: str, action: str, target: str) -> dict[str, dict]:
+    """Validate all, encrypt secrets (SecretKeyMissing before anything changes), write, audit masked."""
+    settings = _settings_or_default(settings)
+    parsed = _validated(values, catalogue=SETTINGS_CATALOGUE[scope], scope=scope)
+    tokens = {k: encrypt(str(v), settings=settings) for k, v in parsed.items() if v is not None and _ALL[k].secret}
+    reveal = _reveal_or_unreadable(settings)
+    changes: dict[str, dict] = {}
+    for key, value in parsed.items():
+        spec = _ALL[key]
+        old = read(key, reveal)
+        write(key, spec, None if value is None else tokens.get(key, value))
+        if old != value:
+            changes[key] = {"from": _shown(spec, old), "to": _shown(spec, value)}
+    if changes:
+        audit.record(session=session, actor=actor, source=source, action=action, target=target,
+                     details={"changes": changes})
+    return changes
+
+
+def set_company_settings(
+    *, session: Session, company_id: str, values: Mapping[str, Any], actor: str, source: str, settings: Any | None = None
+) -> dict[str, dict]:
+    """Validate and store overrides (None or "" clears one); all or nothing. Returns the masked changes."""
+    company = _company(session, company_id)
+    plain, secrets = dict(company.settings or {}), dict(company.secrets or {})
+
+    def read(key, reveal):
+        return reveal(secrets[key]) if key in secrets else plain.get(key)
+
+    def write(key, spec, stored):
+        plain.pop(key, None)
+        secrets.pop(key, None)
+        if stored is not None:
+            (secrets if spec.secret else plain)[key] = stored
+
+    changes = _apply(session=session, values=values, scope="company", settings=settings, read=read, write=write,
+                     actor=actor, source=source, action="company.settings", target=f"company:{company_id}")
+    # New dicts: SQLAlchemy does not see changes made inside a JSON value.
+    company.settings, company.secrets, company.updated_at = plain, secrets, utcnow()
+    session.add(company)
+    return changes
+
+
+def set_global_settings(
+    *, session: Session, values: Mapping[str, Any], actor: str, source: str, settings: Any | None = None
+) -> dict[str, dict]:
+    """Validate and store global overrides (None or "" clears one); all or nothing. Returns the masked changes."""
+
+    def read(key, reveal):
+        row = session.get(GlobalSetting, key)
+        return None if row is None else (reveal(row.value) if row.is_secret else json.loads(row.value))
+
+    def write(key, spec, stored):
+        row = session.get(GlobalSetting, key)
+        if stored is None:
+            if row is not None:
+                session.delete(row)
+            return
+        row = row or GlobalSetting(key=key, value="")
+        row.value = stored if spec.secret else json.dumps(stored)
+        row.is_secret, row.updated_at = spec.secret, utcnow()
+        session.add(row)
+
+    return _apply(session=session, values=values, scope="global", settings=settings, read=read, write=write,
+                  actor=actor, source=source, action="settings.global", target="global")

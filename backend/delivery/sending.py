@@ -1,0 +1,288 @@
+"""Running one batch: claim it, render and send in chunks, record each chunk, settle.
+
+The network work happens outside any transaction; each chunk's results are written in one
+short transaction that also renews the batch's lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from backend.mail import templates
+from backend.delivery.engine import (
+    Claim,
+    Followups,
+    Outcomes,
+    SessionFactory,
+    claim_batch,
+    record_outcomes,
+    release_after_error,
+    settle_batch,
+)
+from backend.mail.mime import message_id_for
+from backend.mail.providers import get_provider
+from backend.mail.providers.base import Attachment, Outcome, OutgoingMessage, SendResult
+from backend.core.settings import Settings, get_settings
+from models import Batch, BatchStatus, Job, JobStatus, utcnow
+from models.db import session_scope
+
+log = logging.getLogger(__name__)
+
+# How long to wait after a throttling answer that named no time.
+DEFAULT_THROTTLE_SECONDS = 2.0
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """What a batch run needs to know beyond its rows, resolved once per batch."""
+
+    provider_name: str
+    sender: str
+    retry_schedule: list[int]
+    company_settings: dict[str, Any] = field(default_factory=dict)
+    rate_limit: float | None = None
+
+
+def plan_batch(*, session, job: Job, settings: Settings) -> BatchPlan:
+    from backend.companies.catalogue import resolve
+
+    resolved = resolve(session=session, company_id=job.company_id)
+    schedule = resolved.get("cloud_retry_policy") or settings.retry_schedule
+    sender = resolved.get("sender") or settings.sender
+    sender_name = resolved.get("sender_name")
+    if sender_name and "<" not in sender:
+        sender = f"{sender_name} <{sender}>"
+    rate = resolved.get("rate_limit") if job.route == "cloud" else None
+    return BatchPlan(
+        provider_name=job.provider or resolved.get("email_provider") or settings.email_provider,
+        sender=sender,
+        retry_schedule=[int(s) for s in schedule],
+        company_settings=dict(resolved),
+        rate_limit=float(rate) if rate else None,
+    )
+
+
+def run_batch(*, batch_id: int, settings: Settings | None = None, sessions: SessionFactory = session_scope) -> Followups:
+    """Send what is due in one batch. Safe to call for any batch id, any number of times."""
+    settings = settings or get_settings()
+    with sessions() as session:
+        claim = claim_batch(session=session, batch_id=batch_id, settings=settings)
+        if claim is None or isinstance(claim, Followups):
+            return claim or Followups()
+        plan = plan_batch(session=session, job=claim.job, settings=settings)
+    try:
+        with LeaseKeeper(batch_id=batch_id, settings=settings, sessions=sessions):
+            certificates = _prepare_certificates(claim=claim, sessions=sessions)
+            _send_rows(claim=claim, plan=plan, certificates=certificates, settings=settings, sessions=sessions)
+    except Exception as error:
+        release_after_error(batch_id=batch_id, error=f"{type(error).__name__}: {error}", sessions=sessions)
+        raise
+    with sessions() as session:
+        return settle_batch(session=session, batch_id=batch_id)
+
+
+class LeaseKeeper:
+    """Renews a batch's lease while this process works on it, so only a dead worker loses one.
+
+    Chunk commits renew it too, but one slow chunk (a hanging SMTP server, a rate limit) could
+    outlast the lease and let a second worker take the batch over and send it again.
+    """
+
+    def __init__(self, *, batch_id: int, settings: Settings, sessions: SessionFactory) -> None:
+        self.batch_id, self.settings, self.sessions = batch_id, settings, sessions
+        self.interval = max(0.5, settings.batch_lease_seconds / 3)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"lease-{batch_id}", daemon=True)
+
+    def __enter__(self) -> "LeaseKeeper":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        table = Batch.__table__
+        while not self.stop.wait(self.interval):
+            try:
+                with self.sessions() as session:
+                    session.execute(
+                        update(table)
+                        .where(table.c.id == self.batch_id, table.c.status == BatchStatus.PROCESSING)
+                        .values(lease_until=utcnow() + timedelta(seconds=self.settings.batch_lease_seconds))
+                    )
+            except Exception as error:  # noqa: BLE001 - the database may be down for a moment
+                log.warning("could not renew the lease of batch %s: %s", self.batch_id, error)
+
+
+def _prepare_certificates(*, claim: Claim, sessions: SessionFactory) -> dict:
+    if claim.job.action not in ("certificate", "both") or not claim.rows:
+        return {}
+    from backend.certificates.service import prepare_batch
+    from models import Recipient
+
+    with sessions() as session:
+        recipients = list(session.execute(
+            select(Recipient).where(Recipient.id.in_([row["id"] for row in claim.rows])).order_by(Recipient.id)
+        ).scalars())
+        results = prepare_batch(session=session, job=session.get(Job, claim.job.id), recipients=recipients)
+    for row in claim.rows:
+        result = results.get(row["id"])
+        if result is not None and not getattr(result, "error", None):
+            row["certificate_url"], row["certificate_code"] = result.url, result.code
+            row["certificate_verify_url"] = result.verify_url
+    return results
+
+
+def _send_rows(
+    *, claim: Claim, plan: BatchPlan, certificates: dict, settings: Settings, sessions: SessionFactory
+) -> None:
+    job = claim.job
+    decrypt = _decryptor(settings) if any(row["secret"] for row in claim.rows) else None
+    rows_by_id = {row["id"]: row for row in claim.rows}
+    email_wanted = job.action != "certificate"
+    provider = get_provider(plan.provider_name, settings=settings, company_settings=plan.company_settings) if email_wanted else None
+    limiter = _limiter(job=job, plan=plan, settings=settings)
+    # A bulk API (Mailgun, SendGrid) takes the batch in one call, and that call is the unit a
+    # crash can repeat; for one-message-at-a-time providers, `commit_every` is.
+    if provider is not None and getattr(provider, "bulk_api", False):
+        chunk_size = max(1, provider.max_batch)
+    else:
+        chunk_size = max(1, min(settings.commit_every, provider.max_batch if provider else settings.commit_every))
+    with provider or _NoProvider():
+        for start in range(0, len(claim.rows), chunk_size):
+            chunk = claim.rows[start : start + chunk_size]
+            outcomes = Outcomes()
+            messages: list[OutgoingMessage] = []
+            for row in chunk:
+                certificate = certificates.get(row["id"])
+                if certificate is not None and getattr(certificate, "error", None):
+                    outcomes.permanent.append({"rid": row["id"], "err": f"certificate: {certificate.error}"})
+                    continue
+                if not email_wanted:
+                    outcomes.sent.append({"rid": row["id"], "ext": row.get("certificate_code")})
+                    continue
+                try:
+                    messages.append(_message(row=row, job=job, plan=plan, certificate=certificate, decrypt=decrypt, settings=settings))
+                except Exception as error:  # a template that cannot render for this row fails only this row
+                    outcomes.permanent.append({"rid": row["id"], "err": f"cannot render the message: {error}"})
+            if messages:
+                # Providers that pace each send themselves share the same limiter: don't pay twice.
+                if limiter is not None and not getattr(provider, "paces_sends", False):
+                    limiter(len(messages))
+                _classify(provider.send(messages), rows_by_id=rows_by_id, plan=plan, outcomes=outcomes)
+            with sessions() as session:
+                job_status = record_outcomes(
+                    session=session, job_id=job.id, batch_id=claim.batch.id, outcomes=outcomes, settings=settings
+                )
+            if job_status in (JobStatus.PAUSED, JobStatus.CANCELLED) or outcomes.throttled:
+                # Stop here; the rows not reached go back to waiting when the batch settles.
+                return
+
+
+class _NoProvider:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc_info):
+        return None
+
+
+def _classify(results: Sequence[SendResult], *, rows_by_id: dict, plan: BatchPlan, outcomes: Outcomes) -> None:
+    now = utcnow()
+    for result in results:
+        row = rows_by_id[result.recipient_id]
+        if result.outcome == Outcome.SENT:
+            outcomes.sent.append({"rid": row["id"], "ext": result.external_id})
+        elif result.outcome == Outcome.PERMANENT:
+            outcomes.permanent.append({"rid": row["id"], "err": result.error or "permanent failure"})
+        elif result.outcome == Outcome.THROTTLED:
+            delay = result.retry_after or DEFAULT_THROTTLE_SECONDS
+            outcomes.throttled.append(
+                {"rid": row["id"], "err": f"throttled: {result.error or 'provider asked to slow down'}",
+                 "nxt": now + timedelta(seconds=delay)}
+            )
+        else:
+            done = row["attempts"]  # attempts before this one
+            if done < len(plan.retry_schedule):
+                outcomes.retry.append(
+                    {"rid": row["id"], "err": result.error or "temporary failure",
+                     "nxt": now + timedelta(seconds=plan.retry_schedule[done])}
+                )
+            else:
+                outcomes.permanent.append(
+                    {"rid": row["id"], "err": f"gave up after {done + 1} attempts: {result.error or 'temporary failure'}"}
+                )
+
+
+def render_recipient(
+    *, job_type: str, fields: dict, variables: dict, template_data: dict, settings: Settings
+) -> tuple[dict, templates.RenderedMessage]:
+    """The template context and the rendered message for one recipient (sending and preview share it)."""
+    context = templates.build_context(
+        row_fields=fields, variables=variables or {}, template_data=template_data or {}, settings=settings
+    )
+    return context, templates.render(job_type, context, settings=settings)
+
+
+def _message(*, row: dict, job: Job, plan: BatchPlan, certificate, decrypt, settings: Settings) -> OutgoingMessage:
+    fields = {
+        "email": row["email"],
+        "userid": row["userid"],
+        "firstname": row["firstname"],
+        "lastname": row["lastname"],
+        "username": row["username"],
+        "password": decrypt(row["secret"]) if row["secret"] and decrypt else None,
+    }
+    if row.get("certificate_url"):
+        fields["certificate_url"] = row["certificate_url"]
+        fields["certificate_code"] = row.get("certificate_code")
+        fields["certificate_verify_url"] = row.get("certificate_verify_url")
+    context, rendered = render_recipient(
+        job_type=job.type, fields=fields, variables=row["variables"], template_data=job.template_data, settings=settings
+    )
+    attachments = []
+    pdf = getattr(certificate, "pdf", None)
+    if pdf:
+        attachments.append(Attachment(filename=f"certificate-{row.get('certificate_code') or row['id']}.pdf", content=pdf))
+    fullname = " ".join(part for part in (row["firstname"], row["lastname"]) if part) or None
+    return OutgoingMessage(
+        recipient_id=row["id"],
+        to_address=row["email"],
+        to_name=fullname,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        message_id=message_id_for(job_uuid=job.uuid, recipient_id=row["id"], domain=_domain(plan.sender)),
+        variables=context,
+        attachments=attachments,
+    )
+
+
+def _domain(sender: str) -> str:
+    address = sender.rsplit("<", 1)[-1].rstrip(">").strip()
+    return address.rsplit("@", 1)[-1] or "mani.localhost"
+
+
+def _decryptor(settings: Settings):
+    from backend.core.field_cipher import field_cipher
+
+    return field_cipher(settings=settings).decrypt
+
+
+def _limiter(*, job: Job, plan: BatchPlan, settings: Settings):
+    """A blocking `acquire(n)` shared by every worker sending for this company, or None."""
+    if not plan.rate_limit or not job.company_id:
+        return None
+    from backend.mail.ratelimit import get_limiter
+
+    limiter = get_limiter(key=job.company_id, rate=plan.rate_limit, settings=settings)
+    return lambda n: limiter.acquire(n)

@@ -1,0 +1,95 @@
+"""The sweeper finds work whose broker message is missing and asks for it again.
+
+It runs in `mani worker` every few seconds, on every host. Each step is a conditional UPDATE
+that also stamps `enqueued_at`, so several sweepers do not pile up messages, and any message
+they do duplicate is harmless: batches are claimed, jobs dispatched and finished idempotently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlmodel import Session
+
+from backend.core.settings import Settings
+from models import BATCH_FINAL, Batch, BatchStatus, Job, JobStatus, utcnow
+
+BATCHES = Batch.__table__
+JOBS = Job.__table__
+RUNNING = [JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRY_PENDING]
+# A job stored this recently is still being enqueued by the process that created it.
+FRESH_JOB_SECONDS = 2
+# How late a delayed retry message may be before the sweeper assumes it was lost.
+LATE_RETRY_SECONDS = 30
+
+
+@dataclass(slots=True)
+class SweepResult:
+    dispatch_job_ids: list[int] = field(default_factory=list)
+    batch_ids: list[int] = field(default_factory=list)
+    finish_job_ids: list[int] = field(default_factory=list)
+    callback_ids: list[int] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.dispatch_job_ids or self.batch_ids or self.finish_job_ids or self.callback_ids)
+
+
+def sweep(*, session: Session, settings: Settings, send_queue_empty: bool | None = None) -> SweepResult:
+    """What needs a message again. `send_queue_empty=False` (the broker still holds batch
+    messages) means a queued batch is most likely waiting its turn, not lost: leave it."""
+    now = utcnow()
+    stale = now - timedelta(seconds=settings.requeue_after_seconds)
+    result = SweepResult()
+    result.dispatch_job_ids = _stamp(session, JOBS, and_(
+        JOBS.c.status == JobStatus.PENDING,
+        or_(
+            and_(JOBS.c.enqueued_at.is_(None), JOBS.c.created_at < now - timedelta(seconds=FRESH_JOB_SECONDS)),
+            JOBS.c.enqueued_at < stale,
+        ),
+    ), now)
+    running_job = JOBS.c.status.in_(RUNNING)
+    job_is_running = exists().where(JOBS.c.id == BATCHES.c.job_id, running_job)
+    lease = timedelta(seconds=settings.batch_lease_seconds)
+    late = timedelta(seconds=min(LATE_RETRY_SECONDS, settings.requeue_after_seconds))
+    lost_queued = and_(
+        BATCHES.c.status == BatchStatus.QUEUED,
+        or_(BATCHES.c.enqueued_at.is_(None), BATCHES.c.enqueued_at < stale)
+        if send_queue_empty is not False
+        else BATCHES.c.enqueued_at.is_(None),
+    )
+    dead_holder = and_(
+        BATCHES.c.status == BatchStatus.PROCESSING,
+        BATCHES.c.lease_until < now,
+        or_(BATCHES.c.enqueued_at.is_(None), BATCHES.c.enqueued_at < now - lease),
+    )
+    # A retry nobody enqueued (an admin's retry while the broker was down, or on the embedded
+    # broker of another process) is due now; a delayed retry message is lost once well overdue.
+    lost_retry = and_(
+        BATCHES.c.status == BatchStatus.RETRY_PENDING,
+        or_(
+            BATCHES.c.enqueued_at.is_(None),
+            and_(BATCHES.c.next_attempt_at < now - late, BATCHES.c.enqueued_at < now - late),
+        ),
+    )
+    result.batch_ids = _stamp(session, BATCHES, and_(job_is_running, or_(lost_queued, dead_holder, lost_retry)), now)
+    open_batch = exists().where(BATCHES.c.job_id == JOBS.c.id, BATCHES.c.status.not_in(list(BATCH_FINAL)))
+    result.finish_job_ids = list(
+        session.execute(select(JOBS.c.id).where(running_job, ~open_batch)).scalars()
+    )
+    result.callback_ids = _due_callbacks(session=session, now=now)
+    return result
+
+
+def _stamp(session: Session, table, condition, now) -> list[int]:
+    return sorted(
+        session.execute(update(table).where(condition).values(enqueued_at=now).returning(table.c.id)).scalars()
+    )
+
+
+def _due_callbacks(*, session: Session, now) -> list[int]:
+    from backend.moodle import callbacks
+
+    return list(callbacks.due_deliveries(session=session, now=now))

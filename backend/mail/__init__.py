@@ -1,0 +1,1 @@
+"""Mail itself: composing MIME, rendering templates, the email providers and their rate limits."""

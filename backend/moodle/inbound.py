@@ -1,0 +1,180 @@
+"""Status updates from an external worker (the seeds' Lambda or Cloudflare worker).
+
+The same contract as mani's own callbacks to Moodle: the Callback JSON, `X-Signature` over the
+raw body, a 300 s window. A body already accepted inside its window is refused as a replay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import delete, func, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, select
+
+from backend.moodle import callbacks, signing
+from api.common import ApiError
+from backend.companies.catalogue import resolve
+from backend.jobs.intake import normalize_email
+from models import RECIPIENT_FINAL, RECIPIENT_OPEN, Job, Recipient, RecipientStatus, utcnow
+from models.callbacks import SeenCallback
+
+S = RecipientStatus
+# The seeds' words and mani's own, for what a worker reports.
+WORKER_STATUS = {
+    "completed": S.SENT, "sent": S.SENT, "delivered": S.SENT, "failed": S.PERMANENTLY_FAILED,
+    "permanently_failed": S.PERMANENTLY_FAILED, "bounced": S.BOUNCED, "complained": S.COMPLAINED,
+    "processing": S.PROCESSING, "pending": S.PENDING, "retry_pending": S.RETRY_PENDING, "retrying": S.RETRY_PENDING,
+    "skipped": S.SKIPPED, "cancelled": S.CANCELLED,
+}
+_CHUNK = 500
+
+
+@dataclass(slots=True)
+class InboundResult:
+    job_id: int
+    job_uuid: str
+    applied: int = 0
+    unchanged: int = 0
+    unknown: list = field(default_factory=list)
+    open_remaining: int = 0
+    delivery_ids: list[int] = field(default_factory=list)
+
+
+def _job_of(session: Session, body: bytes) -> Job | None:
+    try:
+        job_uuid = json.loads(body).get("job_id")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    if not isinstance(job_uuid, str) or len(job_uuid) > 36:
+        return None
+    return session.exec(select(Job).where(Job.uuid == job_uuid)).first()
+
+
+def _secret(session: Session, job: Job | None) -> str | None:
+    if job is not None:
+        return callbacks.resolve_target(session=session, job=job)[1]
+    return callbacks.resolved_value(resolve(session=session, company_id=None), "cloud_callback_secret")
+
+
+def guard_replay(*, session: Session, body: bytes, now: datetime, window: int) -> bool:
+    """Remember this body's digest while a copy could still pass the window; False if already seen."""
+    session.execute(delete(SeenCallback).where(SeenCallback.expires_at < now))
+    values = {"digest": hashlib.sha256(body).hexdigest(), "expires_at": now + timedelta(seconds=2 * window + 60)}
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(SeenCallback).values(**values).on_conflict_do_nothing().returning(SeenCallback.digest)
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
+    return session.execute(statement).first() is not None
+
+
+def _validate(payload: dict) -> list[dict]:
+    updates = payload.get("recipient_updates")
+    if not isinstance(updates, list):
+        raise ApiError(422, "invalid", "recipient_updates must be a list.",
+                       [{"field": "recipient_updates", "message": "must be a list"}])
+    errors = []
+    for index, entry in enumerate(updates):
+        where = f"recipient_updates[{index}]"
+        if not isinstance(entry, dict):
+            errors.append({"field": where, "message": "must be an object"})
+            continue
+        if entry.get("userid") is None and not isinstance(entry.get("email"), str):
+            errors.append({"field": f"{where}.userid", "message": "userid or email is required"})
+        if str(entry.get("status", "")).lower() not in WORKER_STATUS:
+            errors.append({"field": f"{where}.status", "message": f"must be one of {', '.join(WORKER_STATUS)}"})
+        if entry.get("timesent") is not None and not isinstance(entry.get("timesent"), (int, float)):
+            errors.append({"field": f"{where}.timesent", "message": "must be unix seconds"})
+        if entry.get("attempts") is not None and not isinstance(entry.get("attempts"), int):
+            errors.append({"field": f"{where}.attempts", "message": "must be a whole number"})
+    if errors:
+        raise ApiError(422, "invalid", f"{len(errors)} update(s) are not valid; nothing was applied.", errors[:200])
+    return updates
+
+
+def _lookup(session: Session, job_id: int, updates: list[dict]) -> tuple[dict, dict]:
+    userids = sorted({str(u["userid"]) for u in updates if u.get("userid") is not None})
+    emails = sorted({normalize_email(u["email"]) for u in updates if u.get("userid") is None})
+    by_userid, by_email = {}, {}
+    for start in range(0, len(userids), _CHUNK):
+        for row in session.exec(select(Recipient).where(
+                Recipient.job_id == job_id, Recipient.userid.in_(userids[start:start + _CHUNK]))):
+            by_userid.setdefault(row.userid, row)
+    for start in range(0, len(emails), _CHUNK):
+        for row in session.exec(select(Recipient).where(
+                Recipient.job_id == job_id, Recipient.email_norm.in_(emails[start:start + _CHUNK]))):
+            by_email.setdefault(row.email_norm, row)
+    return by_userid, by_email
+
+
+def apply_updates(*, session: Session, job: Job, updates: list[dict], now: datetime) -> InboundResult:
+    """Write the updates in bulk; a final status is never moved back to an open one (late arrivals)."""
+    result = InboundResult(job_id=job.id, job_uuid=job.uuid)
+    by_userid, by_email = _lookup(session, job.id, updates)
+    changes: dict[int, dict] = {}
+    for entry in updates:
+        if entry.get("userid") is not None:
+            row = by_userid.get(str(entry["userid"]))
+        else:
+            row = by_email.get(normalize_email(entry["email"]))
+        if row is None:
+            result.unknown.append(entry.get("userid") if entry.get("userid") is not None else entry.get("email"))
+            continue
+        status = WORKER_STATUS[str(entry["status"]).lower()]
+        current = changes.get(row.id, {}).get("status", row.status)
+        if current in RECIPIENT_FINAL and status in RECIPIENT_OPEN:
+            result.unchanged += 1
+            continue
+        sent_at = row.sent_at
+        if entry.get("timesent") is not None:
+            sent_at = datetime.fromtimestamp(float(entry["timesent"]), tz=timezone.utc)
+        elif status == S.SENT and sent_at is None:
+            sent_at = now
+        changes[row.id] = {
+            "id": row.id, "status": status, "sent_at": sent_at, "updated_at": now,
+            "last_error": None if status == S.SENT else (entry.get("error_message") or row.last_error),
+            "attempts": entry["attempts"] if entry.get("attempts") is not None else row.attempts,
+            "certificate_url": entry.get("certificate_url") or row.certificate_url,
+        }
+    if changes:
+        session.execute(update(Recipient), list(changes.values()))
+    result.applied = len(changes)
+    counts = dict(session.exec(
+        select(Recipient.status, func.count()).where(Recipient.job_id == job.id).group_by(Recipient.status)
+    ).all())
+    # The worker did the sending, so the job's counters come from what it reported.
+    session.execute(update(Job).where(Job.id == job.id).values(
+        sent_count=sum(counts.get(s, 0) for s in (S.SENT, S.BOUNCED, S.COMPLAINED)),
+        failed_count=counts.get(S.PERMANENTLY_FAILED, 0), bounced_count=counts.get(S.BOUNCED, 0),
+        complained_count=counts.get(S.COMPLAINED, 0), last_progress_at=now, updated_at=now,
+    ))
+    result.open_remaining = sum(counts.get(s, 0) for s in RECIPIENT_OPEN)
+    if changes:
+        result.delivery_ids = callbacks.on_recipients_changed(session=session, job=job, recipient_ids=list(changes))
+    return result
+
+
+def receive_worker_callback(*, session: Session, body: bytes, signature: str | None,
+                            now: datetime | None = None, window: int = signing.WINDOW_SECONDS) -> InboundResult:
+    """Check and apply one signed worker callback. Raises ApiError: 401, 400, 404, 409 or 422."""
+    now = now or utcnow()
+    job = _job_of(session, body)
+    secret = _secret(session, job)
+    if secret is None:
+        raise ApiError(401, "bad_signature", "No callback secret is configured, so nothing can be verified.")
+    try:
+        payload = signing.verify(body, signature, secret, now=now.timestamp(), window=window)
+    except signing.NotJson as error:
+        raise ApiError(400, "malformed_json", str(error)) from None
+    except signing.SignatureError as error:
+        raise ApiError(401, error.reason, str(error)) from None
+    if job is None:
+        raise ApiError(404, "not_found", "No job has this job_id.")
+    updates = _validate(payload)
+    if not guard_replay(session=session, body=body, now=now, window=window):
+        raise ApiError(409, "replay", "This body was already accepted.")
+    return apply_updates(session=session, job=job, updates=updates, now=now)

@@ -1,0 +1,1 @@
+"""Operations: dead letters and metrics."""
