@@ -16,7 +16,12 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from actors import broker as broker_setup
+from actors.enqueue import enqueue_after_commit
 from backend.core.errors import ManiError, UnusableInput
+from backend.core.followups import Followups
+from backend.core.logs import configure_logging
+from backend.core.settings import get_settings
 
 app = typer.Typer(
     name="mani",
@@ -115,7 +120,6 @@ def submit(
 ) -> None:
     """Create a job from a CSV file and hand it to the workers."""
     from backend.core.audit import record
-    from backend.dispatch import enqueue_job
     from backend.jobs.create import submit_csv
     from backend.core.settings import get_settings
     from models.db import session_scope
@@ -144,7 +148,7 @@ def submit(
         logging.getLogger("dramatiq").setLevel(logging.WARNING)
         embedded = start_worker(threads=8, settings=settings)
     try:
-        queued = enqueue_job(job.id) if created.accepted else True
+        queued = enqueue_after_commit(created.followups)
         if not as_json:
             _print_submitted(document, created.rejected, queued=queued, wait=wait, embedded=not settings.redis_url)
         if wait and created.accepted:
@@ -161,13 +165,11 @@ def submit(
 
 
 def _warn_if_no_worker() -> None:
-    from backend.dispatch import broker_errors, live_workers
-
     try:
-        if live_workers() == 0:
+        if broker_setup.live_workers() == 0:
             typer.echo("No mani worker is consuming from this Redis: start one with `mani worker`; "
                        "the job is stored and waits for it.", err=True)
-    except broker_errors():
+    except broker_setup.BROKER_ERRORS:
         typer.echo("The broker is unreachable; the job is stored and waits for it.", err=True)
 
 
@@ -183,10 +185,10 @@ def _print_submitted(document: dict, rejected: list, *, queued: bool, wait: bool
         echo(f"  ... and {len(rejected) - 20:,} more: `mani jobs rejections {document['id']}` lists them all.")
     if not document["accepted"]:
         return
-    if not queued:
-        echo("The job is stored and will be dispatched when the broker is reachable (`mani worker` sweeps for it).")
-    elif embedded and not wait:
+    if embedded and not wait:
         echo("The job is stored. Run `mani worker` to send it, or submit with --wait.")
+    elif not queued:
+        echo("The job is stored and will be dispatched when the broker is reachable (`mani worker` sweeps for it).")
 
 
 def _wait_for(job_id: int, *, show_progress: bool) -> dict:
@@ -337,32 +339,25 @@ def jobs_rejections(job: JobRef, as_json: JsonOption = False) -> None:
 
 def _job_action(name: str, job: str, as_json: bool, **options) -> None:
     from backend.jobs import actions as job_actions
-    from backend.dispatch import enqueue_batches, enqueue_job
     from models.db import session_scope
 
     action = getattr(job_actions, f"{name}_job")
     with session_scope() as session:
         result = action(session=session, job_ref=job, actor=who(), source="cli", **options)
-    queued = True
-    if result.dispatch:
-        queued = enqueue_job(result.job.id)
-    elif result.batch_ids:
-        queued = enqueue_batches(result.batch_ids)
-    if result.callback_ids:
-        from backend.dispatch import enqueue_followups
-        from backend.delivery.engine import Followups
-
-        try:
-            enqueue_followups(Followups(callback_ids=result.callback_ids))
-        except Exception:  # noqa: BLE001 - the sweeper delivers due callbacks later
-            pass
+    queued = enqueue_after_commit(result.followups)
     document = {"job_id": result.job.uuid, "id": result.job.id, "status": result.job.status,
                 "recipients": result.count, "enqueued": queued}
     verbs = {"retry": "queued for retry", "pause": "waiting while paused", "resume": "waiting",
              "cancel": "cancelled"}
     emit(document, as_json=as_json, human=lambda: typer.echo(
         f"Job {result.job.id} is {result.job.status}: {result.count:,} recipients {verbs[name]}."
-        + ("" if queued else " The broker is unreachable; the sweeper will pick them up.")))
+        + ("" if queued else _not_queued())))
+
+
+def _not_queued() -> str:
+    if not broker_setup.reaches_workers():
+        return " `mani worker` picks them up from the store."
+    return " The broker is unreachable; the sweeper will pick them up."
 
 
 @jobs_app.command("retry")
@@ -635,17 +630,6 @@ def _delivery_document(delivery, job_uuid: str | None) -> dict:
     }
 
 
-def _enqueue(delivery_ids: list[int]) -> bool:
-    from backend.dispatch import broker_errors, enqueue_followups
-    from backend.delivery.engine import Followups
-
-    try:
-        enqueue_followups(Followups(callback_ids=delivery_ids))
-    except broker_errors():
-        return False
-    return True
-
-
 @callbacks_app.command("list")
 @handles_errors
 def callbacks_list(
@@ -746,7 +730,7 @@ def callbacks_redeliver(
         if not ids:
             raise UnusableInput("Nothing to redeliver: name delivery ids, or --job JOB, or --failed.")
         done = callbacks.redeliver(session=session, delivery_ids=sorted(set(ids)), actor=who(), source="cli")
-    queued = _enqueue(done)
+    queued = enqueue_after_commit(Followups(callback_ids=done))
     emit({"redelivered": done, "enqueued": queued}, as_json=as_json, human=lambda: typer.echo(
         f"{len(done)} deliveries due now" + ("" if queued else " (the broker is down: the sweeper sends them)")))
 
@@ -999,18 +983,7 @@ _mount()
 
 
 def main() -> None:
-    from backend.core.settings import get_settings
-
-    logging.basicConfig(level=get_settings().log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Migrations announce every step at INFO; a person running `mani` wants only problems.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    try:
-        from backend.core.secrets import install_log_masking
-
-        install_log_masking()
-    except ImportError:
-        pass
+    configure_logging(get_settings().log_level)
     app(prog_name="mani")
 
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import actors.broker  # noqa: F401  (the placeholder broker, before the actor is declared)
-
-import logging
 import threading
 
 import dramatiq
 import httpx
 
+from actors import broker as _placeholder  # noqa: F401  (the placeholder broker, before the actor is declared)
+from actors.enqueue import DELIVER_CALLBACK, enqueue_after_commit
+from backend.core.followups import Followups
 from backend.moodle import callbacks
-from backend.dispatch import broker_errors
 from models import utcnow
 from models.db import session_scope
 
-log = logging.getLogger(__name__)
 _local = threading.local()
 
 
@@ -27,14 +25,11 @@ def _client() -> httpx.Client:
     return client
 
 
-@dramatiq.actor(queue_name="callbacks", max_retries=0)
+@dramatiq.actor(actor_name=DELIVER_CALLBACK, queue_name="callbacks", max_retries=0)
 def deliver_callback(delivery_id: int) -> None:
     with session_scope() as session:
         outcome = callbacks.deliver(session=session, delivery_id=delivery_id, http_client=_client())
     if outcome.next_attempt_at is not None:
         # The sweeper re-sends it too if this delayed message is lost; a duplicate is skipped.
-        delay_ms = max(0, int((outcome.next_attempt_at - utcnow()).total_seconds() * 1000))
-        try:
-            deliver_callback.send_with_options(args=(delivery_id,), delay=delay_ms)
-        except broker_errors() as error:
-            log.warning("callback %s: retry left to the sweeper (%s)", delivery_id, error)
+        wait = (outcome.next_attempt_at - utcnow()).total_seconds()
+        enqueue_after_commit(Followups(delayed_callbacks=[(delivery_id, wait)]))

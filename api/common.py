@@ -138,25 +138,3 @@ def audit_rejection(*, action: str, address: str | None, error: ApiError, actor:
                                                    "message": error.message[:500], **(details or {})})
     except Exception:  # noqa: BLE001 - an audit failure must not turn a 4xx into a 500
         log.exception("could not write the audit entry for a rejected %s", action)
-
-
-def shared_broker() -> bool:
-    """Is there a broker other processes read? With the embedded one, a message sent by
-    `mani serve` would only reach its own (absent) workers: the workers' sweeper finds the
-    stored work instead."""
-    return bool(get_settings().redis_url)
-
-
-def enqueue_callbacks(delivery_ids: list[int]) -> bool:
-    """Hand new deliveries to the broker; when it is down, the sweeper sends them later."""
-    if not delivery_ids or not shared_broker():
-        return False
-    from backend.dispatch import broker_errors, enqueue_followups
-    from backend.delivery.engine import Followups
-
-    try:
-        enqueue_followups(Followups(callback_ids=list(delivery_ids)))
-    except broker_errors() as error:
-        log.warning("%d callbacks wait for the sweeper; the broker is unreachable (%s)", len(delivery_ids), error)
-        return False
-    return True

@@ -9,10 +9,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from actors.enqueue import enqueue_after_commit
 from backend.core import audit
 from backend.moodle import callbacks, webhooks
 from api.common import (
-    ApiConfig, ApiError, audit_rejection, client_address, enqueue_callbacks, read_body, shared_broker,
+    ApiConfig, ApiError, audit_rejection, client_address, read_body,
 )
 from backend.moodle.inbound import receive_worker_callback
 from backend.companies.catalogue import resolve
@@ -46,24 +47,10 @@ def handle_worker_callback(*, body: bytes, signature: str | None, address: str |
         audit_rejection(action="api.callback.rejected", address=address, error=error, actor="worker",
                         details={"bytes": len(body)})
         return error.response()
-    enqueue_callbacks(result.delivery_ids)
-    if result.open_remaining == 0:
-        _finish(result.job_id)
+    # Not enqueued (no shared broker, or it is down): the workers' sweeper sends them.
+    enqueue_after_commit(result.followups)
     return JSONResponse({"job_id": result.job_uuid, "applied": result.applied, "unchanged": result.unchanged,
                          "unknown": result.unknown[:100], "open": result.open_remaining})
-
-
-def _finish(job_id: int) -> None:
-    """Every recipient is final: let the engine close the job (idempotent; it checks the batches)."""
-    from backend.dispatch import broker_errors, enqueue_followups
-    from backend.delivery.engine import Followups
-
-    if not shared_broker():
-        return  # the workers' sweeper finishes it
-    try:
-        enqueue_followups(Followups(finish_job_ids=[job_id]))
-    except broker_errors() as error:
-        log.warning("job %s waits for the sweeper to finish it (%s)", job_id, error)
 
 
 async def post_worker_callback(request: Request) -> JSONResponse:

@@ -10,10 +10,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from actors.enqueue import enqueue_after_commit
 from backend.core import audit
 from backend.moodle import tokens
 from api.common import (
-    ApiConfig, ApiError, audit_rejection, bearer_token, client_address, read_body, shared_broker,
+    ApiConfig, ApiError, audit_rejection, bearer_token, client_address, read_body,
 )
 from backend.jobs.job_json import JobRequest, parse_body, parse_job_request
 from backend.core.errors import UnusableInput
@@ -101,10 +102,8 @@ def submit_job(*, body: bytes, request_token: str | None, address: str | None) -
                         actor=caller.actor if caller else "api:anonymous",
                         target=_target_of(body), details={"errors": error.errors[:20]})
         return error.response()
-    from backend.dispatch import enqueue_job
-
     # Not enqueued = stored for the workers' sweeper, which dispatches it within seconds.
-    queued = enqueue_job(job.id) if shared_broker() else False
+    queued = enqueue_after_commit(created.followups)
     return JSONResponse(
         _job_answer(job, existing=False, accepted=created.accepted, skipped_duplicates=created.skipped_duplicates,
                     enqueued=queued, links={"self": f"/api/v1/jobs/{job.uuid}"}),

@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from actors import broker as broker_setup
+from actors.enqueue import enqueue_after_commit
 from backend.core.errors import ManiError, ReadOnly
+from backend.core.followups import Followups
 from console.messages import HealthReport
 
 if TYPE_CHECKING:
@@ -103,67 +106,29 @@ def audit(node: DOMNode, *, session, action: str, target: str | None = None, det
            details=details)
 
 
-def _no_broker_here(node: DOMNode) -> bool:
-    """The embedded default (no Redis, no explicit broker): this process has no worker to hand to."""
-    from backend.core.settings import get_settings
-
-    return node.app.config.broker is None and not get_settings().redis_url
-
-
 def _use_broker(node: DOMNode) -> None:
-    """Point the actors at the console's broker: an explicit one (tests), else the configured one."""
-    from actors import broker as broker_setup
-
+    """Point the actors at the console's broker when it has one of its own (tests, the demo)."""
     explicit = node.app.config.broker
-    if explicit is not None:
-        if broker_setup._configured is not explicit:
-            broker_setup.configure(explicit)
-    else:
-        broker_setup.get_broker()
+    if explicit is not None and broker_setup.current() is not explicit:
+        broker_setup.use(explicit)
 
 
-def hand_to_broker(node: DOMNode, *, job_ids: list[int] = (), batch_ids: list[int] = ()) -> str:
+def hand_over(node: DOMNode, followups: Followups, *, what: str = "it") -> str:
     """After the commit: enqueue what an action stored. Returns a few words for the notification.
 
     On the embedded default (no Redis) there is no worker in this process: the sweeper of
     `mani worker` picks the work up from the store, so nothing is sent to a broker here.
     A broker that is down loses nothing either: the sweeper re-sends once it is back.
     """
-    if _no_broker_here(node):
-        return "`mani worker` picks it up from the store"
-    from backend import dispatch
-
-    _use_broker(node)
-    ok = all([dispatch.enqueue_job(job_id) for job_id in job_ids] + ([dispatch.enqueue_batches(list(batch_ids))]
-                                                                      if batch_ids else []))
-    if not ok:
-        _report(node, "broker", "The broker (Redis) is unreachable: queued work waits in the store")
-        return "the broker is down: the sweeper sends it when the broker is back"
-    return "queued for the workers"
-
-
-def hand_to_callbacks(node: DOMNode, delivery_ids: list[int]) -> str:
-    """After the commit: enqueue Moodle callback deliveries (a cancel's, a redelivery's).
-
-    Never fails: a delivery that is not enqueued is due in the store, and the sweeper of
-    `mani worker` sends it. Returns a few words for the notification.
-    """
-    if not delivery_ids:
+    if not followups:
         return ""
-    if _no_broker_here(node):
-        return "`mani worker` delivers them from the store"
-    from backend.dispatch import broker_errors, enqueue_followups
-    from backend.delivery.engine import Followups
-
-    try:
-        _use_broker(node)
-        enqueue_followups(Followups(callback_ids=list(delivery_ids)))
-    except broker_errors() + _broker_errors() as error:
-        _report(node, "broker", f"The broker (Redis) is unreachable: callbacks wait in the store ({error})")
-        return "the broker is down: the sweeper delivers them when it is back"
-    except Exception as error:  # noqa: BLE001 - committed already; the sweeper delivers due callbacks
-        return f"not queued ({explain(error)}): the sweeper delivers them"
-    return "queued for delivery"
+    _use_broker(node)
+    if not broker_setup.reaches_workers():
+        return f"`mani worker` picks {what} up from the store"
+    if not enqueue_after_commit(followups):
+        _report(node, "broker", "The broker (Redis) is unreachable: queued work waits in the store")
+        return f"the broker is down: the sweeper sends {what} when the broker is back"
+    return "queued for the workers"
 
 
 def redeliver_callbacks(node: DOMNode, *, delivery_ids: list[int] = (), failed_of_job: int | None = None,
@@ -185,4 +150,4 @@ def redeliver_callbacks(node: DOMNode, *, delivery_ids: list[int] = (), failed_o
                                    source="console")
 
     done = write(node, run)
-    return done, hand_to_callbacks(node, done)
+    return done, hand_over(node, Followups(callback_ids=done), what="them")

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
+from actors import broker as broker_setup
 from backend.core.settings import reset_settings_cache
 from models.db import dispose_engines, get_engine, session_scope, upgrade
 
@@ -50,6 +51,7 @@ def mani_env(tmp_path, monkeypatch) -> Iterator[dict]:
     reset_settings_cache()
     dispose_engines()
     yield env
+    broker_setup.reset()  # a broker chosen by one test (`use`, `configure`) never leaks into the next
     dispose_engines()
     reset_settings_cache()
 

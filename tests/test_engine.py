@@ -90,7 +90,7 @@ def test_all_failed_job_is_failed_and_retry_resends_only_failures(smtp_env, tmp_
     assert result.count == 1
     with session_scope() as session:
         assert session.get(Job, job_id).status == "retry_pending"
-    for batch_id in result.batch_ids:
+    for batch_id in result.followups.batch_ids:
         for finish_id in run_batch(batch_id=batch_id).finish_job_ids:
             with session_scope() as session:
                 engine.finish_job(session=session, job_id=finish_id)
@@ -98,7 +98,7 @@ def test_all_failed_job_is_failed_and_retry_resends_only_failures(smtp_env, tmp_
         job = session.get(Job, job_id)
         assert (job.status, job.sent_count, job.failed_count) == ("partial_failure", 1, 2)
         again = retry_job(session=session, job_ref=job_id, actor="t", source="test")
-    job = run_inline(job_id, batch_ids=again.batch_ids)
+    job = run_inline(job_id, batch_ids=again.followups.batch_ids)
     assert (job.status, job.sent_count) == ("completed", 3)
     assert sorted(smtp_env.received_addresses()) == [f"user{i}@example.com" for i in range(3)]
 
@@ -153,7 +153,7 @@ def test_pause_resume_and_cancel(smtp_env, tmp_path):
     assert run_batch(batch_id=batch_ids[0]).batch_ids == [] and smtp_env.messages == []
     with session_scope() as session:
         resumed = resume_job(session=session, job_ref=job_id, actor="t", source="test")
-        assert sorted(resumed.batch_ids) == batch_ids
+        assert sorted(resumed.followups.batch_ids) == batch_ids
     run_batch(batch_id=batch_ids[0])
     with session_scope() as session:
         result = cancel_job(session=session, job_ref=job_id, actor="t", source="test")

@@ -8,7 +8,9 @@ from collections import defaultdict
 import pytest
 from sqlalchemy import select
 
-from backend.dispatch import enqueue_job
+from actors import broker as broker_setup
+from actors.enqueue import enqueue_after_commit
+from backend.core.followups import Followups
 from backend.core.settings import reset_settings_cache
 from models import Recipient
 from models.db import session_scope
@@ -50,7 +52,7 @@ def test_sigkill_mid_job_loses_nothing_and_duplicates_keep_their_message_id(
     job_id = submit(write_csv(tmp_path / "u.csv", people(2000)))
     first = WorkerProcess(threads=threads, log=tmp_path / "first.log")
     try:
-        assert enqueue_job(job_id)
+        assert enqueue_after_commit(Followups(dispatch_job_ids=[job_id]))
         deadline = time.monotonic() + 60
         while len(redis_smtp.messages) < 400 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -95,7 +97,7 @@ def test_redis_losing_every_message_mid_job_delays_the_job_but_loses_nothing(
     job_id = submit(write_csv(tmp_path / "u.csv", people(1000)))
     worker = WorkerProcess(threads=2, log=tmp_path / "worker.log")
     try:
-        assert enqueue_job(job_id)
+        assert enqueue_after_commit(Followups(dispatch_job_ids=[job_id]))
         deadline = time.monotonic() + 60
         while len(redis_smtp.messages) < 100 and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -115,15 +117,13 @@ def test_redis_losing_every_message_mid_job_delays_the_job_but_loses_nothing(
 
 
 def test_live_workers_counts_consumers_but_not_this_process(sqlite_db, redis_smtp, tmp_path):
-    from backend.dispatch import live_workers
-
     job_id = submit(write_csv(tmp_path / "u.csv", people(2)))
-    assert enqueue_job(job_id)
-    assert live_workers() == 0
+    assert enqueue_after_commit(Followups(dispatch_job_ids=[job_id]))
+    assert broker_setup.live_workers() == 0
     worker = WorkerProcess(log=tmp_path / "worker.log")
     try:
         wait_for_job(job_id, log=worker.log)
-        assert live_workers() == 1
+        assert broker_setup.live_workers() == 1
     finally:
         worker.stop()
 
@@ -147,7 +147,7 @@ def test_two_worker_processes_share_a_job_replace_a_dead_child_and_stop_on_sigte
     job_id = submit(write_csv(tmp_path / "u.csv", people(400)))
     worker = WorkerProcess(processes=2, threads=2, log=tmp_path / "worker.log")
     try:
-        assert enqueue_job(job_id)
+        assert enqueue_after_commit(Followups(dispatch_job_ids=[job_id]))
         assert wait_for_job(job_id, log=worker.log).sent_count == 400
         first = workers(worker.process.pid)
         assert len(first) == 2
@@ -159,7 +159,7 @@ def test_two_worker_processes_share_a_job_replace_a_dead_child_and_stop_on_sigte
         replaced = workers(worker.process.pid)
         assert victim not in replaced and len(replaced) == 2
         again = submit(write_csv(tmp_path / "v.csv", people(50, start=400)))
-        assert enqueue_job(again)
+        assert enqueue_after_commit(Followups(dispatch_job_ids=[again]))
         assert wait_for_job(again, log=worker.log).sent_count == 50
     finally:
         worker.stop()

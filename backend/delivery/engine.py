@@ -19,6 +19,7 @@ from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlmodel import Session
 
 from backend.core.settings import Settings, get_settings
+from backend.core.followups import Followups
 from models import (
     BATCH_FINAL,
     JOB_FINAL,
@@ -39,17 +40,6 @@ RECIPIENTS = Recipient.__table__
 JOBS = Job.__table__
 OPEN_RECIPIENT = [RecipientStatus.PENDING, RecipientStatus.PROCESSING, RecipientStatus.RETRY_PENDING, RecipientStatus.FAILED]
 SessionFactory = Callable[[], AbstractContextManager[Session]]
-
-
-@dataclass(slots=True)
-class Followups:
-    """What the caller enqueues once the transaction that produced it has committed."""
-
-    batch_ids: list[int] = field(default_factory=list)
-    finish_job_ids: list[int] = field(default_factory=list)
-    callback_ids: list[int] = field(default_factory=list)
-    # Run this batch again after this many seconds (retries, throttling).
-    retry_batch_in: float | None = None
 
 
 def lock_job(*, session: Session, job_id: int) -> Job | None:
@@ -101,6 +91,11 @@ def dispatch_job(*, session: Session, job_id: int, settings: Settings | None = N
         ).scalars()
     )
     return Followups(batch_ids=sorted(batch_ids))
+
+
+def mark_jobs_enqueued(*, session: Session, job_ids: list[int]) -> None:
+    """Stamp `enqueued_at` on jobs whose dispatch message the broker took (the sweeper waits for it)."""
+    session.execute(update(JOBS).where(JOBS.c.id.in_(job_ids)).values(enqueued_at=utcnow()))
 
 
 def fail_job(*, session: Session, job: Job, reason: str) -> None:
@@ -316,7 +311,7 @@ def settle_batch(*, session: Session, batch_id: int) -> Followups:
         ).scalar_one()
         batch.status = BatchStatus.RETRY_PENDING
         batch.next_attempt_at = next_at or now
-        followups.retry_batch_in = max(0.0, ((next_at or now) - now).total_seconds())
+        followups.delayed_batches.append((batch_id, max(0.0, ((next_at or now) - now).total_seconds())))
     else:
         if job.status == JobStatus.CANCELLED:
             batch.status = BatchStatus.CANCELLED

@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import select, update
 
 from backend.mail import templates
+from backend.core.followups import Followups
 from backend.delivery.engine import (
     Claim,
-    Followups,
     Outcomes,
     SessionFactory,
     claim_batch,

@@ -1,19 +1,20 @@
 """The sweeper finds work whose broker message is missing and asks for it again.
 
-It runs in `mani worker` every few seconds, on every host. Each step is a conditional UPDATE
+It runs beside every `mani worker` (`actors.middleware.SweeperMiddleware`) every few seconds, on
+every host, and returns what to send as `Followups`. Each step is a conditional UPDATE
 that also stamps `enqueued_at`, so several sweepers do not pile up messages, and any message
 they do duplicate is harmless: batches are claimed, jobs dispatched and finished idempotently.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import and_, exists, or_, select, update
 from sqlmodel import Session
 
 from backend.core.settings import Settings
+from backend.core.followups import Followups
 from models import BATCH_FINAL, Batch, BatchStatus, Job, JobStatus, utcnow
 
 BATCHES = Batch.__table__
@@ -25,24 +26,12 @@ FRESH_JOB_SECONDS = 2
 LATE_RETRY_SECONDS = 30
 
 
-@dataclass(slots=True)
-class SweepResult:
-    dispatch_job_ids: list[int] = field(default_factory=list)
-    batch_ids: list[int] = field(default_factory=list)
-    finish_job_ids: list[int] = field(default_factory=list)
-    callback_ids: list[int] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return not (self.dispatch_job_ids or self.batch_ids or self.finish_job_ids or self.callback_ids)
-
-
-def sweep(*, session: Session, settings: Settings, send_queue_empty: bool | None = None) -> SweepResult:
+def sweep(*, session: Session, settings: Settings, send_queue_empty: bool | None = None) -> Followups:
     """What needs a message again. `send_queue_empty=False` (the broker still holds batch
     messages) means a queued batch is most likely waiting its turn, not lost: leave it."""
     now = utcnow()
     stale = now - timedelta(seconds=settings.requeue_after_seconds)
-    result = SweepResult()
+    result = Followups()
     result.dispatch_job_ids = _stamp(session, JOBS, and_(
         JOBS.c.status == JobStatus.PENDING,
         or_(

@@ -1,7 +1,7 @@
 """Admin actions on jobs: retry, pause, resume, cancel. Each writes an audit entry.
 
-They change the store only; the caller commits and then enqueues the returned batch ids
-(`backend.dispatch.enqueue_batches`), and the sweeper covers a broker that is down.
+They change the store only and return the `Followups` to enqueue: the caller commits, then
+hands them to `actors.enqueue.enqueue_after_commit`; the sweeper covers a broker that is down.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from backend.core.audit import record
 from backend.core.errors import InvalidTransition, NotFound
+from backend.core.followups import Followups
 from backend.jobs.job_queries import get_job
 from models import (
     BATCH_FINAL,
@@ -36,9 +37,7 @@ PAUSABLE = {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus
 class ActionResult:
     job: Job
     count: int = 0
-    batch_ids: list[int] = field(default_factory=list)
-    dispatch: bool = False
-    callback_ids: list[int] = field(default_factory=list)
+    followups: Followups = field(default_factory=Followups)
 
 
 def retry_job(
@@ -91,7 +90,7 @@ def retry_job(
     session.add(job)
     record(session=session, actor=actor, source=source, action="job.retry", target=job.uuid,
            details={"recipients": count, "email": email, "recipient_ids": recipient_ids})
-    return ActionResult(job=job, count=count, batch_ids=batch_ids)
+    return ActionResult(job=job, count=count, followups=Followups(batch_ids=batch_ids))
 
 
 def pause_job(*, session: Session, job_ref: str | int, actor: str, source: str) -> ActionResult:
@@ -120,8 +119,8 @@ def resume_job(*, session: Session, job_ref: str | int, actor: str, source: str)
         .returning(BATCHES.c.id)
     ).scalars()) if was_dispatched else []
     record(session=session, actor=actor, source=source, action="job.resume", target=job.uuid)
-    return ActionResult(job=job, count=_open_count(session, job.id), batch_ids=sorted(batch_ids),
-                        dispatch=not was_dispatched)
+    followups = Followups(batch_ids=sorted(batch_ids)) if was_dispatched else Followups(dispatch_job_ids=[job.id])
+    return ActionResult(job=job, count=_open_count(session, job.id), followups=followups)
 
 
 def cancel_job(*, session: Session, job_ref: str | int, actor: str, source: str) -> ActionResult:
@@ -148,7 +147,8 @@ def cancel_job(*, session: Session, job_ref: str | int, actor: str, source: str)
     session.flush()
     from backend.moodle import callbacks
 
-    return ActionResult(job=job, count=count, callback_ids=callbacks.on_job_finished(session=session, job=job))
+    return ActionResult(job=job, count=count,
+                        followups=Followups(callback_ids=callbacks.on_job_finished(session=session, job=job)))
 
 
 def _open_count(session: Session, job_id: int) -> int:

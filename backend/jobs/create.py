@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from backend.mail import templates
 from backend.core.errors import UnusableInput
+from backend.core.followups import Followups
 from backend.jobs.intake import RecipientRow, RejectedRow, open_csv
 from backend.core.settings import JOB_TYPES, Settings, get_settings
 from models import Batch, Company, Job, JobStatus, Recipient, RecipientStatus, Rejection, utcnow
@@ -35,6 +36,11 @@ class JobCreated:
     skipped_duplicates: int
     rejected: list[RejectedRow]
     counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def followups(self) -> Followups:
+        """The job's dispatch, once committed; nothing when every row was a recent duplicate."""
+        return Followups(dispatch_job_ids=[self.job.id]) if self.accepted else Followups()
 
 
 def _encryptor(settings: Settings):
@@ -240,7 +246,7 @@ def create_job(
     """Write a job, its batches, recipients and rejections into the caller's transaction.
 
     Raises UnusableInput, before or after writing, when nothing could be sent: the caller's
-    rollback then leaves no trace. The caller commits, then enqueues the job.
+    rollback then leaves no trace. The caller commits, then enqueues `JobCreated.followups`.
     """
     settings = settings or get_settings()
     template_data = dict(template_data or {})

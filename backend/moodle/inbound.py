@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
+from backend.core.followups import Followups
 from backend.moodle import callbacks, signing
 from api.common import ApiError
 from backend.companies.catalogue import resolve
@@ -43,6 +44,12 @@ class InboundResult:
     unknown: list = field(default_factory=list)
     open_remaining: int = 0
     delivery_ids: list[int] = field(default_factory=list)
+
+    @property
+    def followups(self) -> Followups:
+        """The callbacks the changes call for, and the job's finish once no recipient is open."""
+        return Followups(callback_ids=list(self.delivery_ids),
+                         finish_job_ids=[self.job_id] if self.open_remaining == 0 else [])
 
 
 def _job_of(session: Session, body: bytes) -> Job | None:

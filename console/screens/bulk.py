@@ -283,11 +283,11 @@ asks first and says how many recipients get mail."""
                         details={"file": Path(path).name, "type": job_type, "company": company,
                                  "recipients": created.accepted, "rejected": len(created.rejected),
                                  "duplicates": created.skipped_duplicates})
-            return created.job.id, created.accepted
+            return created.job.id, created.accepted, created.followups
 
         try:
-            job_id, accepted = calls.write(self, submit)
-            note = calls.hand_to_broker(self, job_ids=[job_id])
+            job_id, accepted, followups = calls.write(self, submit)
+            note = calls.hand_over(self, followups) or "nothing to send"
         except Exception as error:  # noqa: BLE001
             self.post_message(ActionFailed("send", calls.explain(error)))
             return

@@ -342,12 +342,7 @@ again and `R` every failed one. Each change asks first and says how many things 
         options = {"recipient_ids": recipient_ids} if recipient_ids else {}
         try:
             result = calls.write(self, fn, job_ref=self.job_id, actor=actor, source="console", **options)
-            note = ""
-            if kind == "retry" or (kind == "resume" and (result.batch_ids or result.dispatch)):
-                note = calls.hand_to_broker(self, job_ids=[self.job_id] if result.dispatch else [],
-                                            batch_ids=result.batch_ids)
-            if getattr(result, "callback_ids", None):
-                calls.hand_to_callbacks(self, result.callback_ids)
+            note = calls.hand_over(self, result.followups)
         except Exception as error:  # noqa: BLE001 - every failure is shown, with why
             self.post_message(ActionFailed(kind, calls.explain(error)))
             return

@@ -42,8 +42,8 @@ def run_inline(job_id: int, *, batch_ids: list[int] | None = None, max_rounds: i
     for _ in range(max_rounds):
         for batch_id in pending:
             result = run_batch(batch_id=batch_id)
-            if result.retry_batch_in is not None:
-                retry_at[batch_id] = time.monotonic() + result.retry_batch_in
+            for delayed_id, seconds in result.delayed_batches:
+                retry_at[delayed_id] = time.monotonic() + seconds
             for finish_id in result.finish_job_ids:
                 with session_scope() as session:
                     engine.finish_job(session=session, job_id=finish_id)

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from actors.enqueue import enqueue_after_commit
+from backend.core.followups import Followups
 from models import JOB_FINAL, Job
 from models.db import session_scope
 
@@ -68,11 +70,9 @@ def wait_for_job(job_id: int, *, timeout: float = 90.0, log: Path | None = None)
 
 def run_on_worker(job_id: int, *, log: Path, **options) -> Job:
     """Enqueue a stored job, let one real `mani worker` run it to the end, and stop the worker."""
-    from backend.dispatch import enqueue_job
-
     worker = WorkerProcess(log=log, **options)
     try:
-        assert enqueue_job(job_id)
+        assert enqueue_after_commit(Followups(dispatch_job_ids=[job_id]))
         return wait_for_job(job_id, log=log)
     finally:
         worker.stop()
