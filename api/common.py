@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from backend.core.errors import Conflict, MalformedInput, ManiError, NotAuthorized, NotFound, UnusableInput
 from backend.core.settings import Settings, get_settings
 from backend.moodle.webhooks import DEFAULT_MAILGUN_MAX_AGE, DEFAULT_SNS_CERT_PATTERN
 
@@ -99,6 +100,22 @@ class ApiError(Exception):
         if self.errors:
             body["errors"] = self.errors
         return JSONResponse(body, status_code=self.status)
+
+
+# The one place domain errors become HTTP statuses; the first class that matches wins.
+HTTP_STATUS: tuple[tuple[type[ManiError], int], ...] = (
+    (NotFound, 404),
+    (MalformedInput, 400),
+    (UnusableInput, 422),
+    (NotAuthorized, 401),
+    (Conflict, 409),
+)
+
+
+def http_error(error: ManiError) -> ApiError:
+    """The answer to a domain error: its status, its code, its sentence, and its per-field errors."""
+    status = next((status for kind, status in HTTP_STATUS if isinstance(error, kind)), 500)
+    return ApiError(status, error.code, str(error), getattr(error, "errors", None))
 
 
 class BodyTooLarge(ApiError):

@@ -13,7 +13,7 @@ from actors.enqueue import enqueue_after_commit
 from backend.core import audit
 from backend.moodle import callbacks, webhooks
 from api.common import (
-    ApiConfig, ApiError, audit_rejection, client_address, read_body,
+    ApiConfig, ApiError, audit_rejection, client_address, http_error, read_body,
 )
 from backend.moodle.inbound import receive_worker_callback
 from backend.companies.catalogue import resolve
@@ -43,10 +43,11 @@ def handle_worker_callback(*, body: bytes, signature: str | None, address: str |
                          target=result.job_uuid, address=address,
                          details={"applied": result.applied, "unchanged": result.unchanged,
                                   "unknown": len(result.unknown), "open": result.open_remaining})
-    except ApiError as error:
-        audit_rejection(action="api.callback.rejected", address=address, error=error, actor="worker",
+    except ManiError as error:
+        refused = http_error(error)
+        audit_rejection(action="api.callback.rejected", address=address, error=refused, actor="worker",
                         details={"bytes": len(body)})
-        return error.response()
+        return refused.response()
     # Not enqueued (no shared broker, or it is down): the workers' sweeper sends them.
     enqueue_after_commit(result.followups)
     return JSONResponse({"job_id": result.job_uuid, "applied": result.applied, "unchanged": result.unchanged,

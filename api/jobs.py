@@ -14,10 +14,10 @@ from actors.enqueue import enqueue_after_commit
 from backend.core import audit
 from backend.moodle import tokens
 from api.common import (
-    ApiConfig, ApiError, audit_rejection, bearer_token, client_address, read_body,
+    ApiConfig, ApiError, audit_rejection, bearer_token, client_address, http_error, read_body,
 )
 from backend.jobs.job_json import JobRequest, parse_body, parse_job_request
-from backend.core.errors import UnusableInput
+from backend.core.errors import ManiError, UnusableInput
 from backend.core.settings import get_settings
 from models import Job
 from models.callbacks import ApiToken
@@ -97,7 +97,8 @@ def submit_job(*, body: bytes, request_token: str | None, address: str | None) -
         if answer is None:
             raise
         return answer
-    except ApiError as error:
+    except (ApiError, ManiError) as raised:
+        error = raised if isinstance(raised, ApiError) else http_error(raised)
         audit_rejection(action="api.job.rejected", address=address, error=error,
                         actor=caller.actor if caller else "api:anonymous",
                         target=_target_of(body), details={"errors": error.errors[:20]})

@@ -1,4 +1,8 @@
-"""The seeds' Job JSON: checked field by field, all or nothing, before anything is written."""
+"""The seeds' Job JSON: checked field by field, all or nothing, before anything is written.
+
+Raises domain errors (`MalformedInput` for a body that is not a JSON object, `InvalidFields`
+naming every bad field); the HTTP API answers them with 400 and 422.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from api.common import ApiError
+from backend.core.errors import InvalidFields, MalformedInput
 from backend.jobs.intake import RecipientRow, RejectedRow, validate_record
 
 # The seeds' type names (and mani's own), as (job type, action). Matched case-insensitively.
@@ -52,13 +56,13 @@ class JobRequest:
 
 
 def parse_body(body: bytes) -> dict:
-    """The JSON object of a request body, or 400."""
+    """The JSON object of a request body; MalformedInput otherwise."""
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
-        raise ApiError(400, "malformed_json", f"The body is not valid JSON ({error}).") from None
+        raise MalformedInput(f"The body is not valid JSON ({error}).") from None
     if not isinstance(payload, dict):
-        raise ApiError(400, "malformed_json", "The body must be a JSON object.")
+        raise MalformedInput("The body must be a JSON object.")
     return payload
 
 
@@ -88,7 +92,7 @@ def _recipient_field(reason: str) -> str:
 
 
 def parse_job_request(payload: Mapping[str, Any], *, max_field_length: int) -> JobRequest:
-    """Check every field and every recipient; raises 422 naming each bad one."""
+    """Check every field and every recipient; raises InvalidFields naming each bad one."""
     errors: list[dict] = []
 
     def bad(name: str, message: str) -> None:
@@ -160,7 +164,7 @@ def parse_job_request(payload: Mapping[str, Any], *, max_field_length: int) -> J
         shown = errors[:MAX_REPORTED_ERRORS]
         more = len(errors) - len(shown)
         message = f"{len(errors)} field(s) are not valid" + (f"; the first {len(shown)} are listed" if more else "")
-        raise ApiError(422, "invalid", message + ". Nothing was created.", shown)
+        raise InvalidFields(message + ". Nothing was created.", shown)
     created_by = _text_id(payload.get("created_by"))
     return JobRequest(job_uuid=job_uuid, tenant_id=tenant_id, job_type=job_type, action=action, rows=rows,
                       fields=fields, template_id=template_id, template_data=template_data,

@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from backend.core.followups import Followups
 from backend.moodle import callbacks, signing
-from api.common import ApiError
+from backend.core.errors import Conflict, InvalidFields, MalformedInput, NotAuthorized, NotFound
 from backend.companies.catalogue import resolve
 from backend.jobs.intake import normalize_email
 from models import RECIPIENT_FINAL, RECIPIENT_OPEN, Job, Recipient, RecipientStatus, utcnow
@@ -82,8 +82,8 @@ def guard_replay(*, session: Session, body: bytes, now: datetime, window: int) -
 def _validate(payload: dict) -> list[dict]:
     updates = payload.get("recipient_updates")
     if not isinstance(updates, list):
-        raise ApiError(422, "invalid", "recipient_updates must be a list.",
-                       [{"field": "recipient_updates", "message": "must be a list"}])
+        raise InvalidFields("recipient_updates must be a list.",
+                            [{"field": "recipient_updates", "message": "must be a list"}])
     errors = []
     for index, entry in enumerate(updates):
         where = f"recipient_updates[{index}]"
@@ -99,7 +99,7 @@ def _validate(payload: dict) -> list[dict]:
         if entry.get("attempts") is not None and not isinstance(entry.get("attempts"), int):
             errors.append({"field": f"{where}.attempts", "message": "must be a whole number"})
     if errors:
-        raise ApiError(422, "invalid", f"{len(errors)} update(s) are not valid; nothing was applied.", errors[:200])
+        raise InvalidFields(f"{len(errors)} update(s) are not valid; nothing was applied.", errors[:200])
     return updates
 
 
@@ -167,21 +167,22 @@ def apply_updates(*, session: Session, job: Job, updates: list[dict], now: datet
 
 def receive_worker_callback(*, session: Session, body: bytes, signature: str | None,
                             now: datetime | None = None, window: int = signing.WINDOW_SECONDS) -> InboundResult:
-    """Check and apply one signed worker callback. Raises ApiError: 401, 400, 404, 409 or 422."""
+    """Check and apply one signed worker callback. Raises NotAuthorized (no secret, a bad signature or
+    a stale timestamp), MalformedInput, NotFound, InvalidFields, or Conflict for a replayed body."""
     now = now or utcnow()
     job = _job_of(session, body)
     secret = _secret(session, job)
     if secret is None:
-        raise ApiError(401, "bad_signature", "No callback secret is configured, so nothing can be verified.")
+        raise NotAuthorized("No callback secret is configured, so nothing can be verified.", code="bad_signature")
     try:
         payload = signing.verify(body, signature, secret, now=now.timestamp(), window=window)
     except signing.NotJson as error:
-        raise ApiError(400, "malformed_json", str(error)) from None
+        raise MalformedInput(str(error)) from None
     except signing.SignatureError as error:
-        raise ApiError(401, error.reason, str(error)) from None
+        raise NotAuthorized(str(error), code=error.reason) from None
     if job is None:
-        raise ApiError(404, "not_found", "No job has this job_id.")
+        raise NotFound("No job has this job_id.")
     updates = _validate(payload)
     if not guard_replay(session=session, body=body, now=now, window=window):
-        raise ApiError(409, "replay", "This body was already accepted.")
+        raise Conflict("This body was already accepted.", code="replay")
     return apply_updates(session=session, job=job, updates=updates, now=now)
