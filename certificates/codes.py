@@ -21,7 +21,11 @@ _SHAPE = re.compile(rf"^{PREFIX}(?:-[{ALPHABET}]{{{GROUP_LEN}}}){{{GROUPS}}}$")
 
 def new_code() -> str:
     """A fresh random code (callers keep the database's unique index as the final guard)."""
-    value = secrets.randbits(BITS)
+    return code_from_int(secrets.randbits(BITS))
+
+
+def code_from_int(value: int) -> str:
+    """The code spelled by the low 60 bits of `value` (random, or derived from a keyed hash)."""
     symbols = []
     for _ in range(GROUPS * GROUP_LEN):
         symbols.append(ALPHABET[value & 31])

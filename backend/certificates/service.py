@@ -21,6 +21,18 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
+from backend.certificates.issue import (  # shared with the cloud worker, which keeps no database
+    ACTIONS_WITH_CERTIFICATES,
+    DEFAULT_VERIFY_URL,  # noqa: F401 - re-exported
+    fallback_fonts,
+    job_template,
+    placeholder_values,
+    storage_key,
+    template_dirs,  # noqa: F401 - re-exported (cli)
+    verify_url,
+)
+from backend.certificates.issue import attach_pdf as _attach
+from backend.certificates.issue import expiry_days as _expiry_days
 from backend.core import audit
 from backend.core.errors import InvalidTransition, NotFound, UnusableInput
 from backend.core.settings import get_settings
@@ -28,20 +40,14 @@ from backend.storage import Storage, get_storage, setting_value
 from certificates import (
     CertificateError,
     get_renderer,
-    load_template,
     missing_fields,
     new_code,
     normalize_code,
     prepare_values,
     required_fields,
 )
-from certificates.template import Template
 from models import Company, Job, Recipient, utcnow
 from models.certificates import Certificate
-
-DEFAULT_VERIFY_URL = "http://localhost:8080/verify/{code}"  # `mani serve`'s default address
-ACTIONS_WITH_CERTIFICATES = ("certificate", "both")
-_TRUE = {"1", "true", "yes", "on", "y"}
 
 
 @dataclass
@@ -58,48 +64,6 @@ class CertificateResult:
 
 def wants_certificates(job: Job) -> bool:
     return job.action in ACTIONS_WITH_CERTIFICATES or job.type == "certificate"
-
-
-def verify_url(code: str, *, settings=None) -> str:
-    """The public verification link for a code (`certificate_verify_url`, with or without {code})."""
-    base = str(setting_value(settings or get_settings(), "certificate_verify_url", DEFAULT_VERIFY_URL))
-    return base.replace("{code}", code) if "{code}" in base else f"{base.rstrip('/')}/{code}"
-
-
-def fallback_fonts(settings=None) -> list[str]:
-    """`certificate_fallback_font`: one path, or several separated by commas or the path separator."""
-    raw = setting_value(settings or get_settings(), "certificate_fallback_font", "")
-    items = raw if isinstance(raw, (list, tuple)) else re.split(rf"[,{re.escape(os.pathsep)}]", str(raw))
-    return [str(item).strip() for item in items if str(item).strip()]
-
-
-def template_dirs(settings=None) -> tuple[Path, ...]:
-    settings = settings or get_settings()
-    dirs = [setting_value(settings, "certificate_template_dir", None), Path(settings.data_dir) / "certificate_templates"]
-    return tuple(Path(d).expanduser() for d in dirs if d)
-
-
-def job_template(template_data: dict, *, settings=None) -> Template:
-    name = (template_data or {}).get("certificate_template") or "default"
-    return load_template(str(name), search_dirs=template_dirs(settings))
-
-
-def _expiry_days(template_data: dict) -> int | None:
-    raw = (template_data or {}).get("certificate_expiry_days")
-    if raw in (None, "", 0, "0"):
-        return None
-    try:
-        days = int(raw)
-    except (TypeError, ValueError):
-        raise UnusableInput(f"certificate_expiry_days must be a whole number of days, got {raw!r}") from None
-    if days < 1:
-        raise UnusableInput(f"certificate_expiry_days must be at least 1, got {days}")
-    return days
-
-
-def _attach(template_data: dict) -> bool:
-    value = (template_data or {}).get("attach_pdf", (template_data or {}).get("certificate_attach_pdf", False))
-    return value is True or str(value).strip().lower() in _TRUE
 
 
 def check_job_inputs(*, job_type: str, action: str, available_fields: set[str], template_data: dict) -> None:
@@ -121,13 +85,8 @@ def check_job_inputs(*, job_type: str, action: str, available_fields: set[str], 
 
 def recipient_data(job: Job, recipient: Recipient) -> dict:
     """Placeholder values for one recipient: job template data, then CSV columns, then its own fields."""
-    data = {k: v for k, v in (job.template_data or {}).items() if not isinstance(v, (dict, list))}
-    data.update({k: v for k, v in (recipient.variables or {}).items() if v not in (None, "")})
-    for name in ("email", "firstname", "lastname", "username", "userid"):
-        value = getattr(recipient, name, None)
-        if value not in (None, ""):
-            data[name] = value
-    return data
+    fields = {name: getattr(recipient, name, None) for name in ("email", "firstname", "lastname", "username", "userid")}
+    return placeholder_values(template_data=job.template_data, variables=recipient.variables, fields=fields)
 
 
 class _Storages:
@@ -214,7 +173,7 @@ def prepare_batch(*, session: Session, job: Job, recipients: Sequence[Recipient]
             except CertificateError as error:
                 results[recipient.id] = CertificateResult(code=None, url=None, error=str(error))
                 continue
-            key = f"{job.uuid}/{recipient.id}-{code}.pdf"
+            key = storage_key(job.uuid, recipient.id, code)
             storage.put(key, pdf, content_type="application/pdf")
             certificate = Certificate(
                 code=code, job_id=job.id, recipient_id=recipient.id, email=recipient.email,

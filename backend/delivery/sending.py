@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from backend.mail import templates
 from backend.core.followups import Followups
 from backend.delivery.engine import (
     Claim,
@@ -26,9 +25,9 @@ from backend.delivery.engine import (
     release_after_error,
     settle_batch,
 )
-from backend.mail.mime import message_id_for
+from backend.mail.outgoing import certificate_attachment, outgoing_message
 from backend.mail.providers import get_provider
-from backend.mail.providers.base import Attachment, Outcome, OutgoingMessage, SendResult
+from backend.mail.providers.base import Outcome, OutgoingMessage, SendResult
 from backend.core.settings import Settings, get_settings
 from models import Batch, BatchStatus, Job, JobStatus, utcnow
 from models.db import session_scope
@@ -223,16 +222,6 @@ def _classify(results: Sequence[SendResult], *, rows_by_id: dict, plan: BatchPla
                 )
 
 
-def render_recipient(
-    *, job_type: str, fields: dict, variables: dict, template_data: dict, settings: Settings
-) -> tuple[dict, templates.RenderedMessage]:
-    """The template context and the rendered message for one recipient (sending and preview share it)."""
-    context = templates.build_context(
-        row_fields=fields, variables=variables or {}, template_data=template_data or {}, settings=settings
-    )
-    return context, templates.render(job_type, context, settings=settings)
-
-
 def _message(*, row: dict, job: Job, plan: BatchPlan, certificate, decrypt, settings: Settings) -> OutgoingMessage:
     fields = {
         "email": row["email"],
@@ -246,30 +235,12 @@ def _message(*, row: dict, job: Job, plan: BatchPlan, certificate, decrypt, sett
         fields["certificate_url"] = row["certificate_url"]
         fields["certificate_code"] = row.get("certificate_code")
         fields["certificate_verify_url"] = row.get("certificate_verify_url")
-    context, rendered = render_recipient(
-        job_type=job.type, fields=fields, variables=row["variables"], template_data=job.template_data, settings=settings
-    )
-    attachments = []
     pdf = getattr(certificate, "pdf", None)
-    if pdf:
-        attachments.append(Attachment(filename=f"certificate-{row.get('certificate_code') or row['id']}.pdf", content=pdf))
-    fullname = " ".join(part for part in (row["firstname"], row["lastname"]) if part) or None
-    return OutgoingMessage(
-        recipient_id=row["id"],
-        to_address=row["email"],
-        to_name=fullname,
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-        message_id=message_id_for(job_uuid=job.uuid, recipient_id=row["id"], domain=_domain(plan.sender)),
-        variables=context,
-        attachments=attachments,
+    attachments = [certificate_attachment(pdf=pdf, code=row.get("certificate_code"), recipient_id=row["id"])] if pdf else []
+    return outgoing_message(
+        recipient_id=row["id"], job_uuid=job.uuid, job_type=job.type, fields=fields, variables=row["variables"],
+        template_data=job.template_data, sender=plan.sender, settings=settings, attachments=attachments,
     )
-
-
-def _domain(sender: str) -> str:
-    address = sender.rsplit("<", 1)[-1].rstrip(">").strip()
-    return address.rsplit("@", 1)[-1] or "mani.localhost"
 
 
 def _decryptor(settings: Settings):

@@ -47,7 +47,7 @@ def preview_csv(
     settings: Settings | None = None,
 ) -> Preview:
     """Read and check the whole file as `mani submit` would; raises UnusableInput the same way."""
-    from backend.delivery.sending import render_recipient
+    from backend.mail.outgoing import render_recipient
 
     settings = settings or get_settings()
     template_data = dict(template_data or {})
