@@ -15,7 +15,7 @@ idempotency utility keeps a DynamoDB record per (job id, recipient id), and a re
 saved result (reported again, not sent again).
 
 Configuration, from the environment the stack sets: `CERTIFICATE_BUCKET`, `SENDER_ADDRESS`,
-`IDEMPOTENCY_TABLE`, `CALLBACK_SECRET_ARN` (read once per container from Secrets Manager),
+`SENDER_NAME`, `IDEMPOTENCY_TABLE`, `CALLBACK_SECRET_ARN` (read once per container from Secrets Manager),
 `JOB_QUEUE_URL` and `INGEST_TOKEN_ARN` (intake), `PRESIGNED_URL_TTL`, `MAX_RECEIVE_COUNT`,
 `SEND_RATE` (messages/s per container, 0 = unpaced), `SEND_CONCURRENCY`, `IDEMPOTENCY_DAYS`;
 region and endpoints from the standard AWS variables (`AWS_REGION`, `AWS_ENDPOINT_URL`,
@@ -141,7 +141,9 @@ class WorkerRuntime:
         rate = float(os.environ.get("SEND_RATE") or 0)
         concurrency = int(os.environ.get("SEND_CONCURRENCY") or 8)
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        provider = SesProvider(sender=_env("SENDER_ADDRESS"), region=region, endpoint_url=_endpoint("sesv2"),
+        name = (os.environ.get("SENDER_NAME") or "").strip()
+        sender = f"{name} <{_env('SENDER_ADDRESS')}>" if name else _env("SENDER_ADDRESS")
+        provider = SesProvider(sender=sender, region=region, endpoint_url=_endpoint("sesv2"),
                                limiter=LocalRateLimiter(key="ses", rate=rate) if rate > 0 else None, workers=2)
         provider.__enter__()  # one SES client for the container's life
         # Records live as long as a message can: the queue's and the DLQ's 14 days, and a redrive.
@@ -155,7 +157,7 @@ class WorkerRuntime:
             return work()
 
         return cls(
-            settings=Settings(), secret=_secret(_env("CALLBACK_SECRET_ARN")), sender=_env("SENDER_ADDRESS"),
+            settings=Settings(), secret=_secret(_env("CALLBACK_SECRET_ARN")), sender=sender,
             storage=S3Storage(bucket=_env("CERTIFICATE_BUCKET"), region=region, endpoint_url=_endpoint("s3"),
                               default_ttl=int(os.environ.get("PRESIGNED_URL_TTL") or 604800)),
             provider=provider, idempotency=config, once_store=once_store,
