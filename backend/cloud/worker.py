@@ -341,7 +341,8 @@ def report_to_callback(message: JobMessage, report: MessageReport, *, ctx: Worke
         try:
             status = ctx.post(message.callback_url, body, headers)
             report.callback_status = status
-            if 200 <= status < 300:
+            # 409: mani already accepted this very body (a repeat within the same second).
+            if 200 <= status < 300 or status == 409:
                 report.callback_error = None
                 return
             report.callback_error = f"HTTP {status}"
