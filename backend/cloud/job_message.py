@@ -250,7 +250,8 @@ def parse_job_message(payload: Mapping[str, Any]) -> JobMessage:
     action = _text(payload, "action") or ("both" if generate else "email")
     if action not in ACTIONS:
         raise InvalidJobMessage(f"action must be one of {', '.join(ACTIONS)}.")
-    template_data = payload.get("template_data") or {}
+    template_data = payload.get("template_data")
+    template_data = {} if template_data is None else template_data
     if not isinstance(template_data, dict):
         raise InvalidJobMessage("template_data must be an object.")
     items = payload.get("recipients")
