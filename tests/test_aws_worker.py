@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from backend import signing
+from backend.moodle import signing
 from backend.cloud.job_message import build_job_message, encode, recipient_entry
-from backend.mime import message_id_for
+from backend.mail.mime import message_id_for
 from tests.support.aws_stack import (
     CALLBACK_SECRET,
     EventSource,

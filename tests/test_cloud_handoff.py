@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from backend import signing
-from backend.certificate_issue import derived_code
+from backend.moodle import signing
+from backend.certificates.issue import derived_code
 from backend.cloud.handoff_crypto import HandoffCryptoError, decrypt_for_worker, encrypt_for_worker
 from backend.cloud.job_message import (
     POINTER_CLASS,
@@ -31,9 +31,9 @@ from backend.cloud.worker import (
     deliver_recipients,
     report_to_callback,
 )
-from backend.errors import UnusableInput
-from backend.providers.base import Outcome, SendResult
-from backend.settings import Settings
+from backend.core.errors import UnusableInput
+from backend.mail.providers.base import Outcome, SendResult
+from backend.core.settings import Settings
 from certificates import normalize_code
 
 SECRET = "handoff-secret-0123456789"

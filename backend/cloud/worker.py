@@ -1,9 +1,9 @@
 """The cloud worker's run of one batch message, on mani's own core.
 
 For each recipient of a Job JSON message (`job_message`): open its sealed password, issue its
-certificate (`certificate_issue`) into the stack's bucket with a presigned link, render and
-compose its mail (`outgoing`, so the Message-ID is mani's deterministic one) and send it through
-the provider (`providers.ses`); then report every settled recipient in one signed callback
+certificate (`backend.certificates.issue`) into the stack's bucket with a presigned link, render and
+compose its mail (`backend.mail.outgoing`, so the Message-ID is mani's deterministic one) and send it through
+the provider (`backend.mail.providers.ses`); then report every settled recipient in one signed callback
 (`signing`, a fresh `timestamp` on every try).
 
 What the caller (the Lambda handler) supplies, in a `WorkerContext`:
@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from backend import signing
-from backend.certificate_issue import CertificateKit, derived_code, placeholder_values, storage_key, verify_url
+from backend.moodle import signing
+from backend.certificates.issue import CertificateKit, derived_code, placeholder_values, storage_key, verify_url
 from backend.cloud.handoff_crypto import HandoffCryptoError, decrypt_for_worker
 from backend.cloud.job_message import JobMessage, MessageRecipient, parse_job_message, resolve_body
-from backend.errors import UnusableInput
-from backend.outgoing import certificate_attachment, outgoing_message
-from backend.providers.base import Outcome, ProviderError
-from backend.settings import Settings
+from backend.core.errors import UnusableInput
+from backend.mail.outgoing import certificate_attachment, outgoing_message
+from backend.mail.providers.base import Outcome, ProviderError
+from backend.core.settings import Settings
 from backend.storage.base import StorageError
 from certificates import CertificateError
 

@@ -48,12 +48,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from botocore.config import Config
 
-from backend import signing
+from backend.moodle import signing
 from backend.cloud.job_message import InvalidJobMessage, message_bodies, parse_job_message
 from backend.cloud.worker import NotDone, WorkerContext, run_message
-from backend.providers.ses import SesProvider
-from backend.ratelimit import LocalRateLimiter
-from backend.settings import Settings
+from backend.mail.providers.ses import SesProvider
+from backend.mail.ratelimit import LocalRateLimiter
+from backend.core.settings import Settings
 from backend.storage.base import ObjectNotFound
 from backend.storage.s3 import S3Storage
 
