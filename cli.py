@@ -22,6 +22,8 @@ from backend.core.errors import ManiError, UnusableInput
 from backend.core.followups import Followups
 from backend.core.logs import configure_logging
 from backend.core.settings import get_settings
+from backend.jobs import queries
+from models import Job
 
 app = typer.Typer(
     name="mani",
@@ -193,14 +195,13 @@ def _print_submitted(document: dict, rejected: list, *, queued: bool, wait: bool
 
 def _wait_for(job_id: int, *, show_progress: bool) -> dict:
     """Poll the store until the job is final; a progress bar on a terminal."""
-    from backend.jobs.job_queries import get_job, job_counts
     from models import JOB_FINAL
     from models.db import session_scope
 
     def snapshot():
         with session_scope(read_only=True) as session:
-            job = get_job(session=session, job_ref=job_id)
-            return job, (job_counts(session=session, job_id=job.id) if job.status in JOB_FINAL else None)
+            job = session.get(Job, job_id)
+            return job, (queries.recipient_counts(session=session, job_id=job.id) if job.status in JOB_FINAL else None)
 
     job, counts = snapshot()
     interactive = show_progress and sys.stderr.isatty()
@@ -252,16 +253,12 @@ def jobs_list(
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, newest first."""
-    from backend.jobs.job_queries import list_jobs
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
-        jobs = list_jobs(session=session, status=status, job_type=job_type, company_id=company, search=search, limit=limit)
-    documents = [
-        {"job_id": j.uuid, "id": j.id, "type": j.type, "status": j.status, "company_id": j.company_id,
-         "total": j.total, "sent": j.sent_count, "failed": j.failed_count, "created_at": j.created_at.isoformat()}
-        for j in jobs
-    ]
+        jobs, _ = queries.search_jobs(session=session, status=status, job_type=job_type, company_id=company,
+                                      search=search, limit=limit)
+    documents = [job.model_dump(mode="json") for job in jobs]
     emit(documents, as_json=as_json, human=lambda: table(
         ["ID", "JOB", "TYPE", "STATUS", "COMPANY", "SENT/TOTAL", "FAILED", "CREATED"],
         [[d["id"], d["job_id"][:8], d["type"], d["status"], d["company_id"] or "-", f"{d['sent']}/{d['total']}",
@@ -273,11 +270,10 @@ def jobs_list(
 @handles_errors
 def jobs_show(job: JobRef, as_json: JsonOption = False) -> None:
     """A job's summary, counts and batches."""
-    from backend.jobs.job_queries import get_job, job_summary
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
-        summary = job_summary(session=session, job=get_job(session=session, job_ref=job))
+        summary = queries.job_detail(session=session, job_ref=job).model_dump(mode="json")
 
     def human() -> None:
         s = summary
@@ -309,13 +305,12 @@ def jobs_recipients(
     as_json: JsonOption = False,
 ) -> None:
     """Every recipient of a job with status, attempts, last error and sent time."""
-    from backend.jobs.job_queries import get_job, list_recipients, recipient_document
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
-        found = get_job(session=session, job_ref=job)
-        documents = [recipient_document(r) for r in
-                     list_recipients(session=session, job_id=found.id, status=status, search=search, limit=limit)]
+        job_id = queries.resolve_job_ref(session=session, job_ref=job)
+        documents = [r.model_dump(mode="json") for r in
+                     queries.list_recipients(session=session, job_id=job_id, status=status, search=search, limit=limit)]
     emit(documents, as_json=as_json, human=lambda: table(
         ["EMAIL", "STATUS", "ATTEMPTS", "SENT AT", "ERROR"],
         [[d["email"], d["status"], d["attempts"], (d["sent_at"] or "")[:19], (d["error"] or "")[:60]] for d in documents],
@@ -326,13 +321,11 @@ def jobs_recipients(
 @handles_errors
 def jobs_rejections(job: JobRef, as_json: JsonOption = False) -> None:
     """The CSV rows a job rejected, with line and reason."""
-    from backend.jobs.job_queries import get_job, list_rejections
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
-        found = get_job(session=session, job_ref=job)
-        documents = [{"line": r.line, "email": r.email, "reason": r.reason}
-                     for r in list_rejections(session=session, job_id=found.id)]
+        job_id = queries.resolve_job_ref(session=session, job_ref=job)
+        documents = [r.model_dump(mode="json") for r in queries.list_rejections(session=session, job_id=job_id)]
     emit(documents, as_json=as_json, human=lambda: table(
         ["LINE", "EMAIL", "REASON"], [[d["line"], d["email"] or "", d["reason"]] for d in documents]))
 
@@ -345,12 +338,11 @@ def _job_action(name: str, job: str, as_json: bool, **options) -> None:
     with session_scope() as session:
         result = action(session=session, job_ref=job, actor=who(), source="cli", **options)
     queued = enqueue_after_commit(result.followups)
-    document = {"job_id": result.job.uuid, "id": result.job.id, "status": result.job.status,
-                "recipients": result.count, "enqueued": queued}
+    done = result.public.model_copy(update={"enqueued": queued})
     verbs = {"retry": "queued for retry", "pause": "waiting while paused", "resume": "waiting",
              "cancel": "cancelled"}
-    emit(document, as_json=as_json, human=lambda: typer.echo(
-        f"Job {result.job.id} is {result.job.status}: {result.count:,} recipients {verbs[name]}."
+    emit(done.model_dump(mode="json"), as_json=as_json, human=lambda: typer.echo(
+        f"Job {done.id} is {done.status}: {done.recipients:,} recipients {verbs[name]}."
         + ("" if queued else _not_queued())))
 
 
@@ -620,16 +612,6 @@ def _iso(value) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
 
 
-def _delivery_document(delivery, job_uuid: str | None) -> dict:
-    return {
-        "id": delivery.id, "job_id": delivery.job_id, "job_uuid": job_uuid, "kind": delivery.kind,
-        "batch_id": delivery.batch_id, "updates": len(delivery.recipient_ids), "url": delivery.url,
-        "status": delivery.status, "attempts": delivery.attempts, "last_status_code": delivery.last_status_code,
-        "last_error": delivery.last_error, "next_attempt_at": _iso(delivery.next_attempt_at),
-        "created_at": _iso(delivery.created_at), "delivered_at": _iso(delivery.delivered_at),
-    }
-
-
 @callbacks_app.command("list")
 @handles_errors
 def callbacks_list(
@@ -639,22 +621,14 @@ def callbacks_list(
     as_json: JsonOption = False,
 ) -> None:
     """List callback deliveries, with the delivered share when one job is named."""
-    from backend.moodle import callbacks
-    from backend.jobs.job_queries import get_job
-    from models import Job
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
-        job_row = get_job(session=session, job_ref=job) if job else None
-        rows = callbacks.list_deliveries(session=session, job_id=job_row.id if job_row else None, status=status,
-                                         limit=limit)
-        uuids = {j.id: j.uuid for j in session.query(Job).filter(Job.id.in_({r.job_id for r in rows}))}
-        stats = callbacks.callback_stats(session=session, job_id=job_row.id) if job_row else None
-    documents = [_delivery_document(r, uuids.get(r.job_id)) for r in rows]
-    summary = None
-    if stats is not None:
-        summary = {"total": stats.total, "delivered": stats.delivered, "pending": stats.pending,
-                   "failed": stats.failed, "delivered_share": stats.delivered_share}
+        job_id = queries.resolve_job_ref(session=session, job_ref=job) if job else None
+        rows = queries.list_deliveries(session=session, job_id=job_id, status=status, limit=limit)
+        stats = queries.callback_stats(session=session, job_id=job_id) if job_id is not None else None
+    documents = [row.model_dump(mode="json") for row in rows]
+    summary = stats.model_dump(mode="json") if stats is not None else None
 
     def human() -> None:
         table(["id", "job", "kind", "updates", "status", "attempts", "last", "next attempt"],
@@ -677,20 +651,15 @@ def callbacks_show(
 ) -> None:
     """One delivery and every attempt: time, status code, error, duration."""
     from backend.moodle import callbacks
-    from models import Job
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
-        delivery = callbacks.get_delivery(session=session, delivery_id=delivery_id)
-        job = session.get(Job, delivery.job_id)
-        attempts = callbacks.list_attempts(session=session, delivery_id=delivery_id)
-        preview = callbacks.build_payload(session=session, delivery=delivery, job=job) if body else None
-    document = _delivery_document(delivery, job.uuid)
-    document["attempt_log"] = [
-        {"number": a.number, "at": _iso(a.started_at), "status_code": a.status_code, "error": a.error,
-         "duration_ms": a.duration_ms, "updates": a.update_count, "response": a.response_excerpt}
-        for a in attempts
-    ]
+        delivery, attempts = queries.delivery_log(session=session, delivery_id=delivery_id)
+        preview = callbacks.build_payload(
+            session=session, delivery=callbacks.get_delivery(session=session, delivery_id=delivery_id)
+        ) if body else None
+    document = delivery.model_dump(mode="json")
+    document["attempt_log"] = [attempt.model_dump(mode="json") for attempt in attempts]
     if preview is not None:
         document["body"] = preview
 
@@ -699,7 +668,8 @@ def callbacks_show(
                     "delivered_at", "last_error"):
             typer.echo(f"{key:>16}: {document[key] if document[key] is not None else '-'}")
         table(["#", "at", "code", "ms", "error"],
-              [[a["number"], a["at"], a["status_code"], a["duration_ms"], a["error"]] for a in document["attempt_log"]])
+              [[a["number"], a["started_at"], a["status_code"], a["duration_ms"], a["error"]]
+               for a in document["attempt_log"]])
         if preview is not None:
             import json
 
@@ -718,14 +688,12 @@ def callbacks_redeliver(
 ) -> None:
     """Send deliveries again now, with a fresh retry schedule; Moodle gets the current state."""
     from backend.moodle import callbacks
-    from backend.core.errors import UnusableInput
-    from backend.jobs.job_queries import get_job
     from models.db import session_scope
 
     with session_scope() as session:
         ids = list(delivery_ids or [])
         if job or all_failed:
-            job_id = get_job(session=session, job_ref=job).id if job else None
+            job_id = queries.resolve_job_ref(session=session, job_ref=job) if job else None
             ids += callbacks.failed_delivery_ids(session=session, job_id=job_id)
         if not ids:
             raise UnusableInput("Nothing to redeliver: name delivery ids, or --job JOB, or --failed.")
@@ -756,13 +724,11 @@ def rates(
     as_json: JsonOption = False,
 ) -> None:
     """Bounce and complaint rates (the seeds' target: bounces under 2 %)."""
-    from backend.jobs.job_queries import get_job
-    from backend.moodle.webhooks import delivery_rates
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
-        job_id = get_job(session=session, job_ref=job).id if job else None
-        document = delivery_rates(session=session, job_id=job_id, company_id=company).as_dict()
+        job_id = queries.resolve_job_ref(session=session, job_ref=job) if job else None
+        document = queries.delivery_rates(session=session, job_id=job_id, company_id=company).model_dump(mode="json")
 
     def pct(value) -> str:
         return "-" if value is None else f"{value:.2%}"
@@ -922,7 +888,8 @@ def list_(
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
-        rows = list_certificates(session=session, job_ref=job, limit=limit, offset=offset)
+        job_id = queries.resolve_job_ref(session=session, job_ref=job)
+        rows = list_certificates(session=session, job_id=job_id, limit=limit, offset=offset)
 
     def human() -> None:
         for row in rows:
@@ -946,16 +913,17 @@ def export(
     from models.db import session_scope
 
     with session_scope(read_only=True) as session:
+        job_id = queries.resolve_job_ref(session=session, job_ref=job)
         if sys.stderr.isatty() and not as_json:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
             with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                           TimeRemainingColumn(), transient=True) as bar:
                 task = bar.add_task("exporting", total=None)
-                result = export_zip(session=session, job_ref=job, path=zip_path, include_revoked=include_revoked,
+                result = export_zip(session=session, job_id=job_id, path=zip_path, include_revoked=include_revoked,
                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
         else:
-            result = export_zip(session=session, job_ref=job, path=zip_path, include_revoked=include_revoked)
+            result = export_zip(session=session, job_id=job_id, path=zip_path, include_revoked=include_revoked)
     summary = {"path": str(result.path), "certificates": result.count, "missing": result.missing,
                "bytes": result.bytes_written}
     emit(summary, as_json=as_json, human=lambda: typer.echo(

@@ -11,7 +11,8 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from backend.moodle import callbacks, tokens
+from backend.jobs import queries
+from backend.moodle import tokens
 from api.app import create_app
 from api.common import ApiConfig
 from backend.core.settings import reset_settings_cache
@@ -66,7 +67,7 @@ def test_a_real_job_reports_every_recipient_to_moodle(request, database, tmp_pat
             assert receiver.wait_for(lambda r: len(r.statuses) == 230 and r.job_statuses, timeout=60), (
                 (tmp_path / "worker.log").read_text()[-3000:])
             with session_scope() as session:
-                assert receiver.wait_for(lambda r: callbacks.callback_stats(
+                assert receiver.wait_for(lambda r: queries.callback_stats(
                     session=session, job_id=job.id).delivered_share == 1.0, timeout=30)
         finally:
             worker.stop()

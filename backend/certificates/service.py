@@ -285,12 +285,9 @@ def revoke(*, session: Session, code: str, reason: str | None = None, actor: str
     return certificate
 
 
-def list_certificates(*, session: Session, job_ref: str | int, limit: int | None = 100, offset: int = 0) -> list[dict]:
+def list_certificates(*, session: Session, job_id: int, limit: int | None = 100, offset: int = 0) -> list[dict]:
     """A job's certificates (every issue, newest last) as plain dicts."""
-    from backend.jobs.job_queries import get_job
-
-    job = get_job(session=session, job_ref=job_ref)
-    query = select(Certificate).where(Certificate.job_id == job.id).order_by(Certificate.id).offset(offset)
+    query = select(Certificate).where(Certificate.job_id == job_id).order_by(Certificate.id).offset(offset)
     if limit is not None:
         query = query.limit(limit)
     now = utcnow()
@@ -314,7 +311,7 @@ class ExportResult:
 _UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
 
 
-def export_zip(*, session: Session, job_ref: str | int, path: str | Path,
+def export_zip(*, session: Session, job_id: int, path: str | Path,
                progress: Callable[[int, int], None] | None = None, include_revoked: bool = False) -> ExportResult:
     """Write every certificate of a job into a ZIP, one PDF at a time (constant memory, ZIP64).
 
@@ -322,9 +319,9 @@ def export_zip(*, session: Session, job_ref: str | int, path: str | Path,
     `<name>-<code>.pdf` files and a `manifest.csv`. PDFs missing from storage are listed in
     the result (and the manifest) instead of failing the export.
     """
-    from backend.jobs.job_queries import get_job
-
-    job = get_job(session=session, job_ref=job_ref)
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
     storages = _Storages(session=session, job=job, settings=get_settings())
     conditions = [Certificate.job_id == job.id]
     if not include_revoked:

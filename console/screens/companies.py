@@ -11,7 +11,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
 from backend.jobs import queries
-from backend.jobs.dashboard import company_rates
+from backend.jobs.queries import company_rates
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
