@@ -15,15 +15,48 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.exc import OperationalError
 
 from actors import broker as broker_setup
 from actors.enqueue import enqueue_after_commit
+from actors.runner import run_forever, start_worker
+from backend.companies import connection_test
+from backend.companies.catalogue import parse_assignments
+from backend.companies.resolution import describe
+from backend.companies.service import (
+    add_company,
+    company_row,
+    get_company,
+    list_companies,
+    rename_company,
+    show_company,
+)
+from backend.companies.store import set_company_settings, set_global_settings
+from backend.core.audit import record
 from backend.core.errors import ManiError, UnusableInput
 from backend.core.followups import Followups
 from backend.core.logs import configure_logging
+from backend.core.oswho import os_user
+from backend.core.secrets import generate_key, generate_key_file
 from backend.core.settings import get_settings
+from backend.jobs import actions as job_actions
 from backend.jobs import queries
-from models import Job
+from backend.jobs.create import submit_csv
+from backend.moodle import callbacks
+from backend.moodle.tokens import issue_token, list_tokens, revoke_token
+from models import JOB_FINAL, Job
+from models.db import (
+    DatabaseNotMigrated,
+    current_revision,
+    ensure_schema,
+    get_engine,
+    head_revision,
+    session_scope,
+    upgrade,
+)
 
 app = typer.Typer(
     name="mani",
@@ -54,10 +87,6 @@ def handles_errors(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from sqlalchemy.exc import OperationalError
-
-        from models.db import DatabaseNotMigrated
-
         try:
             return command(*args, **kwargs)
         except ManiError as error:
@@ -78,15 +107,10 @@ def emit(data: Any, *, as_json: bool, human: Callable[[], None] | None = None) -
 
 
 def who() -> str:
-    from backend.core.oswho import os_user
-
     return os_user()
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     output = Table(*headers, box=None, pad_edge=False, header_style="bold")
     for row in rows:
         output.add_row(*("" if cell is None else str(cell) for cell in row))
@@ -121,11 +145,6 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Create a job from a CSV file and hand it to the workers."""
-    from backend.core.audit import record
-    from backend.jobs.create import submit_csv
-    from backend.core.settings import get_settings
-    from models.db import session_scope
-
     settings = get_settings()
     with session_scope() as session:
         created = submit_csv(
@@ -144,7 +163,6 @@ def submit(
     }
     embedded = None
     if wait and not settings.redis_url and created.accepted:
-        from actors.runner import start_worker
 
         # The in-process worker's start and stop lines are noise next to a progress bar.
         logging.getLogger("dramatiq").setLevel(logging.WARNING)
@@ -195,9 +213,6 @@ def _print_submitted(document: dict, rejected: list, *, queued: bool, wait: bool
 
 def _wait_for(job_id: int, *, show_progress: bool) -> dict:
     """Poll the store until the job is final; a progress bar on a terminal."""
-    from models import JOB_FINAL
-    from models.db import session_scope
-
     def snapshot():
         with session_scope(read_only=True) as session:
             job = session.get(Job, job_id)
@@ -207,7 +222,6 @@ def _wait_for(job_id: int, *, show_progress: bool) -> dict:
     interactive = show_progress and sys.stderr.isatty()
     progress = None
     if interactive:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         progress = Progress(TextColumn("[bold]job {task.fields[job]}[/] {task.fields[status]}"), BarColumn(),
                             MofNCompleteColumn(), TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(),
@@ -253,8 +267,6 @@ def jobs_list(
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, newest first."""
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         jobs, _ = queries.search_jobs(session=session, status=status, job_type=job_type, company_id=company,
                                       search=search, limit=limit)
@@ -270,8 +282,6 @@ def jobs_list(
 @handles_errors
 def jobs_show(job: JobRef, as_json: JsonOption = False) -> None:
     """A job's summary, counts and batches."""
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         summary = queries.job_detail(session=session, job_ref=job).model_dump(mode="json")
 
@@ -305,8 +315,6 @@ def jobs_recipients(
     as_json: JsonOption = False,
 ) -> None:
     """Every recipient of a job with status, attempts, last error and sent time."""
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         job_id = queries.resolve_job_ref(session=session, job_ref=job)
         documents = [r.model_dump(mode="json") for r in
@@ -321,8 +329,6 @@ def jobs_recipients(
 @handles_errors
 def jobs_rejections(job: JobRef, as_json: JsonOption = False) -> None:
     """The CSV rows a job rejected, with line and reason."""
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         job_id = queries.resolve_job_ref(session=session, job_ref=job)
         documents = [r.model_dump(mode="json") for r in queries.list_rejections(session=session, job_id=job_id)]
@@ -331,9 +337,6 @@ def jobs_rejections(job: JobRef, as_json: JsonOption = False) -> None:
 
 
 def _job_action(name: str, job: str, as_json: bool, **options) -> None:
-    from backend.jobs import actions as job_actions
-    from models.db import session_scope
-
     action = getattr(job_actions, f"{name}_job")
     with session_scope() as session:
         result = action(session=session, job_ref=job, actor=who(), source="cli", **options)
@@ -394,10 +397,6 @@ def worker(
     threads: Annotated[int, typer.Option(help="Threads per process.", min=1)] = 8,
 ) -> None:
     """Run Dramatiq workers and the sweeper until SIGTERM (ready for systemd)."""
-    from actors.runner import run_forever
-    from backend.core.settings import get_settings
-    from models.db import ensure_schema
-
     settings = get_settings()
     ensure_schema()
     broker = f"Redis {settings.redis_namespace}" if settings.redis_url else "the embedded broker (this process only)"
@@ -409,8 +408,6 @@ def worker(
 @handles_errors
 def db_upgrade(as_json: JsonOption = False) -> None:
     """Migrate the database to the newest schema."""
-    from models.db import upgrade
-
     before, after = upgrade()
     emit({"from": before, "to": after}, as_json=as_json,
          human=lambda: typer.echo(f"database at {after}" + ("" if before == after else f" (was {before or 'empty'})")))
@@ -420,8 +417,6 @@ def db_upgrade(as_json: JsonOption = False) -> None:
 @handles_errors
 def db_current(as_json: JsonOption = False) -> None:
     """Show the schema revision of the database and of the code."""
-    from models.db import current_revision, get_engine, head_revision
-
     engine = get_engine()
     document = {"database": current_revision(engine), "code": head_revision(engine),
                 "url": engine.url.render_as_string(hide_password=True)}
@@ -463,9 +458,6 @@ def companies_add(
     as_json: JsonOption = False,
 ) -> None:
     """Add a company; it inherits every global setting until `mani companies set` overrides one."""
-    from backend.companies.service import add_company, company_row
-    from models.db import session_scope
-
     with session_scope() as session:
         row = company_row(add_company(session=session, company_id=company_id, name=name, actor=who(), source="cli"))
     emit(row, as_json=as_json, human=lambda: typer.echo(f"added company {row['id']} ({row['name']})"))
@@ -475,9 +467,6 @@ def companies_add(
 @handles_errors
 def companies_list(as_json: JsonOption = False) -> None:
     """Every company, with its cloud switch and provider."""
-    from backend.companies.service import company_row, list_companies
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         rows = [company_row(company) for company in list_companies(session=session)]
     emit(rows, as_json=as_json, human=lambda: table(
@@ -491,9 +480,6 @@ def companies_list(as_json: JsonOption = False) -> None:
 @handles_errors
 def companies_show(company_id: CompanyId, as_json: JsonOption = False) -> None:
     """A company and every setting it resolves to (secrets masked), with where each comes from."""
-    from backend.companies.service import show_company
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         document = show_company(session=session, company_id=company_id)
 
@@ -513,10 +499,6 @@ def companies_set(
     as_json: JsonOption = False,
 ) -> None:
     """Override settings for one company: `mani companies set acme enabled=true email_provider=mailgun`."""
-    from backend.companies.service import get_company, rename_company
-    from backend.companies.catalogue import parse_assignments, set_company_settings
-    from models.db import session_scope
-
     values = parse_assignments(assignments or [])
     if not values and name is None:
         raise fail("give KEY=VALUE pairs or --name NAME", 2)
@@ -538,11 +520,8 @@ def companies_set(
 @handles_errors
 def companies_test(company_id: CompanyId, as_json: JsonOption = False) -> None:
     """Check each configured piece for real (provider, sender, storage, queue, callback URL)."""
-    from backend.companies import connection_test
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
-        results = connection_test.test_company(session=session, company_id=company_id)
+        results = connection_test.check_company_connections(session=session, company_id=company_id)
     document = {"company": company_id, "ok": all(r.ok for r in results), "checks": [r.as_dict() for r in results]}
 
     def human() -> None:
@@ -559,9 +538,6 @@ def companies_test(company_id: CompanyId, as_json: JsonOption = False) -> None:
 @handles_errors
 def settings_show(as_json: JsonOption = False) -> None:
     """Every global setting (secrets masked) and where its value comes from."""
-    from backend.companies.catalogue import describe
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         document = describe(session=session, company_id=None)
     emit(document, as_json=as_json, human=lambda: _settings_table(document))
@@ -571,9 +547,6 @@ def settings_show(as_json: JsonOption = False) -> None:
 @handles_errors
 def settings_set(assignments: Assignments, as_json: JsonOption = False) -> None:
     """Store global settings in the database: `mani settings set cloud_fallback_behavior=fail`."""
-    from backend.companies.catalogue import parse_assignments, set_global_settings
-    from models.db import session_scope
-
     values = parse_assignments(assignments or [])
     with session_scope() as session:
         changes = set_global_settings(session=session, values=values, actor=who(), source="cli")
@@ -589,9 +562,6 @@ def keys_generate(
     as_json: JsonOption = False,
 ) -> None:
     """Make the key that encrypts stored secrets (mode 0600). Copy it to every host."""
-    from backend.core.secrets import generate_key, generate_key_file
-    from backend.core.settings import get_settings
-
     if print_only:
         key = generate_key()
         emit({"key": key}, as_json=as_json, human=lambda: typer.echo(key))
@@ -621,8 +591,6 @@ def callbacks_list(
     as_json: JsonOption = False,
 ) -> None:
     """List callback deliveries, with the delivered share when one job is named."""
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         job_id = queries.resolve_job_ref(session=session, job_ref=job) if job else None
         rows = queries.list_deliveries(session=session, job_id=job_id, status=status, limit=limit)
@@ -650,9 +618,6 @@ def callbacks_show(
     as_json: JsonOption = False,
 ) -> None:
     """One delivery and every attempt: time, status code, error, duration."""
-    from backend.moodle import callbacks
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         delivery, attempts = queries.delivery_log(session=session, delivery_id=delivery_id)
         preview = callbacks.build_payload(
@@ -671,7 +636,6 @@ def callbacks_show(
               [[a["number"], a["started_at"], a["status_code"], a["duration_ms"], a["error"]]
                for a in document["attempt_log"]])
         if preview is not None:
-            import json
 
             typer.echo(json.dumps(preview, indent=2, ensure_ascii=False))
 
@@ -687,9 +651,6 @@ def callbacks_redeliver(
     as_json: JsonOption = False,
 ) -> None:
     """Send deliveries again now, with a fresh retry schedule; Moodle gets the current state."""
-    from backend.moodle import callbacks
-    from models.db import session_scope
-
     with session_scope() as session:
         ids = list(delivery_ids or [])
         if job or all_failed:
@@ -709,12 +670,12 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
 ) -> None:
     """Run the HTTP API (Job JSON, worker callbacks, provider webhooks, /healthz, /metrics)."""
-    from api.app import serve as run
-    from models.db import ensure_schema
-
     ensure_schema()
     typer.echo(f"mani serve: http://{host}:{port}", err=True)
-    run(host=host, port=port)
+    # Deferred: the web stack (starlette, uvicorn, prometheus-client) is for `mani serve` alone.
+    from api.app import serve as serve_api
+
+    serve_api(host=host, port=port)
 
 
 @handles_errors
@@ -724,8 +685,6 @@ def rates(
     as_json: JsonOption = False,
 ) -> None:
     """Bounce and complaint rates (the seeds' target: bounces under 2 %)."""
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         job_id = queries.resolve_job_ref(session=session, job_ref=job) if job else None
         document = queries.delivery_rates(session=session, job_id=job_id, company_id=company).model_dump(mode="json")
@@ -745,9 +704,6 @@ def companies_token(
     as_json: JsonOption = False,
 ) -> None:
     """Make a bearer token for the HTTP API; it is shown this once and stored only hashed."""
-    from backend.moodle.tokens import issue_token
-    from models.db import session_scope
-
     with session_scope() as session:
         issued = issue_token(session=session, company_id=company_id, actor=who(), source="cli",
                              revoke_others=revoke_others)
@@ -762,9 +718,6 @@ def companies_tokens(
     as_json: JsonOption = False,
 ) -> None:
     """List API tokens (prefix, created, last used, revoked); never the tokens themselves."""
-    from backend.moodle.tokens import list_tokens
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         rows = list_tokens(session=session, company_id=company_id)
     documents = [{"id": r.id, "company_id": r.company_id, "prefix": r.prefix, "created_at": _iso(r.created_at),
@@ -781,15 +734,14 @@ def companies_revoke_token(
     token_id: Annotated[int, typer.Argument(help="The token id (from `mani companies tokens`).")],
 ) -> None:
     """Revoke an API token at once."""
-    from backend.moodle.tokens import revoke_token
-    from models.db import session_scope
-
     with session_scope() as session:
         row = revoke_token(session=session, token_id=token_id, actor=who(), source="cli")
     typer.echo(f"token {row.id} ({row.prefix}…) of company {row.company_id} is revoked")
 
 
 # --- certificates ---------------------------------------------------------------------------
+# The certificate commands import the certificate service when they run: it loads fpdf2, which
+# no other command needs (a deferred import on purpose).
 
 certificates_app = typer.Typer(help="Certificates: preview templates, verify, revoke and export.", no_args_is_help=True)
 
@@ -838,7 +790,6 @@ def verify(
 ) -> None:
     """Who, what and when for a code, and whether it is valid, expired or revoked."""
     from backend.certificates.service import verify as verify_code
-    from models.db import session_scope
 
     with session_scope(read_only=True) as session:
         result = verify_code(session=session, code=code)
@@ -866,8 +817,6 @@ def revoke(
 ) -> None:
     """Revoke a certificate. Retrying its job afterwards issues a new one with a new code."""
     from backend.certificates.service import revoke as revoke_code
-    from backend.core.oswho import os_user
-    from models.db import session_scope
 
     with session_scope() as session:
         certificate = revoke_code(session=session, code=code, reason=reason, actor=os_user(), source="cli")
@@ -885,7 +834,6 @@ def list_(
 ) -> None:
     """The certificates issued for a job."""
     from backend.certificates.service import list_certificates
-    from models.db import session_scope
 
     with session_scope(read_only=True) as session:
         job_id = queries.resolve_job_ref(session=session, job_ref=job)
@@ -910,12 +858,10 @@ def export(
 ) -> None:
     """Write every certificate of a job into one ZIP (streamed: any job size, constant memory)."""
     from backend.certificates.service import export_zip
-    from models.db import session_scope
 
     with session_scope(read_only=True) as session:
         job_id = queries.resolve_job_ref(session=session, job_ref=job)
         if sys.stderr.isatty() and not as_json:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
             with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                           TimeRemainingColumn(), transient=True) as bar:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -11,15 +12,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from actors.enqueue import enqueue_after_commit
-from backend.core import audit
-from backend.moodle import tokens
 from api.common import (
-    ApiConfig, ApiError, audit_rejection, bearer_token, client_address, http_error, read_body,
+    ApiConfig,
+    ApiError,
+    audit_rejection,
+    bearer_token,
+    client_address,
+    http_error,
+    read_body,
 )
-from backend.jobs.job_json import JobRequest, parse_body, parse_job_request
+from backend.core import audit
 from backend.core.errors import ManiError, UnusableInput
 from backend.core.settings import get_settings
 from backend.jobs import queries
+from backend.jobs.create import create_job
+from backend.jobs.job_json import JobRequest, parse_body, parse_job_request
+from backend.moodle import tokens
 from models import Job
 from models.callbacks import ApiToken
 from models.db import session_scope
@@ -60,8 +68,6 @@ def _existing(session: Session, job_uuid: str, caller: Caller) -> JSONResponse |
 
 def submit_job(*, body: bytes, request_token: str | None, address: str | None) -> JSONResponse:
     """Authenticate, validate everything, then create the job in one transaction and enqueue it."""
-    from backend.jobs.create import create_job
-
     caller = None
     try:
         with session_scope() as session:
@@ -126,8 +132,6 @@ def _field_of(error: UnusableInput) -> str:
 
 def _target_of(body: bytes) -> str | None:
     """The job_id of a rejected body, if one can be read (for the audit entry only)."""
-    import re
-
     match = re.search(rb'"job_id"\s*:\s*"([0-9a-fA-F-]{1,36})"', body[:4096])
     return match.group(1).decode() if match else None
 

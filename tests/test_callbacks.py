@@ -17,7 +17,7 @@ from models import Batch, Job, Recipient, utcnow
 from models.callbacks import CallbackAttempt, CallbackDelivery
 from models.db import session_scope
 from tests.support.receiver import Receiver
-from tests.test_callbacks_support import SECRET, add_company, cb_db, make_job, set_recipients  # noqa: F401
+from tests.support.callbacks import SECRET, add_company, make_job, set_recipients
 
 pytestmark = pytest.mark.usefixtures("cb_db")
 
@@ -240,7 +240,7 @@ def test_big_deliveries_are_split(monkeypatch):
 
 
 def test_job_callback_url_wins_and_the_global_secret_signs_without_a_company(monkeypatch):
-    from backend.companies.catalogue import set_global_settings
+    from backend.companies.store import set_global_settings
 
     with Receiver("global-secret") as receiver:
         with session_scope() as session:

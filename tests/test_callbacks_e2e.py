@@ -11,19 +11,20 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from backend.jobs import queries
-from backend.moodle import tokens
 from api.app import create_app
 from api.common import ApiConfig
 from backend.core.settings import reset_settings_cache
+from backend.jobs import queries
+from backend.moodle import tokens
 from models import Job, Recipient
 from models.db import session_scope
 from tests.support.receiver import Receiver
 from tests.support.workers import WorkerProcess, wait_for_job
 from tests.test_api_jobs import SEED_JOB
-from tests.test_callbacks_support import SECRET, add_company, serve_app  # noqa: F401
+from tests.support.callbacks import SECRET, add_company
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+# A real worker process: with the other worker tests on one xdist worker, not beside them.
+pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.xdist_group("workers")]
 
 
 @pytest.fixture

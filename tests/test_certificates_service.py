@@ -16,15 +16,17 @@ from sqlmodel import select
 
 from backend.certificates import service
 from backend.core.errors import InvalidTransition, NotFound, UnusableInput
-from backend.jobs.intake import RecipientRow, normalize_email
+from backend.core.settings import get_settings, reset_settings_cache
 from backend.jobs import queries
 from backend.jobs.create import create_job
-from backend.core.settings import get_settings, reset_settings_cache
-from backend.storage import LocalStorage, get_storage
+from backend.jobs.intake import RecipientRow
+from backend.mail.addresses import normalize_email
+from backend.storage.local import LocalStorage
+from backend.storage.registry import get_storage
 from models import AuditEntry, Job, Recipient, utcnow
 from models.certificates import Certificate
 from models.db import session_scope
-from tests.support.cloud import moto_server  # noqa: F401
+
 
 PEOPLE = [
     ("zoe@example.com", "Zoë", "Ångström-Kovačević"),
@@ -256,7 +258,7 @@ def test_company_storage_on_s3_with_presigned_links(session, moto_server, tmp_pa
     import httpx
 
     from backend.companies.service import add_company
-    from backend.companies.catalogue import set_company_settings
+    from backend.companies.store import set_company_settings
 
     moto_server.client("s3").create_bucket(Bucket="acme-certs")
     add_company(session=session, company_id="acme", name="Acme", actor="t", source="test")

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from backend.jobs import queries as q
 from backend.core.errors import NotFound
+from backend.jobs import queries as q
 from console.demo import DEMO_NOW, seed
 
 

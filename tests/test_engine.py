@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from backend.core.settings import reset_settings_cache
 from backend.delivery import engine
+from backend.delivery.sending import run_batch
 from backend.jobs.actions import cancel_job, pause_job, resume_job, retry_job
 from backend.jobs.queries import recipient_counts
-from backend.delivery.sending import run_batch
-from backend.core.settings import reset_settings_cache
 from models import Batch, Job, Recipient, utcnow
 from models.db import session_scope
 from tests.support.engine import people, run_inline, submit, write_csv

@@ -70,7 +70,7 @@ def _found(session, search: str) -> list[int]:
 
 
 def test_search_by_number_uuid_prefix_and_address(session, jobs):
-    a, b, c = jobs["a"], jobs["b"], jobs["c"]
+    a, b = jobs["a"], jobs["b"]
     assert _found(session, f"#{b}") == [b]
     assert b in _found(session, str(b))
     assert _found(session, "a1b2") == [a, b]
@@ -109,3 +109,18 @@ def test_the_cli_finds_the_same_job_as_the_console(sqlite_db):
         if "@" not in search:
             shown = json.loads(runner.invoke(cli.app, ["jobs", "show", search, "--json"]).stdout)
             assert (shown["id"], shown["job_id"]) == (jobs[key], UUIDS[key])
+
+
+def test_the_cancel_question_counts_what_the_cancel_does(session, jobs):
+    from backend.jobs.actions import cancel_job
+
+    job_id = jobs["a"]
+    session.add_all(Recipient(job_id=job_id, email=f"r{i}@example.com", email_norm=f"r{i}@example.com",
+                              status=status)
+                    for i, status in enumerate(["processing", "sent", "retry_pending", "failed"]))
+    session.flush()
+    detail = queries.job_detail(session=session, job_ref=job_id)
+    # 2 pending + retry_pending + failed; the one `processing` is its worker's to settle.
+    assert detail.cancellable == queries.count_cancellable(session=session, job_id=job_id) == 4
+    assert detail.waiting == 5
+    assert cancel_job(session=session, job_ref=job_id, actor="t", source="test").public.cancelled == 4

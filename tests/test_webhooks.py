@@ -21,14 +21,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from sqlmodel import select
 
-from backend.jobs import queries
-from backend.moodle import webhooks
 from api.app import create_app
 from api.common import ApiConfig
+from backend.jobs import queries
+from backend.moodle import webhooks
 from models import AuditEntry, Job, Recipient, utcnow
 from models.callbacks import CallbackDelivery, WebhookEvent
 from models.db import session_scope
-from tests.test_callbacks_support import add_company, cb_db, make_job, serve_app, set_recipients  # noqa: F401
+from tests.support.callbacks import add_company, make_job, set_recipients
 
 pytestmark = pytest.mark.usefixtures("cb_db")
 MAILGUN_KEY = "key-test-signing"

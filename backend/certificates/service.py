@@ -21,10 +21,12 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
+from backend.companies.resolution import resolve
 from backend.core import audit
 from backend.core.errors import InvalidTransition, NotFound, UnusableInput
 from backend.core.settings import get_settings
-from backend.storage import Storage, get_storage, setting_value
+from backend.storage.base import Storage, setting_value
+from backend.storage.registry import get_storage
 from certificates import (
     CertificateError,
     get_renderer,
@@ -36,7 +38,7 @@ from certificates import (
     required_fields,
 )
 from certificates.template import Template
-from models import Company, Job, Recipient, utcnow
+from models import Job, Recipient, utcnow
 from models.certificates import Certificate
 
 DEFAULT_VERIFY_URL = "http://localhost:8080/verify/{code}"  # `mani serve`'s default address
@@ -134,13 +136,7 @@ class _Storages:
     """The storages a job's certificates live in: the one new issues go to, and any older ones by name."""
 
     def __init__(self, *, session: Session, job: Job, settings):
-        try:
-            from backend.companies.catalogue import resolve
-
-            self.resolved = dict(resolve(session=session, company_id=job.company_id, settings=settings))
-        except ImportError:  # pragma: no cover - the settings part is always installed with mani
-            company = session.get(Company, job.company_id) if job.company_id else None
-            self.resolved = dict(company.settings) if company else {}
+        self.resolved = dict(resolve(session=session, company_id=job.company_id, settings=settings))
         self.settings = settings
         # The company's storage on the cloud path (certificate_generation_mode), local otherwise.
         mode = self.resolved.get("certificate_generation_mode") or "cloud_if_enabled"

@@ -15,8 +15,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from backend.mail import templates
+from backend.companies.resolution import resolve
+from backend.core.field_cipher import field_cipher
 from backend.core.followups import Followups
+from backend.core.settings import Settings, get_settings
 from backend.delivery.engine import (
     Claim,
     Outcomes,
@@ -26,11 +28,12 @@ from backend.delivery.engine import (
     release_after_error,
     settle_batch,
 )
+from backend.mail import templates
 from backend.mail.mime import message_id_for
 from backend.mail.providers import get_provider
 from backend.mail.providers.base import Attachment, Outcome, OutgoingMessage, SendResult
-from backend.core.settings import Settings, get_settings
-from models import Batch, BatchStatus, Job, JobStatus, utcnow
+from backend.mail.ratelimit import get_limiter
+from models import Batch, BatchStatus, Job, JobStatus, Recipient, utcnow
 from models.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -51,8 +54,6 @@ class BatchPlan:
 
 
 def plan_batch(*, session, job: Job, settings: Settings) -> BatchPlan:
-    from backend.companies.catalogue import resolve
-
     resolved = resolve(session=session, company_id=job.company_id)
     schedule = resolved.get("cloud_retry_policy") or settings.retry_schedule
     sender = resolved.get("sender") or settings.sender
@@ -126,8 +127,8 @@ class LeaseKeeper:
 def _prepare_certificates(*, claim: Claim, sessions: SessionFactory) -> dict:
     if claim.job.action not in ("certificate", "both") or not claim.rows:
         return {}
+    # Deferred: the certificate service loads fpdf2, which a mail-only worker never needs.
     from backend.certificates.service import prepare_batch
-    from models import Recipient
 
     with sessions() as session:
         recipients = list(session.execute(
@@ -223,16 +224,6 @@ def _classify(results: Sequence[SendResult], *, rows_by_id: dict, plan: BatchPla
                 )
 
 
-def render_recipient(
-    *, job_type: str, fields: dict, variables: dict, template_data: dict, settings: Settings
-) -> tuple[dict, templates.RenderedMessage]:
-    """The template context and the rendered message for one recipient (sending and preview share it)."""
-    context = templates.build_context(
-        row_fields=fields, variables=variables or {}, template_data=template_data or {}, settings=settings
-    )
-    return context, templates.render(job_type, context, settings=settings)
-
-
 def _message(*, row: dict, job: Job, plan: BatchPlan, certificate, decrypt, settings: Settings) -> OutgoingMessage:
     fields = {
         "email": row["email"],
@@ -246,7 +237,7 @@ def _message(*, row: dict, job: Job, plan: BatchPlan, certificate, decrypt, sett
         fields["certificate_url"] = row["certificate_url"]
         fields["certificate_code"] = row.get("certificate_code")
         fields["certificate_verify_url"] = row.get("certificate_verify_url")
-    context, rendered = render_recipient(
+    context, rendered = templates.render_recipient(
         job_type=job.type, fields=fields, variables=row["variables"], template_data=job.template_data, settings=settings
     )
     attachments = []
@@ -273,8 +264,6 @@ def _domain(sender: str) -> str:
 
 
 def _decryptor(settings: Settings):
-    from backend.core.field_cipher import field_cipher
-
     return field_cipher(settings=settings).decrypt
 
 
@@ -282,7 +271,5 @@ def _limiter(*, job: Job, plan: BatchPlan, settings: Settings):
     """A blocking `acquire(n)` shared by every worker sending for this company, or None."""
     if not plan.rate_limit or not job.company_id:
         return None
-    from backend.mail.ratelimit import get_limiter
-
     limiter = get_limiter(key=job.company_id, rate=plan.rate_limit, settings=settings)
     return lambda n: limiter.acquire(n)

@@ -17,10 +17,11 @@ import httpx
 from sqlalchemy import or_, update
 from sqlmodel import Session, select
 
+from backend.companies.resolution import resolve
 from backend.core import audit
-from backend.moodle import signing
 from backend.core.errors import NotFound
 from backend.core.settings import get_settings
+from backend.moodle import signing
 from models import Batch, DeliveryStatus, Job, Recipient, RecipientStatus, utcnow
 from models.callbacks import CallbackAttempt, CallbackDelivery
 
@@ -77,8 +78,6 @@ def moodle_status(status: str) -> str:
 
 def resolve_target(*, session: Session, job: Job) -> tuple[str | None, str | None]:
     """(callback URL, secret) for a job: the job's URL else its company's; company or global secret."""
-    from backend.companies.catalogue import resolve
-
     resolved = resolve(session=session, company_id=job.company_id)
     url = job.callback_url or resolved_value(resolved, "callback_url")
     secret = resolved_value(resolved, "callback_secret") or resolved_value(resolved, "cloud_callback_secret")

@@ -16,28 +16,26 @@ import hmac
 import json
 import time
 
-from backend.core.errors import ManiError
+from backend.core.errors import NotAuthorized
 
 SIGNATURE_HEADER = "X-Signature"
 WINDOW_SECONDS = 300
 
 
-class SignatureError(ManiError):
-    """A signed body did not pass the check; `reason` is a short machine word."""
-
-    reason = "invalid"
+class SignatureError(NotAuthorized):
+    """A signed body did not pass the check; `code` says how, in a word."""
 
 
 class BadSignature(SignatureError):
-    reason = "bad_signature"
+    code = "bad_signature"
 
 
 class StaleTimestamp(SignatureError):
-    reason = "stale_timestamp"
+    code = "stale_timestamp"
 
 
 class NotJson(SignatureError):
-    reason = "not_json"
+    code = "not_json"
 
 
 def sign(body: bytes, secret: str) -> str:

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from backend.moodle import callbacks
 from backend.core.errors import ManiError, UnusableInput
+from backend.moodle import callbacks
 from models import Job, Recipient, RecipientStatus, utcnow
 from models.callbacks import WebhookEvent
 

@@ -11,9 +11,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Select, Static
 
+from backend.core.settings import JOB_TYPES
 from backend.jobs import queries
 from backend.jobs.public import JobPublic
-from backend.core.settings import JOB_TYPES
 from console import calls
 from console.messages import ActionFailed, Loaded
 from console.screens.base import ManiScreen

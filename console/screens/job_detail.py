@@ -13,9 +13,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent, TabPane
 
+from backend.jobs import actions as job_actions
 from backend.jobs import queries
 from backend.jobs.public import CallbackDeliveryPublic, JobDetailPublic, RecipientPagePublic
-from models import RECIPIENT_PROBLEM, RECIPIENT_RETRYABLE
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
@@ -25,6 +25,7 @@ from console.widgets.confirm import PromptModal
 from console.widgets.fit_table import Col, FitTable
 from console.widgets.job_summary import JobSummary
 from console.widgets.paged_table import PagedTable
+from models import RECIPIENT_PROBLEM, RECIPIENT_RETRYABLE
 
 STATUS_FILTERS = [("All statuses", "all"), ("Problems", "problems"), ("Retryable (failed)", "retryable")] + [
     (status, status) for status in ("pending", "processing", "sent", "failed", "retry_pending", "permanently_failed",
@@ -333,8 +334,6 @@ again and `R` every failed one. Each change asks first and says how many things 
 
     @work(thread=True, exclusive=True, group="job-action")
     def run_action(self, kind: str, recipient_ids: list[int] | None = None) -> None:
-        from backend.jobs import actions as job_actions
-
         actor = self.app.config.actor
         fn = {"retry": job_actions.retry_job, "pause": job_actions.pause_job, "resume": job_actions.resume_job,
               "cancel": job_actions.cancel_job}[kind]

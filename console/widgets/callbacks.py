@@ -198,13 +198,11 @@ class CallbacksPane(Vertical):
 
     @on(DataTable.RowSelected)
     def open_log(self) -> None:
-        from console.screens.callback_log import CallbackLogScreen
-
         row = self.table.selected()
         if row is None:
             return
         reload = getattr(self.screen, "action_reload", None)
-        self.app.push_screen(CallbackLogScreen(row.id), lambda changed: reload() if changed and reload else None)
+        self.app.open_callback_log(row.id, lambda changed: reload() if changed and reload else None)
 
     def ask_redeliver(self) -> None:
         row = self.table.selected()
