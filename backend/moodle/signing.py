@@ -17,6 +17,7 @@ import json
 import time
 
 from backend.core.errors import NotAuthorized
+from backend.core.json_body import json_object
 
 SIGNATURE_HEADER = "X-Signature"
 WINDOW_SECONDS = 300
@@ -67,12 +68,7 @@ def verify(body: bytes, signature: str | None, secret: str, *, now: float | None
     given = (signature or "").strip()
     if not given.isascii() or not hmac.compare_digest(expected, given):
         raise BadSignature("The signature does not match the body.")
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise NotJson(f"The body is not JSON ({error}).") from None
-    if not isinstance(payload, dict):
-        raise NotJson("The body is not a JSON object.")
+    payload = json_object(body, error=NotJson)
     stamp = payload.get("timestamp")
     # PHP's `$payload['timestamp'] ?? 0` with arithmetic: a missing or junk value counts as 0.
     try:
