@@ -1,6 +1,6 @@
 """Shared fixtures: an isolated mani environment per test, and the real servers.
 
-Redis and PostgreSQL tests skip when the server is not reachable, unless
+Redis, PostgreSQL and MariaDB tests skip when the server is not reachable, unless
 MANI_REQUIRE_SERVICES=1 (as `.ci/run` sets), which turns the skip into a failure.
 """
 
@@ -17,7 +17,7 @@ from actors import broker as broker_setup
 from backend.core.settings import reset_settings_cache
 from models.db import dispose_engines, get_engine, session_scope, upgrade
 
-pytest_plugins = ["tests.support.smtp", "tests.support.cloud", "tests.support.callbacks"]
+pytest_plugins = ["tests.support.smtp", "tests.support.cloud", "tests.support.callbacks", "tests.support.moodle_db"]
 
 REDIS_URL = os.environ.get("MANI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("MANI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

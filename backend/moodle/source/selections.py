@@ -1,0 +1,374 @@
+"""The five Moodle selections, streamed: recipients for a job or a preview, without a CSV.
+
+`select_recipients` checks the options against Moodle (company, course, activity, the student
+role) with a handful of small queries and raises before anything is streamed; the returned
+`Selection` then runs one query through a server-side cursor, a page at a time, and hands out
+rows as they come: to `create_job(rows=selection.job_rows(), ...)`, or as preview rows.
+
+Addresses are checked exactly as the CSV intake checks them; a user with an empty or malformed
+address is reported with the reason and never becomes a recipient.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import IO, Any
+
+from email_validator import EmailNotValidError
+from sqlalchemy import func, select
+
+from backend.intake import RecipientRow, RejectedRow, checked_address
+from backend.moodle.source import queries
+from backend.moodle.source.connection import MoodleSource, require
+from backend.moodle.source.errors import MoodleNotFound
+from backend.moodle.source.options import COURSE_REQUIRED, SelectionOptions, SelectionType, format_date
+from backend.moodle.source.queries import CourseScope
+from backend.moodle.source.schema import CONTEXT_COURSE
+from backend.moodle.source.results import (
+    MoodleCompany,
+    MoodleCourse,
+    MoodlePreview,
+    PreviewInvalid,
+    PreviewRecipient,
+)
+
+# Rows fetched per round trip from the server-side cursor.
+PAGE_SIZE = 2000
+# What a recipient row carries itself (RecipientRow's own fields), for every type.
+ROW_FIELDS = ("userid", "firstname", "lastname", "username")
+# The template variables each selection provides, beyond the row fields and the address.
+SELECTION_VARIABLES: dict[SelectionType, tuple[str, ...]] = {
+    SelectionType.WELCOME_STD: (),
+    SelectionType.WELCOME_LIC: ("license_name", "course_name", "expiry_date"),
+    SelectionType.REENGAGEMENT: ("course_name", "last_access"),
+    SelectionType.REMINDER: ("course_name", "due_date", "completion_percent"),
+    SelectionType.CERTIFICATE: ("course_name", "completion_date", "grade", "courseid"),
+}
+# The types whose mail links to one course (welcome_lic: when the person got exactly one).
+_COURSE_URL_TYPES = frozenset(SelectionType) - {SelectionType.WELCOME_STD, SelectionType.CERTIFICATE}
+
+
+@dataclass(slots=True)
+class SelectedRow:
+    """One recipient as the selection found them (a user, or a user and a course for certificates)."""
+
+    userid: int
+    email: str
+    email_norm: str
+    username: str
+    firstname: str
+    lastname: str
+    variables: dict[str, str] = field(default_factory=dict)
+    courseid: int | None = None
+    completion_percent: int | None = None
+
+
+@dataclass(slots=True)
+class InvalidRow:
+    userid: int
+    email: str
+    reason: str
+
+
+def available_variables(selection_type: SelectionType | str, *, site_url: str | None = None) -> tuple[str, ...]:
+    """Every variable the rows of this selection carry (for `create_job(available_variables=...)`)."""
+    kind = SelectionType(selection_type)
+    names = ROW_FIELDS + SELECTION_VARIABLES[kind]
+    if site_url and kind in _COURSE_URL_TYPES:
+        names += ("course_url",)
+    return names
+
+
+def course_url(site_url: str | None, course_id: int) -> str | None:
+    """Moodle's course page, when the site's address is known."""
+    if not site_url:
+        return None
+    return f"{site_url.rstrip('/')}/course/view.php?id={course_id}"
+
+
+def check_email(raw: str | None) -> tuple[str, str | None, str | None]:
+    """(address as given, normalized address or None, reason when it cannot be used)."""
+    email = (raw or "").strip()
+    if not email:
+        return email, None, "missing email"
+    try:
+        return email, checked_address(email), None
+    except EmailNotValidError as error:
+        return email, None, f"invalid email address: {error}"
+
+
+def _percent_text(value: float) -> str:
+    text = f"{value:.1f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def grade_percent(finalgrade: Decimal | float | None, grademax: Decimal | float | None) -> float | None:
+    """finalgrade / grademax as a percent (the course total); None without a grade."""
+    if finalgrade is None or grademax is None or grademax <= 0:
+        return None
+    return float(finalgrade) * 100.0 / float(grademax)
+
+
+class Selection:
+    """A checked selection: iterate it (once per call) for rows; counts fill in as rows pass."""
+
+    def __init__(
+        self, *, source: MoodleSource, options: SelectionOptions, company: MoodleCompany,
+        course: MoodleCourse | None, scope: CourseScope | None, tracked_activities: int | None,
+        due_date: str, site_url: str | None,
+    ) -> None:
+        self.source = source
+        self.options = options
+        self.company = company
+        self.course = course
+        self.scope = scope
+        self.tracked_activities = tracked_activities
+        self.due_date = due_date
+        self.site_url = site_url
+        self.recipients = 0
+        self.invalid = 0
+
+    @property
+    def type(self) -> SelectionType:
+        return self.options.type
+
+    @property
+    def source_name(self) -> str:
+        """The job's source line, e.g. `moodle: welcome_std, company 2, since 2026-11-14 12:00 UTC, as of ...`."""
+        return self.options.describe()
+
+    @property
+    def available_variables(self) -> tuple[str, ...]:
+        return available_variables(self.type, site_url=self.site_url)
+
+    # The query ------------------------------------------------------------------------------
+
+    def query(self):
+        o, t = self.options, self.source.tables
+        if o.type == SelectionType.WELCOME_STD:
+            return queries.welcome_std(t, company_id=o.company_id, since=o.since, at=o.at)
+        if o.type == SelectionType.WELCOME_LIC:
+            return queries.welcome_lic(t, company_id=o.company_id, since=o.since, at=o.at)
+        if o.type == SelectionType.REENGAGEMENT:
+            return queries.reengagement(
+                t, company_id=o.company_id, scope=self.scope, at=o.at, inactive_for=o.inactive_for,
+                include_completed=o.include_completed, unless_activity_cmid=o.unless_activity_cmid,
+            )
+        if o.type == SelectionType.REMINDER:
+            return queries.reminder(
+                t, company_id=o.company_id, scope=self.scope, at=o.at, unless_activity_cmid=o.unless_activity_cmid
+            )
+        return queries.certificate(t, company_id=o.company_id, since=o.since, at=o.at, course_id=o.course_id)
+
+    def rows(self, *, limit: int | None = None) -> Iterator[SelectedRow | InvalidRow]:
+        """The selection's rows in user order, streamed; `limit` caps the query's rows (a sample)."""
+        self.recipients = self.invalid = 0
+        statement = self.query()
+        if limit is not None:
+            statement = statement.limit(limit)
+        with self.source.connect(stream=True, page_size=PAGE_SIZE) as connection:
+            result = connection.execute(statement).mappings()
+            shaped = self._shape(result)
+            for row in shaped:
+                if type(row) is SelectedRow:
+                    self.recipients += 1
+                else:
+                    self.invalid += 1
+                yield row
+
+    def __iter__(self) -> Iterator[SelectedRow | InvalidRow]:
+        return self.rows()
+
+    def _shape(self, result: Iterable[Mapping[str, Any]]) -> Iterator[SelectedRow | InvalidRow]:
+        kind = self.type
+        if kind == SelectionType.WELCOME_LIC:
+            for _, group in itertools.groupby(result, key=lambda row: row["userid"]):
+                yield self._license_row(list(group))
+            return
+        previous: tuple[int, int | None] | None = None
+        for row in result:
+            if kind == SelectionType.CERTIFICATE:
+                # One per completion even if a course ever had two course grade items.
+                key = (row["userid"], row["courseid"])
+                if key == previous:
+                    continue
+                previous = key
+            yield self._row(row)
+
+    def _start(self, row: Mapping[str, Any]) -> SelectedRow | InvalidRow:
+        email, email_norm, reason = check_email(row["email"])
+        if reason is not None:
+            return InvalidRow(userid=int(row["userid"]), email=email, reason=reason)
+        return SelectedRow(
+            userid=int(row["userid"]), email=email, email_norm=email_norm, username=row["username"] or "",
+            firstname=row["firstname"] or "", lastname=row["lastname"] or "",
+        )
+
+    def _row(self, row: Mapping[str, Any]) -> SelectedRow | InvalidRow:
+        shaped = self._start(row)
+        if type(shaped) is InvalidRow:
+            return shaped
+        kind, course = self.type, self.course
+        variables = shaped.variables
+        if kind == SelectionType.WELCOME_STD:
+            variables.update(username=shaped.username, firstname=shaped.firstname, lastname=shaped.lastname)
+        elif kind == SelectionType.REENGAGEMENT:
+            variables["course_name"] = course.fullname
+            variables["last_access"] = format_date(row["last_access"]) or "never"
+        elif kind == SelectionType.REMINDER:
+            variables["course_name"] = course.fullname
+            variables["due_date"] = self.due_date
+            total = self.tracked_activities or 0
+            shaped.completion_percent = round(100 * int(row["done"]) / total) if total else None
+        else:  # certificate
+            shaped.courseid = int(row["courseid"])
+            percent = grade_percent(row["finalgrade"], row["grademax"])
+            variables["course_name"] = row["course_name"]
+            variables["completion_date"] = format_date(row["timecompleted"])
+            variables["grade"] = _percent_text(percent) if percent is not None else ""
+        if kind in _COURSE_URL_TYPES and self.site_url:
+            variables["course_url"] = course_url(self.site_url, course.id)
+        return shaped
+
+    def _license_row(self, group: list[Mapping[str, Any]]) -> SelectedRow | InvalidRow:
+        """One person's allocations in the window: one mail listing their courses."""
+        shaped = self._start(group[0])
+        if type(shaped) is InvalidRow:
+            return shaped
+        licenses = list(dict.fromkeys(row["license_name"] for row in group))
+        courses = list(dict.fromkeys((int(row["courseid"]), row["course_name"]) for row in group))
+        expiries = [row["expirydate"] for row in group if row["expirydate"]]
+        shaped.variables.update(
+            license_name=", ".join(licenses),
+            course_name=", ".join(name for _, name in courses),
+            # Several licenses: the one that runs out first is the date that matters.
+            expiry_date=format_date(min(expiries)) if expiries else "",
+        )
+        if self.site_url and len(courses) == 1:
+            shaped.variables["course_url"] = course_url(self.site_url, courses[0][0])
+        return shaped
+
+    # Outputs ----------------------------------------------------------------------------------
+
+    def job_rows(self) -> Iterator[RecipientRow | RejectedRow]:
+        """The rows as the job writer takes them (`create_job(rows=...)`), numbered in order."""
+        for line, row in enumerate(self.rows(), start=1):
+            if type(row) is InvalidRow:
+                yield RejectedRow(line=line, email=row.email or None, reason=f"user {row.userid}: {row.reason}")
+                continue
+            variables = dict(row.variables)
+            for name in ROW_FIELDS[1:]:
+                variables.pop(name, None)
+            if row.courseid is not None:
+                variables["courseid"] = str(row.courseid)
+            if self.type == SelectionType.REMINDER:
+                variables["completion_percent"] = "" if row.completion_percent is None else str(row.completion_percent)
+            yield RecipientRow(
+                line=line, email=row.email, email_norm=row.email_norm, userid=str(row.userid),
+                firstname=row.firstname or None, lastname=row.lastname or None, username=row.username or None,
+                variables=variables,
+            )
+
+    def preview_rows(self, *, limit: int | None = None) -> Iterator[PreviewRecipient | PreviewInvalid]:
+        reminder = self.type == SelectionType.REMINDER
+        for row in self.rows(limit=limit):
+            if type(row) is InvalidRow:
+                yield PreviewInvalid(userid=row.userid, email=row.email, reason=row.reason)
+            else:
+                yield PreviewRecipient(
+                    userid=row.userid, email=row.email, variables=row.variables, courseid=row.courseid,
+                    completion_percent=row.completion_percent, has_completion_percent=reminder,
+                )
+
+    def preview(self, *, limit: int | None = None) -> MoodlePreview:
+        """The whole preview in memory (the console's sample, tests); stream with `write_preview_json`."""
+        recipients, invalid = [], []
+        for row in self.preview_rows(limit=limit):
+            (recipients if isinstance(row, PreviewRecipient) else invalid).append(row)
+        return MoodlePreview(recipients=recipients, invalid=invalid)
+
+    def write_preview_json(self, stream: IO[str]) -> None:
+        """`{"recipients": [...], "invalid": [...]}` written as rows arrive; only the invalid rows
+        (a few, normally) wait in memory for the end."""
+        invalid: list[PreviewInvalid] = []
+        stream.write('{"recipients": [')
+        first = True
+        for row in self.preview_rows():
+            if isinstance(row, PreviewInvalid):
+                invalid.append(row)
+                continue
+            stream.write(("" if first else ",\n  ") + json.dumps(row.model_dump(mode="json"), ensure_ascii=False))
+            first = False
+        stream.write('],\n "invalid": [')
+        stream.write(",\n  ".join(json.dumps(row.model_dump(mode="json"), ensure_ascii=False) for row in invalid))
+        stream.write("]}\n")
+
+
+def select_recipients(
+    *, source: MoodleSource, options: SelectionOptions, site_url: str | None = None
+) -> Selection:
+    """Check `options` against Moodle and return the selection, ready to stream.
+
+    Raises MoodleNotFound for an unknown company, course or activity (or a site without the
+    'student' role), MoodleUnreachable / MoodleSchemaError when the database cannot be read.
+    """
+    t = source.tables
+    scope = course = None
+    tracked = None
+    due_date = ""
+    with source.connect() as connection:
+        company = get_company_on(connection, source, options.company_id)
+        if options.course_id is not None:
+            course_row = connection.execute(
+                select(t.course.c.id, t.course.c.fullname, t.course.c.shortname, t.course.c.visible,
+                       t.course.c.enddate).where(t.course.c.id == options.course_id)
+            ).first()
+            require(course_row, f"Course {options.course_id}")
+            course = MoodleCourse(id=course_row.id, fullname=course_row.fullname, shortname=course_row.shortname,
+                                  visible=bool(course_row.visible))
+            due_date = format_date(course_row.enddate)
+        if options.type in COURSE_REQUIRED:
+            scope = _course_scope(connection, source, options.course_id)
+            if options.unless_activity_cmid is not None:
+                _check_activity(connection, source, options.unless_activity_cmid, options.course_id)
+            if options.type == SelectionType.REMINDER:
+                tracked = connection.execute(
+                    select(func.count()).select_from(t.course_modules)
+                    .where(*queries.tracked_activity_terms(t, options.course_id))
+                ).scalar_one()
+    return Selection(
+        source=source, options=options, company=company, course=course, scope=scope,
+        tracked_activities=tracked, due_date=due_date, site_url=site_url,
+    )
+
+
+def get_company_on(connection, source: MoodleSource, company_id: int) -> MoodleCompany:
+    c = source.tables.company.c
+    row = connection.execute(select(c.id, c.name, c.shortname, c.suspended).where(c.id == company_id)).first()
+    require(row, f"Company {company_id}")
+    return MoodleCompany(id=row.id, name=row.name, shortname=row.shortname, suspended=bool(row.suspended))
+
+
+def _course_scope(connection, source: MoodleSource, course_id: int) -> CourseScope:
+    t = source.tables
+    role_id = connection.execute(select(t.role.c.id).where(t.role.c.shortname == "student")).scalar()
+    if role_id is None:
+        raise MoodleNotFound("Moodle has no role with the shortname 'student', so no course has students to select.")
+    context_id = connection.execute(
+        select(t.context.c.id).where(
+            t.context.c.contextlevel == CONTEXT_COURSE, t.context.c.instanceid == course_id
+        )
+    ).scalar()
+    return CourseScope(course_id=course_id, context_id=context_id, student_role_id=role_id)
+
+
+def _check_activity(connection, source: MoodleSource, cmid: int, course_id: int) -> None:
+    cm = source.tables.course_modules.c
+    found = connection.execute(select(cm.course).where(cm.id == cmid)).first()
+    require(found, f"Activity (course module) {cmid}")
+    if found.course != course_id:
+        raise MoodleNotFound(f"Activity (course module) {cmid} belongs to course {found.course}, not to course {course_id}.")
