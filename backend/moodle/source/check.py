@@ -118,11 +118,10 @@ def _version(connection, source: MoodleSource) -> tuple[str | None, str | None, 
     if not inspect(connection).has_table(config.name):
         return None, None, [f"Table {config.name} is not there, so the Moodle version is unknown."]
     try:
-        rows = dict(
-            connection.execute(
-                select(config.c.name, config.c.value).where(config.c.name.in_(("version", "release")))
-            ).tuples()
+        result = connection.execute(
+            select(config.c.name, config.c.value).where(config.c.name.in_(("version", "release")))
         )
+        rows = {row.name: row.value for row in result}
     except DBAPIError as error:
         connection.rollback()
         return None, None, [f"The Moodle version could not be read: {describe_error(error, source)}"]

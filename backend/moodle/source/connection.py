@@ -20,7 +20,7 @@ from functools import cached_property
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from backend.moodle.source.errors import (
     MoodleNotFound,
@@ -45,7 +45,7 @@ _ALLOWED_DRIVERS = {"mysql": {"", "pymysql"}, "mariadb": {"", "pymysql"},
                     "postgresql": {"", "psycopg"}, "postgres": {"", "psycopg"}}
 
 # Server error codes that mean "the login or the server is the problem", not the query.
-_MYSQL_CONNECT_ERRORS = {1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013, 2055}
+_MYSQL_CONNECT_ERRORS = {1044, 1045, 1049, 1698, 2002, 2003, 2005, 2006, 2013, 2055}
 _MYSQL_NO_TABLE, _MYSQL_NO_COLUMN, _MYSQL_DENIED = {1146}, {1054}, {1142, 1143}
 _PG_NO_TABLE, _PG_NO_COLUMN, _PG_DENIED = {"42P01"}, {"42703"}, {"42501"}
 
@@ -210,14 +210,12 @@ def describe_error(error: DBAPIError, source: MoodleSource) -> MoodleSourceError
 
 
 def _code(error: DBAPIError) -> int | str | None:
+    """MySQL's error number (PyMySQL), else PostgreSQL's SQLSTATE (psycopg)."""
     original = error.orig
-    sqlstate = getattr(original, "sqlstate", None)
-    if sqlstate:
-        return sqlstate
     args = getattr(original, "args", ())
     if args and isinstance(args[0], int):
         return args[0]
-    return None
+    return getattr(original, "sqlstate", None) or None
 
 
 def _pg_connect_error(error: DBAPIError) -> bool:
@@ -225,8 +223,8 @@ def _pg_connect_error(error: DBAPIError) -> bool:
     if isinstance(code, str):
         # 08: connection exceptions; 28: invalid authorization; 3D000: no such database; 57P0x: shutdown.
         return code.startswith(("08", "28", "57P")) or code == "3D000"
-    # psycopg raises OperationalError without a SQLSTATE when it cannot connect at all.
-    return code is None and type(error.orig).__module__.startswith("psycopg") and "connection" in str(error.orig)
+    # Without a code the driver itself failed: it could not resolve, connect or authenticate.
+    return code is None and isinstance(error, OperationalError)
 
 
 def _reason(error: DBAPIError, source: MoodleSource) -> str:
@@ -236,7 +234,7 @@ def _reason(error: DBAPIError, source: MoodleSource) -> str:
         text = str(args[1])
     else:
         text = str(original)
-    text = " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+    text = " ".join(text.split())
     password = source.database.url.password
     if password:
         text = text.replace(str(password), MASK)
