@@ -15,7 +15,7 @@ from backend.moodle.source import (
     open_moodle,
     select_recipients,
 )
-from backend.moodle.source.selections import InvalidRow, SelectedRow
+from backend.moodle.source import PreviewInvalid, PreviewRecipient
 from tests.support.moodle_fixture import (
     AT,
     CM_QUIZ,
@@ -45,9 +45,9 @@ def source(moodle_site):
 def run(source, **options):
     selection = select_recipients(source=source, options=SelectionOptions(company_id=COMPANY, at=AT, **options),
                                   site_url=SITE)
-    rows = list(selection)
-    selected = [row for row in rows if isinstance(row, SelectedRow)]
-    invalid = {row.userid: row for row in rows if isinstance(row, InvalidRow)}
+    rows = list(selection.preview_rows())
+    selected = [row for row in rows if isinstance(row, PreviewRecipient)]
+    invalid = {row.userid: row for row in rows if isinstance(row, PreviewInvalid)}
     return selection, selected, invalid
 
 
@@ -64,7 +64,7 @@ def test_welcome_std(source):
     assert_invalid(invalid, EXPECTED["welcome_std_invalid"])
     first = selected[0]
     assert first.variables == {"username": "user1", "firstname": "First1", "lastname": "Last1"}
-    assert first.email == "user1@example.com" and first.email_norm == "user1@example.com"
+    assert first.email == "user1@example.com"
     assert (selection.recipients, selection.invalid) == (5, 2)
     assert selection.source_name == (
         "moodle: welcome_std, company 1, since 2027-01-14 08:00 UTC, as of 2027-01-15 08:00 UTC"
@@ -78,6 +78,7 @@ def test_reengagement(source):
     assert_invalid(invalid, EXPECTED["reengagement_invalid"])
     by_id = {row.userid: row for row in selected}
     assert by_id[20].variables == {
+        "username": "user20", "firstname": "First20", "lastname": "Last20",
         "course_name": COURSE_NAME, "last_access": "2026-12-06",
         "course_url": "https://moodle.example.org/course/view.php?id=1",
     }
@@ -182,7 +183,8 @@ def test_preview_json_shape(source):
     data = json.loads(stream.getvalue())
     assert set(data) == {"recipients", "invalid"}
     first = data["recipients"][0]
-    assert set(first) == {"userid", "email", "course_name", "completion_date", "grade", "courseid"}
+    assert set(first) == {"userid", "email", "username", "firstname", "lastname", "course_name", "completion_date",
+                          "grade", "courseid"}
     assert data == json.loads(selection.preview().model_dump_json())
     reminder = select_recipients(
         source=source, options=SelectionOptions(type="reminder", company_id=COMPANY, at=AT, course_id=COURSE)

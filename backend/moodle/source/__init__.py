@@ -18,7 +18,12 @@ from backend.moodle.source.catalog import (
     list_companies,
 )
 from backend.moodle.source.check import MoodleCheck, TableStatus, check_moodle
-from backend.moodle.source.connection import DEFAULT_PREFIX, MoodleSource, open_moodle, parse_database_url
+from backend.moodle.source.connection import (
+    DEFAULT_PREFIX,
+    MoodleSource,
+    open_moodle,
+    parse_database_url,
+)
 from backend.moodle.source.errors import (
     MoodleNotFound,
     MoodleOptionsInvalid,
@@ -41,7 +46,11 @@ from backend.moodle.source.results import (
     PreviewInvalid,
     PreviewRecipient,
 )
-from backend.moodle.source.selections import Selection, available_variables, select_recipients
+from backend.moodle.source.selections import (
+    Selection,
+    available_variables,
+    select_recipients,
+)
 
 __all__ = [
     "DEFAULT_PREFIX", "MoodleActivity", "MoodleCheck", "MoodleCompany", "MoodleCourse", "MoodleNotFound",

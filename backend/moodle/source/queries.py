@@ -120,14 +120,11 @@ def welcome_std(t: MoodleTables, *, company_id: int, since: int, at: int) -> Sel
 
 
 def welcome_lic(t: MoodleTables, *, company_id: int, since: int, at: int) -> Select:
-    """One row per allocation (user and course) of the company's licenses in the window."""
+    """One row per allocation (user and course) of the company's licenses in the window; names
+    come from `license_names` and `course_names` (a few rows, not one per recipient)."""
     u, clu, cl, c = t.user, t.companylicense_users, t.companylicense, t.course
     return (
-        select(
-            *user_columns(t),
-            cl.c.id.label("licenseid"), cl.c.name.label("license_name"), cl.c.expirydate,
-            c.c.id.label("courseid"), c.c.fullname.label("course_name"),
-        )
+        select(*user_columns(t), cl.c.id.label("licenseid"), c.c.id.label("courseid"))
         .select_from(
             clu.join(cl, cl.c.id == clu.c.licenseid)
             .join(u, u.c.id == clu.c.userid)
@@ -142,7 +139,8 @@ def welcome_lic(t: MoodleTables, *, company_id: int, since: int, at: int) -> Sel
             clu.c.issuedate <= at,
             base_filter(t, company_id),
         )
-        .order_by(u.c.id, cl.c.id, c.c.id)
+        # The order of the (userid, licenseid, licensecourseid) index: no sort on MariaDB.
+        .order_by(clu.c.userid, clu.c.licenseid, clu.c.licensecourseid)
     )
 
 
@@ -217,12 +215,12 @@ def certificate(t: MoodleTables, *, company_id: int, since: int, at: int, course
     else:
         # company_course may hold a course once per department: EXISTS, not a join.
         in_scope = exists().where(ccourse.c.companyid == company_id, ccourse.c.courseid == cc.c.course)
+    # The course total as a percent of its maximum; NULL when there is no grade (yet).
+    grade_percent = case(
+        (and_(gi.c.grademax > 0, gg.c.finalgrade.is_not(None)), gg.c.finalgrade * 100 / gi.c.grademax)
+    )
     return (
-        select(
-            *user_columns(t),
-            c.c.id.label("courseid"), c.c.fullname.label("course_name"), cc.c.timecompleted,
-            gi.c.grademax, gg.c.finalgrade,
-        )
+        select(*user_columns(t), c.c.id.label("courseid"), cc.c.timecompleted, grade_percent.label("grade_percent"))
         .select_from(
             cc.join(u, u.c.id == cc.c.userid)
             .join(c, c.c.id == cc.c.course)
@@ -238,3 +236,26 @@ def certificate(t: MoodleTables, *, company_id: int, since: int, at: int, course
         )
         .order_by(u.c.id, c.c.id)
     )
+
+
+def license_details(t: MoodleTables, *, company_id: int) -> Select:
+    """The company's licenses: id, name, expiry."""
+    cl = t.companylicense.c
+    return select(cl.id, cl.name, cl.expirydate).where(cl.companyid == company_id)
+
+
+def license_course_names(t: MoodleTables, *, company_id: int, since: int, at: int) -> Select:
+    """Names of the courses allocated through the company's licenses in the window."""
+    clu, cl, c = t.companylicense_users.c, t.companylicense.c, t.course.c
+    allocated = (
+        select(clu.licensecourseid)
+        .where(clu.licenseid == cl.id, cl.companyid == company_id, clu.issuedate >= since, clu.issuedate <= at)
+    )
+    return select(c.id, c.fullname).where(c.id.in_(allocated))
+
+
+def certificate_course_names(t: MoodleTables, *, company_id: int, course_id: int | None) -> Select:
+    c, ccourse = t.course.c, t.company_course.c
+    if course_id is not None:
+        return select(c.id, c.fullname).where(c.id == course_id)
+    return select(c.id, c.fullname).where(exists().where(ccourse.companyid == company_id, ccourse.courseid == c.id))

@@ -13,7 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-from sqlalchemy import BigInteger, Column, MetaData, Numeric, SmallInteger, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
 
 # Moodle's context levels (lib/accesslib.php): CONTEXT_COURSE.
 CONTEXT_COURSE = 50

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO
 
 from email_validator import EmailNotValidError
 from sqlalchemy import func, select
@@ -25,9 +25,13 @@ from backend.intake import RecipientRow, RejectedRow, checked_address
 from backend.moodle.source import queries
 from backend.moodle.source.connection import MoodleSource, require
 from backend.moodle.source.errors import MoodleNotFound
-from backend.moodle.source.options import COURSE_REQUIRED, SelectionOptions, SelectionType, format_date
+from backend.moodle.source.options import (
+    COURSE_REQUIRED,
+    SelectionOptions,
+    SelectionType,
+    format_date,
+)
 from backend.moodle.source.queries import CourseScope
-from backend.moodle.source.schema import CONTEXT_COURSE
 from backend.moodle.source.results import (
     MoodleCompany,
     MoodleCourse,
@@ -35,6 +39,7 @@ from backend.moodle.source.results import (
     PreviewInvalid,
     PreviewRecipient,
 )
+from backend.moodle.source.schema import CONTEXT_COURSE
 
 # Rows fetched per round trip from the server-side cursor.
 PAGE_SIZE = 2000
@@ -53,22 +58,9 @@ _COURSE_URL_TYPES = frozenset(SelectionType) - {SelectionType.WELCOME_STD, Selec
 
 
 @dataclass(slots=True)
-class SelectedRow:
-    """One recipient as the selection found them (a user, or a user and a course for certificates)."""
-
-    userid: int
-    email: str
-    email_norm: str
-    username: str
-    firstname: str
-    lastname: str
-    variables: dict[str, str] = field(default_factory=dict)
-    courseid: int | None = None
-    completion_percent: int | None = None
-
-
-@dataclass(slots=True)
 class InvalidRow:
+    """A user the selection matched whose address cannot be used."""
+
     userid: int
     email: str
     reason: str
@@ -119,7 +111,8 @@ class Selection:
     def __init__(
         self, *, source: MoodleSource, options: SelectionOptions, company: MoodleCompany,
         course: MoodleCourse | None, scope: CourseScope | None, tracked_activities: int | None,
-        due_date: str, site_url: str | None,
+        due_date: str, site_url: str | None, licenses: dict[int, tuple[str, int]] | None = None,
+        course_names: dict[int, str] | None = None,
     ) -> None:
         self.source = source
         self.options = options
@@ -129,6 +122,8 @@ class Selection:
         self.tracked_activities = tracked_activities
         self.due_date = due_date
         self.site_url = site_url
+        self.licenses = licenses or {}
+        self.course_names = course_names or {}
         self.recipients = 0
         self.invalid = 0
 
@@ -164,125 +159,57 @@ class Selection:
             )
         return queries.certificate(t, company_id=o.company_id, since=o.since, at=o.at, course_id=o.course_id)
 
-    def rows(self, *, limit: int | None = None) -> Iterator[SelectedRow | InvalidRow]:
-        """The selection's rows in user order, streamed; `limit` caps the query's rows (a sample)."""
+    def rows(self, *, limit: int | None = None) -> Iterator[RecipientRow | InvalidRow]:
+        """The selection's rows in user order, streamed, numbered from 1 (`line`); `limit` caps the
+        query's rows (a sample). Recipients come as the job writer's own RecipientRow."""
         self.recipients = self.invalid = 0
         statement = self.query()
         if limit is not None:
             statement = statement.limit(limit)
+        shaper = _SHAPERS[self.type]
         with self.source.connect(stream=True, page_size=PAGE_SIZE) as connection:
-            result = connection.execute(statement).mappings()
-            shaped = self._shape(result)
-            for row in shaped:
-                if type(row) is SelectedRow:
+            result = connection.execute(statement)
+            for line, row in enumerate(shaper(self, result), start=1):
+                if type(row) is RecipientRow:
+                    row.line = line
                     self.recipients += 1
                 else:
                     self.invalid += 1
                 yield row
 
-    def __iter__(self) -> Iterator[SelectedRow | InvalidRow]:
+    def __iter__(self) -> Iterator[RecipientRow | InvalidRow]:
         return self.rows()
-
-    def _shape(self, result: Iterable[Mapping[str, Any]]) -> Iterator[SelectedRow | InvalidRow]:
-        kind = self.type
-        if kind == SelectionType.WELCOME_LIC:
-            for _, group in itertools.groupby(result, key=lambda row: row["userid"]):
-                yield self._license_row(list(group))
-            return
-        previous: tuple[int, int | None] | None = None
-        for row in result:
-            if kind == SelectionType.CERTIFICATE:
-                # One per completion even if a course ever had two course grade items.
-                key = (row["userid"], row["courseid"])
-                if key == previous:
-                    continue
-                previous = key
-            yield self._row(row)
-
-    def _start(self, row: Mapping[str, Any]) -> SelectedRow | InvalidRow:
-        email, email_norm, reason = check_email(row["email"])
-        if reason is not None:
-            return InvalidRow(userid=int(row["userid"]), email=email, reason=reason)
-        return SelectedRow(
-            userid=int(row["userid"]), email=email, email_norm=email_norm, username=row["username"] or "",
-            firstname=row["firstname"] or "", lastname=row["lastname"] or "",
-        )
-
-    def _row(self, row: Mapping[str, Any]) -> SelectedRow | InvalidRow:
-        shaped = self._start(row)
-        if type(shaped) is InvalidRow:
-            return shaped
-        kind, course = self.type, self.course
-        variables = shaped.variables
-        if kind == SelectionType.WELCOME_STD:
-            variables.update(username=shaped.username, firstname=shaped.firstname, lastname=shaped.lastname)
-        elif kind == SelectionType.REENGAGEMENT:
-            variables["course_name"] = course.fullname
-            variables["last_access"] = format_date(row["last_access"]) or "never"
-        elif kind == SelectionType.REMINDER:
-            variables["course_name"] = course.fullname
-            variables["due_date"] = self.due_date
-            total = self.tracked_activities or 0
-            shaped.completion_percent = round(100 * int(row["done"]) / total) if total else None
-        else:  # certificate
-            shaped.courseid = int(row["courseid"])
-            percent = grade_percent(row["finalgrade"], row["grademax"])
-            variables["course_name"] = row["course_name"]
-            variables["completion_date"] = format_date(row["timecompleted"])
-            variables["grade"] = _percent_text(percent) if percent is not None else ""
-        if kind in _COURSE_URL_TYPES and self.site_url:
-            variables["course_url"] = course_url(self.site_url, course.id)
-        return shaped
-
-    def _license_row(self, group: list[Mapping[str, Any]]) -> SelectedRow | InvalidRow:
-        """One person's allocations in the window: one mail listing their courses."""
-        shaped = self._start(group[0])
-        if type(shaped) is InvalidRow:
-            return shaped
-        licenses = list(dict.fromkeys(row["license_name"] for row in group))
-        courses = list(dict.fromkeys((int(row["courseid"]), row["course_name"]) for row in group))
-        expiries = [row["expirydate"] for row in group if row["expirydate"]]
-        shaped.variables.update(
-            license_name=", ".join(licenses),
-            course_name=", ".join(name for _, name in courses),
-            # Several licenses: the one that runs out first is the date that matters.
-            expiry_date=format_date(min(expiries)) if expiries else "",
-        )
-        if self.site_url and len(courses) == 1:
-            shaped.variables["course_url"] = course_url(self.site_url, courses[0][0])
-        return shaped
 
     # Outputs ----------------------------------------------------------------------------------
 
     def job_rows(self) -> Iterator[RecipientRow | RejectedRow]:
-        """The rows as the job writer takes them (`create_job(rows=...)`), numbered in order."""
-        for line, row in enumerate(self.rows(), start=1):
+        """The rows as the job writer takes them: `create_job(rows=selection.job_rows(), ...)`."""
+        line = 0
+        for row in self.rows():
+            line += 1
             if type(row) is InvalidRow:
                 yield RejectedRow(line=line, email=row.email or None, reason=f"user {row.userid}: {row.reason}")
-                continue
-            variables = dict(row.variables)
-            for name in ROW_FIELDS[1:]:
-                variables.pop(name, None)
-            if row.courseid is not None:
-                variables["courseid"] = str(row.courseid)
-            if self.type == SelectionType.REMINDER:
-                variables["completion_percent"] = "" if row.completion_percent is None else str(row.completion_percent)
-            yield RecipientRow(
-                line=line, email=row.email, email_norm=row.email_norm, userid=str(row.userid),
-                firstname=row.firstname or None, lastname=row.lastname or None, username=row.username or None,
-                variables=variables,
-            )
+            else:
+                yield row
 
     def preview_rows(self, *, limit: int | None = None) -> Iterator[PreviewRecipient | PreviewInvalid]:
-        reminder = self.type == SelectionType.REMINDER
         for row in self.rows(limit=limit):
             if type(row) is InvalidRow:
                 yield PreviewInvalid(userid=row.userid, email=row.email, reason=row.reason)
             else:
-                yield PreviewRecipient(
-                    userid=row.userid, email=row.email, variables=row.variables, courseid=row.courseid,
-                    completion_percent=row.completion_percent, has_completion_percent=reminder,
-                )
+                yield self.preview_recipient(row)
+
+    def preview_recipient(self, row: RecipientRow) -> PreviewRecipient:
+        variables = {"username": row.username or "", "firstname": row.firstname or "", "lastname": row.lastname or ""}
+        variables.update(row.variables)
+        courseid = variables.pop("courseid", None)
+        percent = variables.pop("completion_percent", None)
+        return PreviewRecipient(
+            userid=int(row.userid), email=row.email, variables=variables,
+            courseid=int(courseid) if courseid else None,
+            completion_percent=int(percent) if percent else None,
+            has_completion_percent=self.type == SelectionType.REMINDER,
+        )
 
     def preview(self, *, limit: int | None = None) -> MoodlePreview:
         """The whole preview in memory (the console's sample, tests); stream with `write_preview_json`."""
@@ -306,6 +233,93 @@ class Selection:
         stream.write('],\n "invalid": [')
         stream.write(",\n  ".join(json.dumps(row.model_dump(mode="json"), ensure_ascii=False) for row in invalid))
         stream.write("]}\n")
+
+
+# Shaping: one function per type, rows as tuples in the query's column order -------------------------
+
+
+def _recipient(userid, email, username, firstname, lastname, variables: dict[str, str]) -> RecipientRow | InvalidRow:
+    address = (email or "").strip()
+    if not address:
+        return InvalidRow(userid=int(userid), email="", reason="missing email")
+    try:
+        email_norm = checked_address(address)
+    except EmailNotValidError as error:
+        return InvalidRow(userid=int(userid), email=address, reason=f"invalid email address: {error}")
+    return RecipientRow(
+        line=0, email=address, email_norm=email_norm, userid=str(userid), firstname=firstname or None,
+        lastname=lastname or None, username=username or None, variables=variables,
+    )
+
+
+def _course_variables(selection: Selection) -> dict[str, str]:
+    variables = {"course_name": selection.course.fullname}
+    if selection.site_url:
+        variables["course_url"] = course_url(selection.site_url, selection.course.id)
+    return variables
+
+
+def _shape_welcome_std(selection: Selection, result) -> Iterator[RecipientRow | InvalidRow]:
+    for userid, email, username, firstname, lastname in result:
+        yield _recipient(userid, email, username, firstname, lastname, {})
+
+
+def _shape_welcome_lic(selection: Selection, result) -> Iterator[RecipientRow | InvalidRow]:
+    """One person's allocations in the window (rows ordered by user): one mail listing their courses."""
+    licenses, names, site_url = selection.licenses, selection.course_names, selection.site_url
+    for _, group in itertools.groupby(result, key=lambda row: row[0]):
+        group = list(group)
+        license_ids = list(dict.fromkeys(row[5] for row in group))
+        course_ids = list(dict.fromkeys(row[6] for row in group))
+        expiries = [licenses[i][1] for i in license_ids if licenses[i][1]]
+        variables = {
+            "license_name": ", ".join(licenses[i][0] for i in license_ids),
+            "course_name": ", ".join(names.get(i, "") for i in course_ids),
+            # Several licenses: the one that runs out first is the date that matters.
+            "expiry_date": format_date(min(expiries)) if expiries else "",
+        }
+        if site_url and len(course_ids) == 1:
+            variables["course_url"] = course_url(site_url, course_ids[0])
+        yield _recipient(*group[0][:5], variables)
+
+
+def _shape_reengagement(selection: Selection, result) -> Iterator[RecipientRow | InvalidRow]:
+    common = _course_variables(selection)
+    for userid, email, username, firstname, lastname, last_access in result:
+        yield _recipient(userid, email, username, firstname, lastname,
+                         {**common, "last_access": format_date(last_access) or "never"})
+
+
+def _shape_reminder(selection: Selection, result) -> Iterator[RecipientRow | InvalidRow]:
+    common = {**_course_variables(selection), "due_date": selection.due_date}
+    total = selection.tracked_activities or 0
+    for userid, email, username, firstname, lastname, done in result:
+        percent = str(round(100 * int(done) / total)) if total else ""
+        yield _recipient(userid, email, username, firstname, lastname, {**common, "completion_percent": percent})
+
+
+def _shape_certificate(selection: Selection, result) -> Iterator[RecipientRow | InvalidRow]:
+    names = selection.course_names
+    previous = None
+    for userid, email, username, firstname, lastname, courseid, timecompleted, percent in result:
+        if (userid, courseid) == previous:
+            continue  # one per completion, even if a course ever had two course grade items
+        previous = (userid, courseid)
+        yield _recipient(userid, email, username, firstname, lastname, {
+            "course_name": names.get(courseid, ""),
+            "completion_date": format_date(timecompleted),
+            "grade": _percent_text(float(percent)) if percent is not None else "",
+            "courseid": str(courseid),
+        })
+
+
+_SHAPERS = {
+    SelectionType.WELCOME_STD: _shape_welcome_std,
+    SelectionType.WELCOME_LIC: _shape_welcome_lic,
+    SelectionType.REENGAGEMENT: _shape_reengagement,
+    SelectionType.REMINDER: _shape_reminder,
+    SelectionType.CERTIFICATE: _shape_certificate,
+}
 
 
 def select_recipients(
@@ -340,9 +354,19 @@ def select_recipients(
                     select(func.count()).select_from(t.course_modules)
                     .where(*queries.tracked_activity_terms(t, options.course_id))
                 ).scalar_one()
+        licenses, course_names = {}, {}
+        if options.type == SelectionType.WELCOME_LIC:
+            licenses = {row.id: (row.name, row.expirydate) for row in connection.execute(
+                queries.license_details(t, company_id=options.company_id))}
+            course_names = dict(connection.execute(queries.license_course_names(
+                t, company_id=options.company_id, since=options.since, at=options.at)).tuples().all())
+        elif options.type == SelectionType.CERTIFICATE:
+            course_names = dict(connection.execute(queries.certificate_course_names(
+                t, company_id=options.company_id, course_id=options.course_id)).tuples().all())
     return Selection(
         source=source, options=options, company=company, course=course, scope=scope,
-        tracked_activities=tracked, due_date=due_date, site_url=site_url,
+        tracked_activities=tracked, due_date=due_date, site_url=site_url, licenses=licenses,
+        course_names=course_names,
     )
 
 
