@@ -87,3 +87,33 @@ def test_every_selection_provides_what_its_default_template_requires(kind):
     if kind == "certificate":
         provided |= {"certificate_url", "certificate_code", "certificate_verify_url"}
     assert required_variables(kind) <= provided
+
+
+def test_read_ahead_keeps_order_raises_in_the_callers_thread_and_stops_early():
+    import threading
+
+    from backend.moodle.source.readahead import read_ahead
+
+    assert list(read_ahead(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise RuntimeError("lost the server")
+
+    reader = read_ahead(failing())
+    assert next(reader) == 1
+    with pytest.raises(RuntimeError, match="lost the server"):
+        next(reader)
+
+    produced = []
+
+    def endless():
+        for number in range(10**9):
+            produced.append(number)
+            yield number
+
+    reader = read_ahead(endless(), depth=3)
+    assert next(reader) == 0
+    reader.close()  # stops the helper thread; it never runs far ahead
+    assert not any(t.name == "moodle-read-ahead" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) <= 6

@@ -80,10 +80,17 @@ def is_student(t: MoodleTables, scope: CourseScope) -> ColumnElement[bool]:
     )
 
 
-def has_active_enrolment(t: MoodleTables, course_id: int, at: int) -> ColumnElement[bool]:
+def active_enrolled_users(t: MoodleTables, course_id: int, at: int):
+    """The users with an active enrolment in the course, each once, with the start of their
+    earliest one (timestart, or the enrolment's timecreated when timestart is 0)."""
     ue, e = t.user_enrolments, t.enrol
-    return exists().where(
-        ue.c.userid == t.user.c.id, ue.c.enrolid == e.c.id, *_active_enrolment_terms(t, course_id, at)
+    started = func.min(case((ue.c.timestart > 0, ue.c.timestart), else_=ue.c.timecreated))
+    return (
+        select(ue.c.userid, started.label("started"))
+        .select_from(ue.join(e, e.c.id == ue.c.enrolid))
+        .where(*_active_enrolment_terms(t, course_id, at))
+        .group_by(ue.c.userid)
+        .subquery("enrolled")
     )
 
 
@@ -150,17 +157,9 @@ def reengagement(
 ) -> Select:
     """Active students whose last access to the course (or, never having accessed it, the start of
     their earliest active enrolment) is at least `inactive_for` before `at`."""
-    u, ue, e, la = t.user, t.user_enrolments, t.enrol, t.user_lastaccess
+    u, la = t.user, t.user_lastaccess
     course_id = scope.course_id
-    # timestart 0 means "from the moment of enrolment": the enrolment's timecreated.
-    started = func.min(case((ue.c.timestart > 0, ue.c.timestart), else_=ue.c.timecreated))
-    starts = (
-        select(ue.c.userid, started.label("started"))
-        .select_from(ue.join(e, e.c.id == ue.c.enrolid))
-        .where(*_active_enrolment_terms(t, course_id, at))
-        .group_by(ue.c.userid)
-        .subquery("enrolment_start")
-    )
+    starts = active_enrolled_users(t, course_id, at)
     last_seen = case((la.c.timeaccess > 0, la.c.timeaccess), else_=starts.c.started)
     terms = [base_filter(t, company_id), is_student(t, scope), last_seen <= at - inactive_for]
     if not include_completed:
@@ -191,17 +190,15 @@ def reminder(
         .group_by(cmc.c.userid)
         .subquery("activities_done")
     )
-    terms = [
-        base_filter(t, company_id),
-        has_active_enrolment(t, course_id, at),
-        is_student(t, scope),
-        ~completed_course(t, course_id),
-    ]
+    enrolled = active_enrolled_users(t, course_id, at)
+    terms = [base_filter(t, company_id), is_student(t, scope), ~completed_course(t, course_id)]
     if unless_activity_cmid is not None:
         terms.append(~completed_activity(t, unless_activity_cmid))
     return (
         select(*user_columns(t), func.coalesce(done.c.done, 0).label("done"))
-        .select_from(u.outerjoin(done, done.c.userid == u.c.id))
+        .select_from(
+            enrolled.join(u, u.c.id == enrolled.c.userid).outerjoin(done, done.c.userid == u.c.id)
+        )
         .where(*terms)
         .order_by(u.c.id)
     )

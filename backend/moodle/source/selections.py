@@ -32,6 +32,7 @@ from backend.moodle.source.options import (
     format_date,
 )
 from backend.moodle.source.queries import CourseScope
+from backend.moodle.source.readahead import read_ahead
 from backend.moodle.source.results import (
     MoodleCompany,
     MoodleCourse,
@@ -41,8 +42,9 @@ from backend.moodle.source.results import (
 )
 from backend.moodle.source.schema import CONTEXT_COURSE
 
-# Rows fetched per round trip from the server-side cursor.
+# Rows fetched per round trip from the server-side cursor, and pages read ahead of the consumer.
 PAGE_SIZE = 2000
+READ_AHEAD_PAGES = 4
 # What a recipient row carries itself (RecipientRow's own fields), for every type.
 ROW_FIELDS = ("userid", "firstname", "lastname", "username")
 # The template variables each selection provides, beyond the row fields and the address.
@@ -169,7 +171,8 @@ class Selection:
         shaper = _SHAPERS[self.type]
         with self.source.connect(stream=True, page_size=PAGE_SIZE) as connection:
             result = connection.execute(statement)
-            for line, row in enumerate(shaper(self, result), start=1):
+            rows = itertools.chain.from_iterable(read_ahead(result.partitions(), depth=READ_AHEAD_PAGES))
+            for line, row in enumerate(shaper(self, rows), start=1):
                 if type(row) is RecipientRow:
                     row.line = line
                     self.recipients += 1
