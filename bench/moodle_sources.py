@@ -276,6 +276,8 @@ def main() -> None:
         return
     print(f"targets: 50,000 recipients from query to stored job in <= {TARGET_SECONDS:.0f} s, "
           f"peak RSS <= {TARGET_MB:.0f} MB (per selection, in its own process)")
+    # Figures from a busy machine are not figures: say how busy it was.
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     failures = []
     for kind in args.servers.split(","):
         url = args.mariadb_url if kind == "mariadb" else args.postgres_url
