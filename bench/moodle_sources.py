@@ -169,7 +169,7 @@ def load(engine, kind: str, prefix: str, users: int) -> tuple[int, float]:
 
 def measure(url: str, prefix: str, kind: str) -> dict:
     """One selection, query to stored job, in this (fresh) process."""
-    from backend.jobs import create_job
+    from backend.jobs.create import create_job
     from backend.moodle.source import SelectionOptions, open_moodle, select_recipients
     from models.db import get_engine, session_scope, upgrade
 

@@ -24,7 +24,7 @@ from backend.moodle.source import (
     select_recipients,
 )
 from backend.moodle.source.connection import parse_database_url
-from backend.secrets import MASK
+from backend.core.secrets import MASK
 from tests.support.moodle_db import READONLY_PASSWORD, populate
 from tests.support.moodle_fixture import (
     AT,

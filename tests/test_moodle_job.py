@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import select
 
-from backend.jobs import create_job
+from backend.jobs.create import create_job
 from backend.moodle.source import SelectionOptions, open_moodle, select_recipients
 from models import Job, Recipient, Rejection
 from models.db import session_scope

@@ -8,7 +8,7 @@ from sqlalchemy import BigInteger, Numeric, SmallInteger, String, Text
 from backend.moodle.source import MoodleOptionsInvalid, SelectionOptions, parse_duration, parse_moment, parse_since
 from backend.moodle.source.schema import REQUIRED_TABLES, moodle_tables
 from backend.moodle.source.selections import available_variables, grade_percent
-from backend.templates import required_variables
+from backend.mail.templates import required_variables
 from tests.support.moodle_schema import parse_xmldb
 
 

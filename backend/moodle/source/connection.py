@@ -34,7 +34,7 @@ from backend.moodle.source.errors import (
     MoodleUnreachable,
 )
 from backend.moodle.source.schema import MoodleTables, moodle_tables
-from backend.secrets import MASK, mask_url, register_secret
+from backend.core.secrets import MASK, mask_url, register_secret
 
 DEFAULT_PREFIX = "mdl_"
 CONNECT_TIMEOUT_SECONDS = 10

@@ -6,7 +6,7 @@ an unknown company or course are failures (exit 1); unusable options are unusabl
 
 from __future__ import annotations
 
-from backend.errors import ManiError, UnusableInput
+from backend.core.errors import ManiError, UnusableInput
 
 
 class MoodleSourceError(ManiError):

@@ -21,7 +21,7 @@ from typing import IO
 from email_validator import EmailNotValidError
 from sqlalchemy import func, select
 
-from backend.intake import RecipientRow, RejectedRow, checked_address
+from backend.jobs.intake import RecipientRow, RejectedRow, checked_address
 from backend.moodle.source import queries
 from backend.moodle.source.connection import MoodleSource, require
 from backend.moodle.source.errors import MoodleNotFound
