@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from backend.core.secrets import MASK
 from backend.moodle.source import (
     MoodleSchemaError,
     MoodleSourceError,
@@ -24,7 +25,6 @@ from backend.moodle.source import (
     select_recipients,
 )
 from backend.moodle.source.connection import parse_database_url
-from backend.core.secrets import MASK
 from tests.support.moodle_db import READONLY_PASSWORD, populate
 from tests.support.moodle_fixture import (
     AT,

@@ -9,7 +9,14 @@ from backend.jobs.create import create_job
 from backend.moodle.source import SelectionOptions, open_moodle, select_recipients
 from models import Job, Recipient, Rejection
 from models.db import session_scope
-from tests.support.moodle_fixture import AT, COMPANY, COURSE_NAME, EXPECTED, SINCE_1D, SINCE_7D
+from tests.support.moodle_fixture import (
+    AT,
+    COMPANY,
+    COURSE_NAME,
+    EXPECTED,
+    SINCE_1D,
+    SINCE_7D,
+)
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.postgres]
 

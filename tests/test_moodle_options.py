@@ -5,10 +5,16 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import BigInteger, Numeric, SmallInteger, String, Text
 
-from backend.moodle.source import MoodleOptionsInvalid, SelectionOptions, parse_duration, parse_moment, parse_since
-from backend.moodle.source.schema import REQUIRED_TABLES, moodle_tables
-from backend.moodle.source.selections import available_variables, grade_percent
 from backend.mail.templates import required_variables
+from backend.moodle.source import (
+    MoodleOptionsInvalid,
+    SelectionOptions,
+    parse_duration,
+    parse_moment,
+    parse_since,
+)
+from backend.moodle.source.schema import REQUIRED_TABLES, moodle_tables
+from backend.moodle.source.selections import available_variables
 from tests.support.moodle_schema import parse_xmldb
 
 
@@ -55,11 +61,6 @@ def test_parsers():
             parse_duration(bad)
     with pytest.raises(MoodleOptionsInvalid, match="is not a moment"):
         parse_moment("yesterday")
-
-
-def test_grade_percent():
-    assert grade_percent(170, 200) == 85.0
-    assert grade_percent(None, 100) is None and grade_percent(5, 0) is None
 
 
 _KIND = {"int": (BigInteger, SmallInteger), "char": (String,), "text": (Text,), "number": (Numeric,)}

@@ -11,11 +11,12 @@ import pytest
 
 from backend.moodle.source import (
     MoodleNotFound,
+    PreviewInvalid,
+    PreviewRecipient,
     SelectionOptions,
     open_moodle,
     select_recipients,
 )
-from backend.moodle.source import PreviewInvalid, PreviewRecipient
 from tests.support.moodle_fixture import (
     AT,
     CM_QUIZ,

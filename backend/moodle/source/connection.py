@@ -27,6 +27,7 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 
+from backend.core.secrets import MASK, mask_url, register_secret
 from backend.moodle.source.errors import (
     MoodleNotFound,
     MoodleSchemaError,
@@ -34,7 +35,6 @@ from backend.moodle.source.errors import (
     MoodleUnreachable,
 )
 from backend.moodle.source.schema import MoodleTables, moodle_tables
-from backend.core.secrets import MASK, mask_url, register_secret
 
 DEFAULT_PREFIX = "mdl_"
 CONNECT_TIMEOUT_SECONDS = 10

@@ -15,7 +15,6 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import IO
 
 from email_validator import EmailNotValidError
@@ -84,27 +83,9 @@ def course_url(site_url: str | None, course_id: int) -> str | None:
     return f"{site_url.rstrip('/')}/course/view.php?id={course_id}"
 
 
-def check_email(raw: str | None) -> tuple[str, str | None, str | None]:
-    """(address as given, normalized address or None, reason when it cannot be used)."""
-    email = (raw or "").strip()
-    if not email:
-        return email, None, "missing email"
-    try:
-        return email, checked_address(email), None
-    except EmailNotValidError as error:
-        return email, None, f"invalid email address: {error}"
-
-
 def _percent_text(value: float) -> str:
     text = f"{value:.1f}".rstrip("0").rstrip(".")
     return f"{text}%"
-
-
-def grade_percent(finalgrade: Decimal | float | None, grademax: Decimal | float | None) -> float | None:
-    """finalgrade / grademax as a percent (the course total); None without a grade."""
-    if finalgrade is None or grademax is None or grademax <= 0:
-        return None
-    return float(finalgrade) * 100.0 / float(grademax)
 
 
 class Selection:
