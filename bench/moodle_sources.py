@@ -170,27 +170,28 @@ def load(engine, kind: str, prefix: str, users: int) -> tuple[int, float]:
 def measure(url: str, prefix: str, kind: str) -> dict:
     """One selection, query to stored job, in this (fresh) process."""
     from backend.jobs.create import create_job
-    from backend.moodle.source import SelectionOptions, open_moodle, select_recipients
+    from backend.jobs.moodle_source import moodle_job_rows, select_moodle_recipients
+    from backend.moodle.source import SelectionOptions, open_moodle
     from models.db import get_engine, session_scope, upgrade
 
     upgrade(get_engine())
     # The read alone first (the figure that is the Moodle server's and the reader's), then the whole path.
     with open_moodle(url, prefix=prefix) as source:
         started = time.perf_counter()
-        selection = select_recipients(
+        selection = select_moodle_recipients(
             source=source, options=SelectionOptions(type=kind, company_id=1, at=AT, **SELECTIONS[kind]),
         )
-        sum(1 for _ in selection.job_rows())
+        sum(1 for _ in moodle_job_rows(selection))
         read_seconds = time.perf_counter() - started
     started = time.perf_counter()
     with open_moodle(url, prefix=prefix) as source:
-        selection = select_recipients(
+        selection = select_moodle_recipients(
             source=source, options=SelectionOptions(type=kind, company_id=1, at=AT, **SELECTIONS[kind]),
             site_url="https://moodle.example.org",
         )
         with session_scope() as session:
             created = create_job(
-                session=session, job_type=kind, rows=selection.job_rows(),
+                session=session, job_type=kind, rows=moodle_job_rows(selection),
                 available_variables=selection.available_variables, source="moodle",
                 source_name=selection.source_name,
             )

@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from backend.core.secrets import MASK
+from backend.jobs.moodle_source import select_moodle_recipients
 from backend.moodle.source import (
     MoodleSchemaError,
     MoodleSourceError,
@@ -22,7 +23,6 @@ from backend.moodle.source import (
     course_in_company,
     list_companies,
     open_moodle,
-    select_recipients,
 )
 from backend.moodle.source.connection import parse_database_url
 from tests.support.moodle_db import READONLY_PASSWORD, populate
@@ -71,7 +71,7 @@ def test_wrong_prefix_reports_every_table_missing(moodle_site):
         assert "No Moodle table was found under the prefix 'mdl_'" in report.problems[0]
         assert "mt_" in report.problems[0]  # the prefix that is there
         with pytest.raises(MoodleSchemaError) as caught:
-            select_recipients(source=source, options=SelectionOptions(type="welcome_std", company_id=1, since=0))
+            select_moodle_recipients(source=source, options=SelectionOptions(type="welcome_std", company_id=1, since=0))
     assert "'mdl_'" in str(caught.value) and READONLY_PASSWORD not in str(caught.value)
 
 
@@ -110,7 +110,7 @@ def test_unreachable_and_wrong_password_are_one_sentence_without_the_password(mo
             with open_moodle(target, prefix="mt_", connect_timeout=3) as source:
                 report = check_moodle(source=source)
                 with pytest.raises(MoodleUnreachable) as caught:
-                    select_recipients(source=source, options=SelectionOptions(type="welcome_std", company_id=1, since=0))
+                    select_moodle_recipients(source=source, options=SelectionOptions(type="welcome_std", company_id=1, since=0))
         message = str(caught.value)
         assert message.startswith(expected) and message.count("\n") == 0
         assert not report.reachable and report.problems == [message]
@@ -165,7 +165,7 @@ def test_catalogue_reads(moodle_site):
 
 def test_sample_limit_stops_early(moodle_site):
     with open_moodle(moodle_site.readonly_url, prefix=moodle_site.prefix) as source:
-        selection = select_recipients(
+        selection = select_moodle_recipients(
             source=source, options=SelectionOptions(type="reminder", company_id=COMPANY, at=AT, course_id=COURSE)
         )
         assert len(selection.preview(limit=3).recipients) == 3

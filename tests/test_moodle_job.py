@@ -6,7 +6,8 @@ import pytest
 from sqlmodel import select
 
 from backend.jobs.create import create_job
-from backend.moodle.source import SelectionOptions, open_moodle, select_recipients
+from backend.jobs.moodle_source import moodle_job_rows, select_moodle_recipients
+from backend.moodle.source import SelectionOptions, open_moodle
 from models import Job, Recipient, Rejection
 from models.db import session_scope
 from tests.support.moodle_fixture import (
@@ -23,13 +24,13 @@ pytestmark = [pytest.mark.mariadb, pytest.mark.postgres]
 
 def make_job(moodle_site, **options):
     with open_moodle(moodle_site.readonly_url, prefix=moodle_site.prefix) as source:
-        selection = select_recipients(
+        selection = select_moodle_recipients(
             source=source, options=SelectionOptions(company_id=COMPANY, at=AT, **options),
             site_url="https://moodle.example.org",
         )
         with session_scope() as session:
             created = create_job(
-                session=session, job_type=selection.type.value, rows=selection.job_rows(),
+                session=session, job_type=selection.type.value, rows=moodle_job_rows(selection),
                 available_variables=selection.available_variables, source="moodle",
                 source_name=selection.source_name,
             )

@@ -9,13 +9,13 @@ import json
 
 import pytest
 
+from backend.jobs.moodle_source import moodle_job_rows, select_moodle_recipients
 from backend.moodle.source import (
     MoodleNotFound,
     PreviewInvalid,
     PreviewRecipient,
     SelectionOptions,
     open_moodle,
-    select_recipients,
 )
 from tests.support.moodle_fixture import (
     AT,
@@ -44,7 +44,7 @@ def source(moodle_site):
 
 
 def run(source, **options):
-    selection = select_recipients(source=source, options=SelectionOptions(company_id=COMPANY, at=AT, **options),
+    selection = select_moodle_recipients(source=source, options=SelectionOptions(company_id=COMPANY, at=AT, **options),
                                   site_url=SITE)
     rows = list(selection.preview_rows())
     selected = [row for row in rows if isinstance(row, PreviewRecipient)]
@@ -158,10 +158,10 @@ def test_certificate_legacy_zero_never_matches_and_course_narrows(source):
 
 
 def test_job_rows_carry_the_variables_and_the_rejections(source):
-    selection = select_recipients(
+    selection = select_moodle_recipients(
         source=source, options=SelectionOptions(type="reminder", company_id=COMPANY, at=AT, course_id=COURSE)
     )
-    rows = list(selection.job_rows())
+    rows = list(moodle_job_rows(selection))
     rejected = [row for row in rows if not hasattr(row, "email_norm")]
     accepted = [row for row in rows if hasattr(row, "email_norm")]
     assert [row.reason for row in rejected] == ["user 42: invalid email address: The email address is not valid. "
@@ -176,7 +176,7 @@ def test_job_rows_carry_the_variables_and_the_rejections(source):
 
 
 def test_preview_json_shape(source):
-    selection = select_recipients(
+    selection = select_moodle_recipients(
         source=source, options=SelectionOptions(type="certificate", company_id=COMPANY, at=AT, since=SINCE_7D)
     )
     stream = io.StringIO()
@@ -187,7 +187,7 @@ def test_preview_json_shape(source):
     assert set(first) == {"userid", "email", "username", "firstname", "lastname", "course_name", "completion_date",
                           "grade", "courseid"}
     assert data == json.loads(selection.preview().model_dump_json())
-    reminder = select_recipients(
+    reminder = select_moodle_recipients(
         source=source, options=SelectionOptions(type="reminder", company_id=COMPANY, at=AT, course_id=COURSE)
     ).preview()
     row = reminder.model_dump(mode="json")["recipients"][0]
@@ -208,6 +208,30 @@ def test_preview_json_shape(source):
 )
 def test_unknown_company_course_activity_are_named(source, options, message):
     with pytest.raises(MoodleNotFound) as caught:
-        select_recipients(source=source, options=SelectionOptions(at=AT, **options))
+        select_moodle_recipients(source=source, options=SelectionOptions(at=AT, **options))
     assert message in str(caught.value)
     assert caught.value.exit_code == 1
+
+
+def test_the_reader_stands_alone_with_its_own_row_type_and_any_address_check(source):
+    """backend.moodle.source imports nothing from backend.jobs: the check and row type come in."""
+    from backend.moodle.source import InvalidRow, MoodleRecipient, select_recipients
+
+    def only_example_org(address: str) -> str:
+        if not address.endswith("@example.org"):
+            raise ValueError("not at example.org")
+        return address.lower()
+
+    selection = select_recipients(
+        source=source, options=SelectionOptions(type="welcome_std", company_id=COMPANY, at=AT, since=SINCE_1D),
+        check_address=only_example_org,
+    )
+    rows = list(selection)
+    assert rows and all(type(row) is InvalidRow for row in rows)
+    assert rows[0].reason == "invalid email address: not at example.org"
+    selection = select_recipients(
+        source=source, options=SelectionOptions(type="welcome_std", company_id=COMPANY, at=AT, since=SINCE_1D),
+        check_address=str.lower,
+    )
+    first = next(iter(selection))
+    assert type(first) is MoodleRecipient and first.userid == "1" and first.line == 1

@@ -3,24 +3,23 @@
 `select_recipients` checks the options against Moodle (company, course, activity, the student
 role) with a handful of small queries and raises before anything is streamed; the returned
 `Selection` then runs one query through a server-side cursor, a page at a time, and hands out
-rows as they come: to `create_job(rows=selection.job_rows(), ...)`, or as preview rows.
+rows as they come: to the job writer (through `backend.jobs.moodle_source`), or as preview rows.
 
-Addresses are checked exactly as the CSV intake checks them; a user with an empty or malformed
-address is reported with the reason and never becomes a recipient.
+This room sits below `backend.jobs`, so it does not import the CSV intake: the caller hands in
+the intake's address check and its row type (`backend.jobs.moodle_source` does), and a user with
+an empty or malformed address is reported with the reason and never becomes a recipient.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import IO
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
 
-from email_validator import EmailNotValidError
 from sqlalchemy import func, select
 
-from backend.jobs.intake import RecipientRow, RejectedRow, checked_address
 from backend.moodle.source import queries
 from backend.moodle.source.connection import MoodleSource, require
 from backend.moodle.source.errors import MoodleNotFound
@@ -44,7 +43,7 @@ from backend.moodle.source.schema import CONTEXT_COURSE
 # Rows fetched per round trip from the server-side cursor, and pages read ahead of the consumer.
 PAGE_SIZE = 2000
 READ_AHEAD_PAGES = 4
-# What a recipient row carries itself (RecipientRow's own fields), for every type.
+# What a recipient row carries itself (the job writer's RecipientRow fields), for every type.
 ROW_FIELDS = ("userid", "firstname", "lastname", "username")
 # The template variables each selection provides, beyond the row fields and the address.
 SELECTION_VARIABLES: dict[SelectionType, tuple[str, ...]] = {
@@ -59,12 +58,33 @@ _COURSE_URL_TYPES = frozenset(SelectionType) - {SelectionType.WELCOME_STD, Selec
 
 
 @dataclass(slots=True)
+class MoodleRecipient:
+    """A selected recipient, field for field the job writer's RecipientRow (which callers that
+    write jobs pass as `recipient_type`, so rows go into the job as they are)."""
+
+    line: int
+    email: str
+    email_norm: str
+    userid: str
+    firstname: str | None = None
+    lastname: str | None = None
+    username: str | None = None
+    password: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+# Normalizes an address, or raises ValueError (email_validator's EmailNotValidError is one) saying why.
+AddressCheck = Callable[[str], str]
+
+
+@dataclass(slots=True)
 class InvalidRow:
     """A user the selection matched whose address cannot be used."""
 
     userid: int
     email: str
     reason: str
+    line: int = 0
 
 
 def available_variables(selection_type: SelectionType | str, *, site_url: str | None = None) -> tuple[str, ...]:
@@ -95,7 +115,8 @@ class Selection:
         self, *, source: MoodleSource, options: SelectionOptions, company: MoodleCompany,
         course: MoodleCourse | None, scope: CourseScope | None, tracked_activities: int | None,
         due_date: str, site_url: str | None, licenses: dict[int, tuple[str, int]] | None = None,
-        course_names: dict[int, str] | None = None,
+        course_names: dict[int, str] | None = None, check_address: AddressCheck,
+        recipient_type: Callable[..., Any] = MoodleRecipient,
     ) -> None:
         self.source = source
         self.options = options
@@ -107,6 +128,7 @@ class Selection:
         self.site_url = site_url
         self.licenses = licenses or {}
         self.course_names = course_names or {}
+        self.make_recipient = _recipient_maker(check_address, recipient_type)
         self.recipients = 0
         self.invalid = 0
 
@@ -142,9 +164,9 @@ class Selection:
             )
         return queries.certificate(t, company_id=o.company_id, since=o.since, at=o.at, course_id=o.course_id)
 
-    def rows(self, *, limit: int | None = None) -> Iterator[RecipientRow | InvalidRow]:
+    def rows(self, *, limit: int | None = None) -> Iterator[Any | InvalidRow]:
         """The selection's rows in user order, streamed, numbered from 1 (`line`); `limit` caps the
-        query's rows (a sample). Recipients come as the job writer's own RecipientRow."""
+        query's rows (a sample). Recipients are of the `recipient_type` given (MoodleRecipient)."""
         self.recipients = self.invalid = 0
         statement = self.query()
         if limit is not None:
@@ -154,27 +176,17 @@ class Selection:
             result = connection.execute(statement)
             rows = itertools.chain.from_iterable(read_ahead(result.partitions(), depth=READ_AHEAD_PAGES))
             for line, row in enumerate(shaper(self, rows), start=1):
-                if type(row) is RecipientRow:
-                    row.line = line
-                    self.recipients += 1
-                else:
+                row.line = line
+                if type(row) is InvalidRow:
                     self.invalid += 1
+                else:
+                    self.recipients += 1
                 yield row
 
-    def __iter__(self) -> Iterator[RecipientRow | InvalidRow]:
+    def __iter__(self) -> Iterator[Any | InvalidRow]:
         return self.rows()
 
     # Outputs ----------------------------------------------------------------------------------
-
-    def job_rows(self) -> Iterator[RecipientRow | RejectedRow]:
-        """The rows as the job writer takes them: `create_job(rows=selection.job_rows(), ...)`."""
-        line = 0
-        for row in self.rows():
-            line += 1
-            if type(row) is InvalidRow:
-                yield RejectedRow(line=line, email=row.email or None, reason=f"user {row.userid}: {row.reason}")
-            else:
-                yield row
 
     def preview_rows(self, *, limit: int | None = None) -> Iterator[PreviewRecipient | PreviewInvalid]:
         for row in self.rows(limit=limit):
@@ -183,7 +195,7 @@ class Selection:
             else:
                 yield self.preview_recipient(row)
 
-    def preview_recipient(self, row: RecipientRow) -> PreviewRecipient:
+    def preview_recipient(self, row: MoodleRecipient) -> PreviewRecipient:
         variables = {"username": row.username or "", "firstname": row.firstname or "", "lastname": row.lastname or ""}
         variables.update(row.variables)
         courseid = variables.pop("courseid", None)
@@ -222,18 +234,21 @@ class Selection:
 # Shaping: one function per type, rows as tuples in the query's column order -------------------------
 
 
-def _recipient(userid, email, username, firstname, lastname, variables: dict[str, str]) -> RecipientRow | InvalidRow:
-    address = (email or "").strip()
-    if not address:
-        return InvalidRow(userid=int(userid), email="", reason="missing email")
-    try:
-        email_norm = checked_address(address)
-    except EmailNotValidError as error:
-        return InvalidRow(userid=int(userid), email=address, reason=f"invalid email address: {error}")
-    return RecipientRow(
-        line=0, email=address, email_norm=email_norm, userid=str(userid), firstname=firstname or None,
-        lastname=lastname or None, username=username or None, variables=variables,
-    )
+def _recipient_maker(check_address: AddressCheck, recipient_type: Callable[..., Any]):
+    def make(userid, email, username, firstname, lastname, variables: dict[str, str]):
+        address = (email or "").strip()
+        if not address:
+            return InvalidRow(userid=int(userid), email="", reason="missing email")
+        try:
+            email_norm = check_address(address)
+        except ValueError as error:
+            return InvalidRow(userid=int(userid), email=address, reason=f"invalid email address: {error}")
+        return recipient_type(
+            line=0, email=address, email_norm=email_norm, userid=str(userid), firstname=firstname or None,
+            lastname=lastname or None, username=username or None, variables=variables,
+        )
+
+    return make
 
 
 def _course_variables(selection: Selection) -> dict[str, str]:
@@ -243,14 +258,16 @@ def _course_variables(selection: Selection) -> dict[str, str]:
     return variables
 
 
-def _shape_welcome_std(selection: Selection, result) -> Iterator[RecipientRow | InvalidRow]:
+def _shape_welcome_std(selection: Selection, result) -> Iterator[Any]:
+    make = selection.make_recipient
     for userid, email, username, firstname, lastname in result:
-        yield _recipient(userid, email, username, firstname, lastname, {})
+        yield make(userid, email, username, firstname, lastname, {})
 
 
-def _shape_welcome_lic(selection: Selection, result) -> Iterator[RecipientRow | InvalidRow]:
+def _shape_welcome_lic(selection: Selection, result) -> Iterator[Any]:
     """One person's allocations in the window (rows ordered by user): one mail listing their courses."""
     licenses, names, site_url = selection.licenses, selection.course_names, selection.site_url
+    make = selection.make_recipient
     for _, group in itertools.groupby(result, key=lambda row: row[0]):
         group = list(group)
         license_ids = list(dict.fromkeys(row[5] for row in group))
@@ -264,32 +281,33 @@ def _shape_welcome_lic(selection: Selection, result) -> Iterator[RecipientRow | 
         }
         if site_url and len(course_ids) == 1:
             variables["course_url"] = course_url(site_url, course_ids[0])
-        yield _recipient(*group[0][:5], variables)
+        yield make(*group[0][:5], variables)
 
 
-def _shape_reengagement(selection: Selection, result) -> Iterator[RecipientRow | InvalidRow]:
-    common = _course_variables(selection)
+def _shape_reengagement(selection: Selection, result) -> Iterator[Any]:
+    common, make = _course_variables(selection), selection.make_recipient
     for userid, email, username, firstname, lastname, last_access in result:
-        yield _recipient(userid, email, username, firstname, lastname,
+        yield make(userid, email, username, firstname, lastname,
                          {**common, "last_access": format_date(last_access) or "never"})
 
 
-def _shape_reminder(selection: Selection, result) -> Iterator[RecipientRow | InvalidRow]:
+def _shape_reminder(selection: Selection, result) -> Iterator[Any]:
     common = {**_course_variables(selection), "due_date": selection.due_date}
     total = selection.tracked_activities or 0
+    make = selection.make_recipient
     for userid, email, username, firstname, lastname, done in result:
         percent = str(round(100 * int(done) / total)) if total else ""
-        yield _recipient(userid, email, username, firstname, lastname, {**common, "completion_percent": percent})
+        yield make(userid, email, username, firstname, lastname, {**common, "completion_percent": percent})
 
 
-def _shape_certificate(selection: Selection, result) -> Iterator[RecipientRow | InvalidRow]:
-    names = selection.course_names
+def _shape_certificate(selection: Selection, result) -> Iterator[Any]:
+    names, make = selection.course_names, selection.make_recipient
     previous = None
     for userid, email, username, firstname, lastname, courseid, timecompleted, percent in result:
         if (userid, courseid) == previous:
             continue  # one per completion, even if a course ever had two course grade items
         previous = (userid, courseid)
-        yield _recipient(userid, email, username, firstname, lastname, {
+        yield make(userid, email, username, firstname, lastname, {
             "course_name": names.get(courseid, ""),
             "completion_date": format_date(timecompleted),
             "grade": _percent_text(float(percent)) if percent is not None else "",
@@ -307,9 +325,14 @@ _SHAPERS = {
 
 
 def select_recipients(
-    *, source: MoodleSource, options: SelectionOptions, site_url: str | None = None
+    *, source: MoodleSource, options: SelectionOptions, check_address: AddressCheck, site_url: str | None = None,
+    recipient_type: Callable[..., Any] = MoodleRecipient,
 ) -> Selection:
     """Check `options` against Moodle and return the selection, ready to stream.
+
+    `check_address` is the CSV intake's (`backend.jobs.intake.checked_address`); with
+    `recipient_type=RecipientRow` the rows go into `create_job` as they are. Callers that write
+    jobs use `backend.jobs.moodle_source`, which passes both.
 
     Raises MoodleNotFound for an unknown company, course or activity (or a site without the
     'student' role), MoodleUnreachable / MoodleSchemaError when the database cannot be read.
@@ -350,7 +373,7 @@ def select_recipients(
     return Selection(
         source=source, options=options, company=company, course=course, scope=scope,
         tracked_activities=tracked, due_date=due_date, site_url=site_url, licenses=licenses,
-        course_names=course_names,
+        course_names=course_names, check_address=check_address, recipient_type=recipient_type,
     )
 
 
