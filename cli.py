@@ -15,13 +15,48 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.exc import OperationalError
 
 from actors import broker as broker_setup
 from actors.enqueue import enqueue_after_commit
+from actors.runner import run_forever, start_worker
+from backend.companies import connection_test
+from backend.companies.catalogue import parse_assignments
+from backend.companies.resolution import describe
+from backend.companies.service import (
+    add_company,
+    company_row,
+    get_company,
+    list_companies,
+    rename_company,
+    show_company,
+)
+from backend.companies.store import set_company_settings, set_global_settings
+from backend.core.audit import record
 from backend.core.errors import ManiError, UnusableInput
 from backend.core.followups import Followups
 from backend.core.logs import configure_logging
+from backend.core.oswho import os_user
+from backend.core.secrets import generate_key, generate_key_file
 from backend.core.settings import get_settings
+from backend.jobs import actions as job_actions
+from backend.jobs import queries
+from backend.jobs.create import submit_csv
+from backend.moodle import callbacks
+from backend.moodle.tokens import issue_token, list_tokens, revoke_token
+from models import JOB_FINAL, Job
+from models.db import (
+    DatabaseNotMigrated,
+    current_revision,
+    ensure_schema,
+    get_engine,
+    head_revision,
+    session_scope,
+    upgrade,
+)
 
 app = typer.Typer(
     name="mani",
@@ -52,10 +87,6 @@ def handles_errors(command: Callable) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from sqlalchemy.exc import OperationalError
-
-        from models.db import DatabaseNotMigrated
-
         try:
             return command(*args, **kwargs)
         except ManiError as error:
@@ -76,15 +107,10 @@ def emit(data: Any, *, as_json: bool, human: Callable[[], None] | None = None) -
 
 
 def who() -> str:
-    from backend.core.oswho import os_user
-
     return os_user()
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     output = Table(*headers, box=None, pad_edge=False, header_style="bold")
     for row in rows:
         output.add_row(*("" if cell is None else str(cell) for cell in row))
@@ -119,11 +145,6 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Create a job from a CSV file and hand it to the workers."""
-    from backend.core.audit import record
-    from backend.jobs.create import submit_csv
-    from backend.core.settings import get_settings
-    from models.db import session_scope
-
     settings = get_settings()
     with session_scope() as session:
         created = submit_csv(
@@ -142,7 +163,6 @@ def submit(
     }
     embedded = None
     if wait and not settings.redis_url and created.accepted:
-        from actors.runner import start_worker
 
         # The in-process worker's start and stop lines are noise next to a progress bar.
         logging.getLogger("dramatiq").setLevel(logging.WARNING)
@@ -193,20 +213,15 @@ def _print_submitted(document: dict, rejected: list, *, queued: bool, wait: bool
 
 def _wait_for(job_id: int, *, show_progress: bool) -> dict:
     """Poll the store until the job is final; a progress bar on a terminal."""
-    from backend.jobs.job_queries import get_job, job_counts
-    from models import JOB_FINAL
-    from models.db import session_scope
-
     def snapshot():
         with session_scope(read_only=True) as session:
-            job = get_job(session=session, job_ref=job_id)
-            return job, (job_counts(session=session, job_id=job.id) if job.status in JOB_FINAL else None)
+            job = session.get(Job, job_id)
+            return job, (queries.recipient_counts(session=session, job_id=job.id) if job.status in JOB_FINAL else None)
 
     job, counts = snapshot()
     interactive = show_progress and sys.stderr.isatty()
     progress = None
     if interactive:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         progress = Progress(TextColumn("[bold]job {task.fields[job]}[/] {task.fields[status]}"), BarColumn(),
                             MofNCompleteColumn(), TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(),
@@ -252,16 +267,10 @@ def jobs_list(
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, newest first."""
-    from backend.jobs.job_queries import list_jobs
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
-        jobs = list_jobs(session=session, status=status, job_type=job_type, company_id=company, search=search, limit=limit)
-    documents = [
-        {"job_id": j.uuid, "id": j.id, "type": j.type, "status": j.status, "company_id": j.company_id,
-         "total": j.total, "sent": j.sent_count, "failed": j.failed_count, "created_at": j.created_at.isoformat()}
-        for j in jobs
-    ]
+        jobs, _ = queries.search_jobs(session=session, status=status, job_type=job_type, company_id=company,
+                                      search=search, limit=limit)
+    documents = [job.model_dump(mode="json") for job in jobs]
     emit(documents, as_json=as_json, human=lambda: table(
         ["ID", "JOB", "TYPE", "STATUS", "COMPANY", "SENT/TOTAL", "FAILED", "CREATED"],
         [[d["id"], d["job_id"][:8], d["type"], d["status"], d["company_id"] or "-", f"{d['sent']}/{d['total']}",
@@ -273,11 +282,8 @@ def jobs_list(
 @handles_errors
 def jobs_show(job: JobRef, as_json: JsonOption = False) -> None:
     """A job's summary, counts and batches."""
-    from backend.jobs.job_queries import get_job, job_summary
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
-        summary = job_summary(session=session, job=get_job(session=session, job_ref=job))
+        summary = queries.job_detail(session=session, job_ref=job).model_dump(mode="json")
 
     def human() -> None:
         s = summary
@@ -309,13 +315,10 @@ def jobs_recipients(
     as_json: JsonOption = False,
 ) -> None:
     """Every recipient of a job with status, attempts, last error and sent time."""
-    from backend.jobs.job_queries import get_job, list_recipients, recipient_document
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
-        found = get_job(session=session, job_ref=job)
-        documents = [recipient_document(r) for r in
-                     list_recipients(session=session, job_id=found.id, status=status, search=search, limit=limit)]
+        job_id = queries.resolve_job_ref(session=session, job_ref=job)
+        documents = [r.model_dump(mode="json") for r in
+                     queries.list_recipients(session=session, job_id=job_id, status=status, search=search, limit=limit)]
     emit(documents, as_json=as_json, human=lambda: table(
         ["EMAIL", "STATUS", "ATTEMPTS", "SENT AT", "ERROR"],
         [[d["email"], d["status"], d["attempts"], (d["sent_at"] or "")[:19], (d["error"] or "")[:60]] for d in documents],
@@ -326,31 +329,23 @@ def jobs_recipients(
 @handles_errors
 def jobs_rejections(job: JobRef, as_json: JsonOption = False) -> None:
     """The CSV rows a job rejected, with line and reason."""
-    from backend.jobs.job_queries import get_job, list_rejections
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
-        found = get_job(session=session, job_ref=job)
-        documents = [{"line": r.line, "email": r.email, "reason": r.reason}
-                     for r in list_rejections(session=session, job_id=found.id)]
+        job_id = queries.resolve_job_ref(session=session, job_ref=job)
+        documents = [r.model_dump(mode="json") for r in queries.list_rejections(session=session, job_id=job_id)]
     emit(documents, as_json=as_json, human=lambda: table(
         ["LINE", "EMAIL", "REASON"], [[d["line"], d["email"] or "", d["reason"]] for d in documents]))
 
 
 def _job_action(name: str, job: str, as_json: bool, **options) -> None:
-    from backend.jobs import actions as job_actions
-    from models.db import session_scope
-
     action = getattr(job_actions, f"{name}_job")
     with session_scope() as session:
         result = action(session=session, job_ref=job, actor=who(), source="cli", **options)
     queued = enqueue_after_commit(result.followups)
-    document = {"job_id": result.job.uuid, "id": result.job.id, "status": result.job.status,
-                "recipients": result.count, "enqueued": queued}
+    done = result.public.model_copy(update={"enqueued": queued})
     verbs = {"retry": "queued for retry", "pause": "waiting while paused", "resume": "waiting",
              "cancel": "cancelled"}
-    emit(document, as_json=as_json, human=lambda: typer.echo(
-        f"Job {result.job.id} is {result.job.status}: {result.count:,} recipients {verbs[name]}."
+    emit(done.model_dump(mode="json"), as_json=as_json, human=lambda: typer.echo(
+        f"Job {done.id} is {done.status}: {done.recipients:,} recipients {verbs[name]}."
         + ("" if queued else _not_queued())))
 
 
@@ -402,10 +397,6 @@ def worker(
     threads: Annotated[int, typer.Option(help="Threads per process.", min=1)] = 8,
 ) -> None:
     """Run Dramatiq workers and the sweeper until SIGTERM (ready for systemd)."""
-    from actors.runner import run_forever
-    from backend.core.settings import get_settings
-    from models.db import ensure_schema
-
     settings = get_settings()
     ensure_schema()
     broker = f"Redis {settings.redis_namespace}" if settings.redis_url else "the embedded broker (this process only)"
@@ -417,8 +408,6 @@ def worker(
 @handles_errors
 def db_upgrade(as_json: JsonOption = False) -> None:
     """Migrate the database to the newest schema."""
-    from models.db import upgrade
-
     before, after = upgrade()
     emit({"from": before, "to": after}, as_json=as_json,
          human=lambda: typer.echo(f"database at {after}" + ("" if before == after else f" (was {before or 'empty'})")))
@@ -428,8 +417,6 @@ def db_upgrade(as_json: JsonOption = False) -> None:
 @handles_errors
 def db_current(as_json: JsonOption = False) -> None:
     """Show the schema revision of the database and of the code."""
-    from models.db import current_revision, get_engine, head_revision
-
     engine = get_engine()
     document = {"database": current_revision(engine), "code": head_revision(engine),
                 "url": engine.url.render_as_string(hide_password=True)}
@@ -471,9 +458,6 @@ def companies_add(
     as_json: JsonOption = False,
 ) -> None:
     """Add a company; it inherits every global setting until `mani companies set` overrides one."""
-    from backend.companies.service import add_company, company_row
-    from models.db import session_scope
-
     with session_scope() as session:
         row = company_row(add_company(session=session, company_id=company_id, name=name, actor=who(), source="cli"))
     emit(row, as_json=as_json, human=lambda: typer.echo(f"added company {row['id']} ({row['name']})"))
@@ -483,9 +467,6 @@ def companies_add(
 @handles_errors
 def companies_list(as_json: JsonOption = False) -> None:
     """Every company, with its cloud switch and provider."""
-    from backend.companies.service import company_row, list_companies
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         rows = [company_row(company) for company in list_companies(session=session)]
     emit(rows, as_json=as_json, human=lambda: table(
@@ -499,9 +480,6 @@ def companies_list(as_json: JsonOption = False) -> None:
 @handles_errors
 def companies_show(company_id: CompanyId, as_json: JsonOption = False) -> None:
     """A company and every setting it resolves to (secrets masked), with where each comes from."""
-    from backend.companies.service import show_company
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         document = show_company(session=session, company_id=company_id)
 
@@ -521,10 +499,6 @@ def companies_set(
     as_json: JsonOption = False,
 ) -> None:
     """Override settings for one company: `mani companies set acme enabled=true email_provider=mailgun`."""
-    from backend.companies.service import get_company, rename_company
-    from backend.companies.catalogue import parse_assignments, set_company_settings
-    from models.db import session_scope
-
     values = parse_assignments(assignments or [])
     if not values and name is None:
         raise fail("give KEY=VALUE pairs or --name NAME", 2)
@@ -546,11 +520,8 @@ def companies_set(
 @handles_errors
 def companies_test(company_id: CompanyId, as_json: JsonOption = False) -> None:
     """Check each configured piece for real (provider, sender, storage, queue, callback URL)."""
-    from backend.companies import connection_test
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
-        results = connection_test.test_company(session=session, company_id=company_id)
+        results = connection_test.check_company_connections(session=session, company_id=company_id)
     document = {"company": company_id, "ok": all(r.ok for r in results), "checks": [r.as_dict() for r in results]}
 
     def human() -> None:
@@ -567,9 +538,6 @@ def companies_test(company_id: CompanyId, as_json: JsonOption = False) -> None:
 @handles_errors
 def settings_show(as_json: JsonOption = False) -> None:
     """Every global setting (secrets masked) and where its value comes from."""
-    from backend.companies.catalogue import describe
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         document = describe(session=session, company_id=None)
     emit(document, as_json=as_json, human=lambda: _settings_table(document))
@@ -579,9 +547,6 @@ def settings_show(as_json: JsonOption = False) -> None:
 @handles_errors
 def settings_set(assignments: Assignments, as_json: JsonOption = False) -> None:
     """Store global settings in the database: `mani settings set cloud_fallback_behavior=fail`."""
-    from backend.companies.catalogue import parse_assignments, set_global_settings
-    from models.db import session_scope
-
     values = parse_assignments(assignments or [])
     with session_scope() as session:
         changes = set_global_settings(session=session, values=values, actor=who(), source="cli")
@@ -597,9 +562,6 @@ def keys_generate(
     as_json: JsonOption = False,
 ) -> None:
     """Make the key that encrypts stored secrets (mode 0600). Copy it to every host."""
-    from backend.core.secrets import generate_key, generate_key_file
-    from backend.core.settings import get_settings
-
     if print_only:
         key = generate_key()
         emit({"key": key}, as_json=as_json, human=lambda: typer.echo(key))
@@ -620,16 +582,6 @@ def _iso(value) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
 
 
-def _delivery_document(delivery, job_uuid: str | None) -> dict:
-    return {
-        "id": delivery.id, "job_id": delivery.job_id, "job_uuid": job_uuid, "kind": delivery.kind,
-        "batch_id": delivery.batch_id, "updates": len(delivery.recipient_ids), "url": delivery.url,
-        "status": delivery.status, "attempts": delivery.attempts, "last_status_code": delivery.last_status_code,
-        "last_error": delivery.last_error, "next_attempt_at": _iso(delivery.next_attempt_at),
-        "created_at": _iso(delivery.created_at), "delivered_at": _iso(delivery.delivered_at),
-    }
-
-
 @callbacks_app.command("list")
 @handles_errors
 def callbacks_list(
@@ -639,22 +591,12 @@ def callbacks_list(
     as_json: JsonOption = False,
 ) -> None:
     """List callback deliveries, with the delivered share when one job is named."""
-    from backend.moodle import callbacks
-    from backend.jobs.job_queries import get_job
-    from models import Job
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
-        job_row = get_job(session=session, job_ref=job) if job else None
-        rows = callbacks.list_deliveries(session=session, job_id=job_row.id if job_row else None, status=status,
-                                         limit=limit)
-        uuids = {j.id: j.uuid for j in session.query(Job).filter(Job.id.in_({r.job_id for r in rows}))}
-        stats = callbacks.callback_stats(session=session, job_id=job_row.id) if job_row else None
-    documents = [_delivery_document(r, uuids.get(r.job_id)) for r in rows]
-    summary = None
-    if stats is not None:
-        summary = {"total": stats.total, "delivered": stats.delivered, "pending": stats.pending,
-                   "failed": stats.failed, "delivered_share": stats.delivered_share}
+        job_id = queries.resolve_job_ref(session=session, job_ref=job) if job else None
+        rows = queries.list_deliveries(session=session, job_id=job_id, status=status, limit=limit)
+        stats = queries.callback_stats(session=session, job_id=job_id) if job_id is not None else None
+    documents = [row.model_dump(mode="json") for row in rows]
+    summary = stats.model_dump(mode="json") if stats is not None else None
 
     def human() -> None:
         table(["id", "job", "kind", "updates", "status", "attempts", "last", "next attempt"],
@@ -676,21 +618,13 @@ def callbacks_show(
     as_json: JsonOption = False,
 ) -> None:
     """One delivery and every attempt: time, status code, error, duration."""
-    from backend.moodle import callbacks
-    from models import Job
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
-        delivery = callbacks.get_delivery(session=session, delivery_id=delivery_id)
-        job = session.get(Job, delivery.job_id)
-        attempts = callbacks.list_attempts(session=session, delivery_id=delivery_id)
-        preview = callbacks.build_payload(session=session, delivery=delivery, job=job) if body else None
-    document = _delivery_document(delivery, job.uuid)
-    document["attempt_log"] = [
-        {"number": a.number, "at": _iso(a.started_at), "status_code": a.status_code, "error": a.error,
-         "duration_ms": a.duration_ms, "updates": a.update_count, "response": a.response_excerpt}
-        for a in attempts
-    ]
+        delivery, attempts = queries.delivery_log(session=session, delivery_id=delivery_id)
+        preview = callbacks.build_payload(
+            session=session, delivery=callbacks.get_delivery(session=session, delivery_id=delivery_id)
+        ) if body else None
+    document = delivery.model_dump(mode="json")
+    document["attempt_log"] = [attempt.model_dump(mode="json") for attempt in attempts]
     if preview is not None:
         document["body"] = preview
 
@@ -699,9 +633,9 @@ def callbacks_show(
                     "delivered_at", "last_error"):
             typer.echo(f"{key:>16}: {document[key] if document[key] is not None else '-'}")
         table(["#", "at", "code", "ms", "error"],
-              [[a["number"], a["at"], a["status_code"], a["duration_ms"], a["error"]] for a in document["attempt_log"]])
+              [[a["number"], a["started_at"], a["status_code"], a["duration_ms"], a["error"]]
+               for a in document["attempt_log"]])
         if preview is not None:
-            import json
 
             typer.echo(json.dumps(preview, indent=2, ensure_ascii=False))
 
@@ -717,15 +651,10 @@ def callbacks_redeliver(
     as_json: JsonOption = False,
 ) -> None:
     """Send deliveries again now, with a fresh retry schedule; Moodle gets the current state."""
-    from backend.moodle import callbacks
-    from backend.core.errors import UnusableInput
-    from backend.jobs.job_queries import get_job
-    from models.db import session_scope
-
     with session_scope() as session:
         ids = list(delivery_ids or [])
         if job or all_failed:
-            job_id = get_job(session=session, job_ref=job).id if job else None
+            job_id = queries.resolve_job_ref(session=session, job_ref=job) if job else None
             ids += callbacks.failed_delivery_ids(session=session, job_id=job_id)
         if not ids:
             raise UnusableInput("Nothing to redeliver: name delivery ids, or --job JOB, or --failed.")
@@ -741,12 +670,12 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8080,
 ) -> None:
     """Run the HTTP API (Job JSON, worker callbacks, provider webhooks, /healthz, /metrics)."""
-    from api.app import serve as run
-    from models.db import ensure_schema
-
     ensure_schema()
     typer.echo(f"mani serve: http://{host}:{port}", err=True)
-    run(host=host, port=port)
+    # Deferred: the web stack (starlette, uvicorn, prometheus-client) is for `mani serve` alone.
+    from api.app import serve as serve_api
+
+    serve_api(host=host, port=port)
 
 
 @handles_errors
@@ -756,13 +685,9 @@ def rates(
     as_json: JsonOption = False,
 ) -> None:
     """Bounce and complaint rates (the seeds' target: bounces under 2 %)."""
-    from backend.jobs.job_queries import get_job
-    from backend.moodle.webhooks import delivery_rates
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
-        job_id = get_job(session=session, job_ref=job).id if job else None
-        document = delivery_rates(session=session, job_id=job_id, company_id=company).as_dict()
+        job_id = queries.resolve_job_ref(session=session, job_ref=job) if job else None
+        document = queries.delivery_rates(session=session, job_id=job_id, company_id=company).model_dump(mode="json")
 
     def pct(value) -> str:
         return "-" if value is None else f"{value:.2%}"
@@ -779,9 +704,6 @@ def companies_token(
     as_json: JsonOption = False,
 ) -> None:
     """Make a bearer token for the HTTP API; it is shown this once and stored only hashed."""
-    from backend.moodle.tokens import issue_token
-    from models.db import session_scope
-
     with session_scope() as session:
         issued = issue_token(session=session, company_id=company_id, actor=who(), source="cli",
                              revoke_others=revoke_others)
@@ -796,9 +718,6 @@ def companies_tokens(
     as_json: JsonOption = False,
 ) -> None:
     """List API tokens (prefix, created, last used, revoked); never the tokens themselves."""
-    from backend.moodle.tokens import list_tokens
-    from models.db import session_scope
-
     with session_scope(read_only=True) as session:
         rows = list_tokens(session=session, company_id=company_id)
     documents = [{"id": r.id, "company_id": r.company_id, "prefix": r.prefix, "created_at": _iso(r.created_at),
@@ -815,15 +734,14 @@ def companies_revoke_token(
     token_id: Annotated[int, typer.Argument(help="The token id (from `mani companies tokens`).")],
 ) -> None:
     """Revoke an API token at once."""
-    from backend.moodle.tokens import revoke_token
-    from models.db import session_scope
-
     with session_scope() as session:
         row = revoke_token(session=session, token_id=token_id, actor=who(), source="cli")
     typer.echo(f"token {row.id} ({row.prefix}…) of company {row.company_id} is revoked")
 
 
 # --- certificates ---------------------------------------------------------------------------
+# The certificate commands import the certificate service when they run: it loads fpdf2, which
+# no other command needs (a deferred import on purpose).
 
 certificates_app = typer.Typer(help="Certificates: preview templates, verify, revoke and export.", no_args_is_help=True)
 
@@ -872,7 +790,6 @@ def verify(
 ) -> None:
     """Who, what and when for a code, and whether it is valid, expired or revoked."""
     from backend.certificates.service import verify as verify_code
-    from models.db import session_scope
 
     with session_scope(read_only=True) as session:
         result = verify_code(session=session, code=code)
@@ -900,8 +817,6 @@ def revoke(
 ) -> None:
     """Revoke a certificate. Retrying its job afterwards issues a new one with a new code."""
     from backend.certificates.service import revoke as revoke_code
-    from backend.core.oswho import os_user
-    from models.db import session_scope
 
     with session_scope() as session:
         certificate = revoke_code(session=session, code=code, reason=reason, actor=os_user(), source="cli")
@@ -919,10 +834,10 @@ def list_(
 ) -> None:
     """The certificates issued for a job."""
     from backend.certificates.service import list_certificates
-    from models.db import session_scope
 
     with session_scope(read_only=True) as session:
-        rows = list_certificates(session=session, job_ref=job, limit=limit, offset=offset)
+        job_id = queries.resolve_job_ref(session=session, job_ref=job)
+        rows = list_certificates(session=session, job_id=job_id, limit=limit, offset=offset)
 
     def human() -> None:
         for row in rows:
@@ -943,19 +858,18 @@ def export(
 ) -> None:
     """Write every certificate of a job into one ZIP (streamed: any job size, constant memory)."""
     from backend.certificates.service import export_zip
-    from models.db import session_scope
 
     with session_scope(read_only=True) as session:
+        job_id = queries.resolve_job_ref(session=session, job_ref=job)
         if sys.stderr.isatty() and not as_json:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
             with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                           TimeRemainingColumn(), transient=True) as bar:
                 task = bar.add_task("exporting", total=None)
-                result = export_zip(session=session, job_ref=job, path=zip_path, include_revoked=include_revoked,
+                result = export_zip(session=session, job_id=job_id, path=zip_path, include_revoked=include_revoked,
                                     progress=lambda done, total: bar.update(task, completed=done, total=total))
         else:
-            result = export_zip(session=session, job_ref=job, path=zip_path, include_revoked=include_revoked)
+            result = export_zip(session=session, job_id=job_id, path=zip_path, include_revoked=include_revoked)
     summary = {"path": str(result.path), "certificates": result.count, "missing": result.missing,
                "bytes": result.bytes_written}
     emit(summary, as_json=as_json, human=lambda: typer.echo(

@@ -8,6 +8,7 @@ use, so this module needs no actor module (they import it).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 from actors import broker as broker_setup
 from backend.core.followups import Followups
@@ -39,18 +40,8 @@ def enqueue_after_commit(followups: Followups) -> bool:
         return False
     broker = broker_setup.current()
     try:
-        for job_id in followups.dispatch_job_ids:
-            broker.get_actor(DISPATCH_JOB).send(job_id)
-        for batch_id in followups.batch_ids:
-            broker.get_actor(SEND_BATCH).send(batch_id)
-        for batch_id, seconds in followups.delayed_batches:
-            broker.get_actor(SEND_BATCH).send_with_options(args=(batch_id,), delay=_delay_ms(seconds))
-        for job_id in followups.finish_job_ids:
-            broker.get_actor(FINISH_JOB).send(job_id)
-        for delivery_id in followups.callback_ids:
-            broker.get_actor(DELIVER_CALLBACK).send(delivery_id)
-        for delivery_id, seconds in followups.delayed_callbacks:
-            broker.get_actor(DELIVER_CALLBACK).send_with_options(args=(delivery_id,), delay=_delay_ms(seconds))
+        for actor_name, object_id, delay_ms in _messages(followups):
+            broker.get_actor(actor_name).send_with_options(args=(object_id,), delay=delay_ms)
     except broker_setup.BROKER_ERRORS as error:
         log.warning("the broker is unreachable (%s): %s wait in the store for the sweeper",
                     error, followups.describe())
@@ -59,6 +50,17 @@ def enqueue_after_commit(followups: Followups) -> bool:
         with session_scope() as session:
             mark_jobs_enqueued(session=session, job_ids=followups.dispatch_job_ids)
     return True
+
+
+def _messages(followups: Followups) -> Iterator[tuple[str, int, int | None]]:
+    """(actor name, id, delay in ms or None) for every message `followups` asks for."""
+    now = [(DISPATCH_JOB, followups.dispatch_job_ids), (SEND_BATCH, followups.batch_ids),
+           (FINISH_JOB, followups.finish_job_ids), (DELIVER_CALLBACK, followups.callback_ids)]
+    later = [(SEND_BATCH, followups.delayed_batches), (DELIVER_CALLBACK, followups.delayed_callbacks)]
+    for actor_name, ids in now:
+        yield from ((actor_name, object_id, None) for object_id in ids)
+    for actor_name, delayed in later:
+        yield from ((actor_name, object_id, _delay_ms(seconds)) for object_id, seconds in delayed)
 
 
 def _delay_ms(seconds: float) -> int:

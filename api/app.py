@@ -7,26 +7,24 @@ import contextlib
 import logging
 
 import httpx
+import uvicorn
+from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from backend.ops import metrics
 from api import events, jobs, verify
 from api.common import ApiConfig
+from backend.ops import deadletters, metrics
+from models.db import session_scope
 
 log = logging.getLogger("mani.api")
 
 
 def check_health() -> tuple[bool, dict]:
     """Can this process reach the database and the broker?"""
-    from sqlalchemy import text
-
-    from backend.ops import deadletters
-    from models.db import session_scope
-
     report: dict = {}
     try:
         with session_scope(read_only=True) as session:
@@ -93,6 +91,4 @@ def serve(*, host: str = "127.0.0.1", port: int = 8080, config: ApiConfig | None
     Forwarded headers are handled by mani itself (`ApiConfig.trusted_proxies`), not by
     uvicorn, so the audit log records the address the trusted proxy saw.
     """
-    import uvicorn
-
     uvicorn.run(create_app(config=config), host=host, port=port, proxy_headers=False, log_level="info")

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from backend.core import audit
 from backend.core.errors import Conflict, MalformedInput, ManiError, NotAuthorized, NotFound, UnusableInput
 from backend.core.settings import Settings, get_settings
 from backend.moodle.webhooks import DEFAULT_MAILGUN_MAX_AGE, DEFAULT_SNS_CERT_PATTERN
+from models.db import session_scope
 
 log = logging.getLogger("mani.api")
 MIB = 1024 * 1024
@@ -145,9 +147,6 @@ def bearer_token(request: Request) -> str | None:
 def audit_rejection(*, action: str, address: str | None, error: ApiError, actor: str = "api:anonymous",
                     target: str | None = None, details: dict | None = None) -> None:
     """Write a rejected call to the audit log in its own transaction (the request's was rolled back)."""
-    from backend.core import audit
-    from models.db import session_scope
-
     try:
         with session_scope() as session:
             audit.record(session=session, actor=actor, source="api", action=action, target=target,

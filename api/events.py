@@ -10,14 +10,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from actors.enqueue import enqueue_after_commit
-from backend.core import audit
-from backend.moodle import callbacks, webhooks
 from api.common import (
-    ApiConfig, ApiError, audit_rejection, client_address, http_error, read_body,
+    ApiConfig,
+    ApiError,
+    audit_rejection,
+    client_address,
+    http_error,
+    read_body,
 )
-from backend.moodle.inbound import receive_worker_callback
-from backend.companies.catalogue import resolve
+from backend.companies.resolution import resolve
+from backend.core import audit
 from backend.core.errors import ManiError, NotFound, UnusableInput
+from backend.moodle import callbacks, webhooks
+from backend.moodle.inbound import receive_worker_callback
 from models.db import session_scope
 
 log = logging.getLogger("mani.api")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -11,14 +12,22 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from actors.enqueue import enqueue_after_commit
-from backend.core import audit
-from backend.moodle import tokens
 from api.common import (
-    ApiConfig, ApiError, audit_rejection, bearer_token, client_address, http_error, read_body,
+    ApiConfig,
+    ApiError,
+    audit_rejection,
+    bearer_token,
+    client_address,
+    http_error,
+    read_body,
 )
-from backend.jobs.job_json import JobRequest, parse_body, parse_job_request
+from backend.core import audit
 from backend.core.errors import ManiError, UnusableInput
 from backend.core.settings import get_settings
+from backend.jobs import queries
+from backend.jobs.create import create_job
+from backend.jobs.job_json import JobRequest, parse_body, parse_job_request
+from backend.moodle import tokens
 from models import Job
 from models.callbacks import ApiToken
 from models.db import session_scope
@@ -42,9 +51,9 @@ def authenticate(*, session: Session, request_token: str | None, address: str | 
     return Caller(company_id=row.company_id, token_id=row.id, address=address)
 
 
-def _job_answer(job: Job, *, existing: bool, **extra) -> dict:
-    return {"job_id": job.uuid, "id": job.id, "status": job.status, "company_id": job.company_id,
-            "total": job.total, "existing": existing, **extra}
+def _job_answer(session: Session, job_id: int, *, existing: bool, **extra) -> dict:
+    """The job as every front end shows it (`JobPublic`), and whether it was there already."""
+    return {**queries.get_job(session=session, job_id=job_id).model_dump(mode="json"), "existing": existing, **extra}
 
 
 def _existing(session: Session, job_uuid: str, caller: Caller) -> JSONResponse | None:
@@ -54,13 +63,11 @@ def _existing(session: Session, job_uuid: str, caller: Caller) -> JSONResponse |
     if job.company_id != caller.company_id:
         # Never say more about another company's job than that the id is taken.
         raise ApiError(409, "job_id_taken", "This job_id is already used by another job.")
-    return JSONResponse(_job_answer(job, existing=True), status_code=200)
+    return JSONResponse(_job_answer(session, job.id, existing=True), status_code=200)
 
 
 def submit_job(*, body: bytes, request_token: str | None, address: str | None) -> JSONResponse:
     """Authenticate, validate everything, then create the job in one transaction and enqueue it."""
-    from backend.jobs.create import create_job
-
     caller = None
     try:
         with session_scope() as session:
@@ -105,11 +112,11 @@ def submit_job(*, body: bytes, request_token: str | None, address: str | None) -
         return error.response()
     # Not enqueued = stored for the workers' sweeper, which dispatches it within seconds.
     queued = enqueue_after_commit(created.followups)
-    return JSONResponse(
-        _job_answer(job, existing=False, accepted=created.accepted, skipped_duplicates=created.skipped_duplicates,
-                    enqueued=queued, links={"self": f"/api/v1/jobs/{job.uuid}"}),
-        status_code=202,
-    )
+    with session_scope(read_only=True) as session:
+        answer = _job_answer(session, job.id, existing=False, accepted=created.accepted,
+                             skipped_duplicates=created.skipped_duplicates, enqueued=queued,
+                             links={"self": f"/api/v1/jobs/{job.uuid}"})
+    return JSONResponse(answer, status_code=202)
 
 
 def _field_of(error: UnusableInput) -> str:
@@ -125,31 +132,19 @@ def _field_of(error: UnusableInput) -> str:
 
 def _target_of(body: bytes) -> str | None:
     """The job_id of a rejected body, if one can be read (for the audit entry only)."""
-    import re
-
     match = re.search(rb'"job_id"\s*:\s*"([0-9a-fA-F-]{1,36})"', body[:4096])
     return match.group(1).decode() if match else None
 
 
 def job_status(*, job_uuid: str, request_token: str | None, address: str | None) -> JSONResponse:
-    from backend.moodle import callbacks
-    from backend.jobs.job_queries import job_counts
-
     try:
         with session_scope() as session:
             caller = authenticate(session=session, request_token=request_token, address=address)
             job = session.exec(select(Job).where(Job.uuid == job_uuid)).first()
             if job is None or job.company_id != caller.company_id:
                 raise ApiError(404, "not_found", "No such job for this company.")
-            stats = callbacks.callback_stats(session=session, job_id=job.id)
-            body = {
-                **_job_answer(job, existing=True),
-                "type": job.type, "counts": job_counts(session=session, job_id=job.id),
-                "sent": job.sent_count, "failed": job.failed_count, "bounced": job.bounced_count,
-                "complained": job.complained_count,
-                "callbacks": {"total": stats.total, "delivered": stats.delivered, "pending": stats.pending,
-                              "failed": stats.failed},
-            }
+            # The job as `mani jobs show --json` and the console show it (`JobDetailPublic`).
+            body = {**queries.job_detail(session=session, job_ref=job.id).model_dump(mode="json"), "existing": True}
     except ApiError as error:
         if error.status == 401:
             audit_rejection(action="api.job.status_rejected", address=address, error=error, target=job_uuid)

@@ -13,6 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from models.db import session_scope
+
 VERDICTS = {
     "valid": ("Valid certificate", "#1a7f37"),
     "expired": ("This certificate has expired", "#9a6700"),
@@ -22,8 +24,8 @@ VERDICTS = {
 
 
 def _lookup(code: str) -> dict:
+    # Deferred: the certificate service loads fpdf2, which the rest of `mani serve` never needs.
     from backend.certificates.service import verify
-    from models.db import session_scope
 
     with session_scope(read_only=True) as session:
         return verify(session=session, code=code)

@@ -167,7 +167,7 @@ def main() -> int:
 def run(args: argparse.Namespace) -> int:
     from sqlalchemy import text
 
-    from backend.jobs import dashboard, queries as history
+    from backend.jobs import queries
     from backend.ops import deadletters
     from models.db import get_engine, session_scope, upgrade
 
@@ -182,24 +182,24 @@ def run(args: argparse.Namespace) -> int:
 
     def refresh():
         with session_scope(read_only=True) as session:
-            dashboard.dashboard_snapshot(session=session, now=NOW)
+            queries.dashboard(session=session, now=NOW)
         deadletters.broker_stats()
 
     def open_job():
         with session_scope(read_only=True) as session:
-            history.job_detail(session=session, job_ref=big_job)
+            queries.job_detail(session=session, job_ref=big_job)
         with session_scope(read_only=True) as session:
-            history.recipients_page(session=session, job_id=big_job, limit=100)
+            queries.recipients_page(session=session, job_id=big_job, limit=100)
 
     def page(**options):
         def run():
             with session_scope(read_only=True) as session:
-                history.recipients_page(session=session, job_id=big_job, limit=100, **options)
+                queries.recipients_page(session=session, job_id=big_job, limit=100, **options)
         return run
 
     def history_email():
         with session_scope(read_only=True) as session:
-            history.search_jobs(session=session, search="user987654@example")
+            queries.search_jobs(session=session, search="user987654@example")
 
     results = [
         ("dashboard refresh", refresh, 100),

@@ -34,8 +34,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    REPO_DIR, SENDER, SinkProcess, compose_rates, csv_rows, descendants, legacy_mime, naive, peak_rss_mb,
-    process_name, raw_limit, cpu_seconds, sink_ceiling, write_csv,
+    REPO_DIR,
+    SENDER,
+    SinkProcess,
+    compose_rates,
+    cpu_seconds,
+    csv_rows,
+    descendants,
+    legacy_mime,
+    naive,
+    peak_rss_mb,
+    process_name,
+    raw_limit,
+    sink_ceiling,
+    write_csv,
 )
 
 TARGETS = {"seconds_50k": 60.0, "ratio": 1.5, "rss_mb": 300.0, "intake_50k": 3.0}

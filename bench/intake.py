@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backend.jobs.intake import RecipientRow, open_csv  # noqa: E402
 from backend.core.settings import Settings  # noqa: E402
+from backend.jobs.intake import RecipientRow, open_csv  # noqa: E402
 from backend.mail.templates import build_context, check_variables, render  # noqa: E402
 
 FIRST = ["Ana", "Björn", "Chloé", "Dmitri", "Élodie", "Fatima", "Γιώργος", "Иван", "José", "Kai"]

@@ -12,8 +12,9 @@ Public API:
 
 from certificates.codes import new_code, normalize_code
 from certificates.errors import CertificateError, TemplateError
+from certificates.loader import load_template
 from certificates.renderer import Renderer, get_renderer, prepare_values
-from certificates.template import Template, load_template, missing_fields, required_fields
+from certificates.template import Template, missing_fields, required_fields
 from certificates.validate import validate_template
 
 __all__ = [

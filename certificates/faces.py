@@ -16,6 +16,7 @@ from pathlib import Path
 from fontTools.ttLib import TTFont
 
 from certificates.errors import TemplateError
+from certificates.subset import prepare_face
 
 FONTS_DIR = Path(__file__).parent / "fonts"
 
@@ -110,8 +111,6 @@ def _read_face(path: Path, number: int = 0) -> FontFace:
         ss=round(os2.yStrikeoutSize * scale),
     )
     if face.is_glyf:
-        from certificates.subset import prepare_face
-
         prepare_face(face, font)
     font.close()
     return face

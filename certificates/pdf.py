@@ -15,8 +15,8 @@ from __future__ import annotations
 import zlib
 
 from fpdf import FPDF
-from fpdf.fonts import PDFFontDescriptor, SubsetMap, TTFFont
 from fpdf.enums import FontDescriptorFlags, TextEmphasis
+from fpdf.fonts import PDFFontDescriptor, SubsetMap, TTFFont
 from fpdf.output import CIDSystemInfo, OutputProducer, PDFFont, PDFFontStream, _cid_font_widths
 from fpdf.syntax import Name, PDFArray, PDFContentStream
 

@@ -7,11 +7,10 @@ and images decoded then, and each `render()` only lays out text and subsets the 
 from __future__ import annotations
 
 import threading
+import unicodedata
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Iterable
-
-import unicodedata
 
 from fpdf import FPDF
 from fpdf.bidi import BidiParagraph

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from textual import on
@@ -12,16 +12,19 @@ from textual.app import App
 from textual.binding import Binding
 from textual.reactive import reactive
 
+from backend.core import secrets
 from console.commands import ManiCommands
 from console.config import ConsoleConfig
 from console.messages import HealthReport
 from console.screens.audit import AuditScreen
 from console.screens.bulk import BulkScreen
+from console.screens.callback_log import CallbackLogScreen
 from console.screens.companies import CompaniesScreen
 from console.screens.dashboard import DashboardScreen
 from console.screens.deadletters import DeadLettersScreen
 from console.screens.help import HelpScreen
 from console.screens.history import HistoryScreen
+from console.screens.job_detail import JobDetailScreen
 from console.widgets.navbar import MAIN_SCREENS
 
 
@@ -85,9 +88,11 @@ class ManiConsole(App):
     # Navigation ---------------------------------------------------------------------------------
 
     def open_job(self, job_id: int) -> None:
-        from console.screens.job_detail import JobDetailScreen
-
         self.push_screen(JobDetailScreen(job_id))
+
+    def open_callback_log(self, delivery_id: int, closed: Callable[[bool], None] | None = None) -> None:
+        """A callback's attempt log; `closed` learns whether a redelivery changed something."""
+        self.push_screen(CallbackLogScreen(delivery_id), closed)
 
     def action_next_screen(self) -> None:
         modes = [mode for mode, _, _ in MAIN_SCREENS]
@@ -118,13 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from backend.core.secrets import install_log_masking
-
     args = build_parser().parse_args(argv)
     if args.refresh < 0:
         build_parser().error("--refresh must be 0 or more")
     # As `mani` does: no secret reaches a log record of this process (libraries' loggers too).
-    install_log_masking()
+    secrets.install_log_masking()
     config = ConsoleConfig(
         read_only=args.read_only, refresh=args.refresh, stuck_after=args.stuck_after,
         failure_threshold=args.failure_threshold,

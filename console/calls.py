@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import redis
+from sqlalchemy import exc
+
 from actors import broker as broker_setup
 from actors.enqueue import enqueue_after_commit
+from backend.core.audit import record
 from backend.core.errors import ManiError, ReadOnly
 from backend.core.followups import Followups
+from backend.moodle import callbacks
+from backend.ops.deadletters import BrokerUnavailable
 from console.messages import HealthReport
+from models.db import DatabaseNotMigrated, session_scope
 
 if TYPE_CHECKING:
     from textual.dom import DOMNode
@@ -29,18 +36,10 @@ class Unavailable(ManiError):
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:
-    from sqlalchemy import exc
-
-    from models.db import DatabaseNotMigrated
-
     return (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError, DatabaseNotMigrated)
 
 
 def _broker_errors() -> tuple[type[BaseException], ...]:
-    import redis
-
-    from backend.ops.deadletters import BrokerUnavailable
-
     return (BrokerUnavailable, redis.ConnectionError, redis.TimeoutError)
 
 
@@ -61,8 +60,6 @@ def _report(node: DOMNode, service: str, error: str | None) -> None:
 
 
 def _with_session(node: DOMNode, fn: Callable[..., T], *, read_only: bool, **kwargs: Any) -> T:
-    from models.db import session_scope
-
     try:
         with session_scope(read_only=read_only) as session:
             result = fn(session=session, **kwargs)
@@ -100,8 +97,6 @@ def broker(node: DOMNode, fn: Callable[..., T], *, change: bool = False, **kwarg
 
 def audit(node: DOMNode, *, session, action: str, target: str | None = None, details: dict | None = None) -> None:
     """Record a console action in the caller's transaction, as the OS user at the keyboard."""
-    from backend.core.audit import record
-
     record(session=session, actor=node.app.config.actor, source="console", action=action, target=target,
            details=details)
 
@@ -138,8 +133,6 @@ def redeliver_callbacks(node: DOMNode, *, delivery_ids: list[int] = (), failed_o
     `failed_of_job` / `every_failed` add the failed deliveries of one job / of every job, as
     found at commit time. Returns (the deliveries made due, a few words for the notification).
     """
-    from backend.moodle import callbacks
-
     def run(*, session) -> list[int]:
         ids = set(delivery_ids)
         if failed_of_job is not None or every_failed:

@@ -1,44 +1,61 @@
 """The SQLModel store: every table, plus engine and session set-up in `models.db`."""
 
 from models.audit import AuditEntry
-from models.base import (
+from models.base import utcnow
+from models.callbacks import ApiToken, CallbackAttempt, CallbackDelivery, SeenCallback, WebhookEvent
+from models.certificates import Certificate
+from models.companies import Company, GlobalSetting
+from models.jobs import Batch, Job, Recipient, Rejection
+from models.statuses import (
     BATCH_FINAL,
-    JOB_ACTIVE,
+    BATCH_WAITING,
     JOB_FINAL,
+    JOB_OPEN,
+    JOB_PAUSABLE,
+    JOB_RUNNING,
+    JOB_WAITING,
+    RECIPIENT_CANCELLABLE,
     RECIPIENT_DELIVERED,
     RECIPIENT_FINAL,
     RECIPIENT_OPEN,
+    RECIPIENT_PROBLEM,
+    RECIPIENT_RETRYABLE,
     BatchStatus,
+    DeliveryStatus,
     JobStatus,
     RecipientStatus,
-    utcnow,
 )
-from models.companies import Company, GlobalSetting
-from models.jobs import Batch, Job, Recipient, Rejection
-
-# Tables owned by the certificate and callback parts register themselves on import.
-import importlib.util as _importlib_util
-
-for _optional in ("models.certificates", "models.callbacks"):
-    if _importlib_util.find_spec(_optional) is not None:
-        __import__(_optional)
 
 __all__ = [
+    "ApiToken",
     "AuditEntry",
     "BATCH_FINAL",
+    "BATCH_WAITING",
     "Batch",
     "BatchStatus",
+    "CallbackAttempt",
+    "CallbackDelivery",
+    "Certificate",
+    "DeliveryStatus",
     "Company",
     "GlobalSetting",
-    "JOB_ACTIVE",
     "JOB_FINAL",
+    "JOB_OPEN",
+    "JOB_PAUSABLE",
+    "JOB_RUNNING",
+    "JOB_WAITING",
     "Job",
     "JobStatus",
+    "RECIPIENT_CANCELLABLE",
     "RECIPIENT_DELIVERED",
     "RECIPIENT_FINAL",
     "RECIPIENT_OPEN",
+    "RECIPIENT_PROBLEM",
+    "RECIPIENT_RETRYABLE",
     "Recipient",
     "RecipientStatus",
     "Rejection",
+    "SeenCallback",
+    "WebhookEvent",
     "utcnow",
 ]

@@ -1,11 +1,11 @@
-"""Shared column types and status vocabularies for the store."""
+"""Shared column types: UTC datetimes, and status enums stored as their text."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import StrEnum
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, String
 from sqlalchemy.types import TypeDecorator
 
 
@@ -36,59 +36,21 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(timezone.utc)
 
 
-class JobStatus(StrEnum):
-    PENDING = "pending"
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    PARTIAL_FAILURE = "partial_failure"
-    FAILED = "failed"
-    RETRY_PENDING = "retry_pending"
-    PAUSED = "paused"
-    CANCELLED = "cancelled"
+class StatusText(TypeDecorator):
+    """A StrEnum column stored as its value in a VARCHAR(length), read back as the enum member.
 
+    The same column type as plain text (no database enum type, so no migration), typed in Python.
+    """
 
-JOB_FINAL = frozenset(
-    {JobStatus.COMPLETED, JobStatus.PARTIAL_FAILURE, JobStatus.FAILED, JobStatus.CANCELLED}
-)
-JOB_ACTIVE = frozenset(
-    {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRY_PENDING, JobStatus.PAUSED}
-)
+    impl = String
+    cache_ok = True
 
+    def __init__(self, enum: type[StrEnum], length: int = 24) -> None:
+        super().__init__(length=length)
+        self.enum = enum
 
-class BatchStatus(StrEnum):
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    RETRY_PENDING = "retry_pending"
-    COMPLETED = "completed"
-    PARTIAL_FAILURE = "partial_failure"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+    def process_bind_param(self, value, dialect):
+        return None if value is None else self.enum(value).value
 
-
-BATCH_FINAL = frozenset(
-    {BatchStatus.COMPLETED, BatchStatus.PARTIAL_FAILURE, BatchStatus.FAILED, BatchStatus.CANCELLED}
-)
-
-
-class RecipientStatus(StrEnum):
-    PENDING = "pending"
-    PROCESSING = "processing"
-    SENT = "sent"
-    FAILED = "failed"
-    RETRY_PENDING = "retry_pending"
-    PERMANENTLY_FAILED = "permanently_failed"
-    BOUNCED = "bounced"
-    COMPLAINED = "complained"
-    # Skipped as a duplicate of a recent send (seed 003, duplicate prevention).
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
-
-
-# Statuses a worker may still act on; everything else is final for the current run.
-RECIPIENT_OPEN = frozenset(
-    {RecipientStatus.PENDING, RecipientStatus.PROCESSING, RecipientStatus.FAILED, RecipientStatus.RETRY_PENDING}
-)
-RECIPIENT_FINAL = frozenset(set(RecipientStatus) - RECIPIENT_OPEN)
-# Outcomes that count as delivered to the provider (a later bounce does not un-send it).
-RECIPIENT_DELIVERED = frozenset({RecipientStatus.SENT, RecipientStatus.BOUNCED, RecipientStatus.COMPLAINED})
+    def process_result_value(self, value, dialect):
+        return None if value is None else self.enum(value)

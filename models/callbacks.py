@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from models.base import UTCDateTime, utcnow
+from models.base import StatusText, UTCDateTime, utcnow
+from models.statuses import DeliveryStatus
 
 
 class CallbackDelivery(SQLModel, table=True):
@@ -36,7 +37,8 @@ class CallbackDelivery(SQLModel, table=True):
     # The final delivery also carries the job's status and counts.
     include_job_status: bool = False
     # pending -> delivered, or pending -> failed after the last scheduled retry.
-    status: str = Field(default="pending", max_length=16)
+    status: DeliveryStatus = Field(default=DeliveryStatus.PENDING, sa_type=StatusText(DeliveryStatus, 16),
+                                   nullable=False)
     attempts: int = 0
     # Index into the retry schedule; `redeliver` restarts it without forgetting `attempts`.
     retry_index: int = 0

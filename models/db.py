@@ -15,6 +15,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
+from backend.core.settings import get_settings
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 _lock = threading.Lock()
@@ -48,8 +50,6 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
 def get_engine(url: str | None = None, *, read_only: bool = False) -> Engine:
     """The process-wide engine for `url` (default: the settings' database)."""
     if url is None:
-        from backend.core.settings import get_settings
-
         url = get_settings().effective_database_url
     key = (url, read_only)
     with _lock:

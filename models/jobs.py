@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from models.base import UTCDateTime, utcnow
+from models.base import StatusText, UTCDateTime, utcnow
+from models.statuses import BatchStatus, JobStatus, RecipientStatus
 
 
 def _ts(nullable: bool = True, index: bool = False) -> Any:
@@ -28,7 +29,7 @@ class Job(SQLModel, table=True):
     type: str = Field(max_length=32, index=True)
     action: str = Field(default="email", max_length=16)
     company_id: str | None = Field(default=None, foreign_key="companies.id", max_length=64)
-    status: str = Field(default="pending", max_length=24)
+    status: JobStatus = Field(default=JobStatus.PENDING, sa_type=StatusText(JobStatus, 24), nullable=False)
     source: str = Field(default="csv", max_length=16)
     source_name: str | None = Field(default=None, max_length=512)
     template_id: str | None = Field(default=None, max_length=128)
@@ -72,7 +73,7 @@ class Batch(SQLModel, table=True):
     job_id: int = Field(foreign_key="jobs.id", index=True)
     number: int
     size: int = 0
-    status: str = Field(default="queued", max_length=24)
+    status: BatchStatus = Field(default=BatchStatus.QUEUED, sa_type=StatusText(BatchStatus, 24), nullable=False)
     # Every claim counts in `attempts`; a claim that takes over from a dead or crashed run also
     # counts in `recoveries`, and enough of those give the batch up (a poison batch).
     attempts: int = 0
@@ -109,10 +110,12 @@ class Recipient(SQLModel, table=True):
     firstname: str | None = Field(default=None, max_length=255)
     lastname: str | None = Field(default=None, max_length=255)
     username: str | None = Field(default=None, max_length=255)
-    # A temporary password, Fernet-encrypted, wiped once its message is sent or given up on.
+    # A temporary password, encrypted with AES-GCM (backend.core.field_cipher), wiped once its
+    # message is sent or given up on.
     secret: str | None = Field(default=None, sa_column=Column(Text))
     variables: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    status: str = Field(default="pending", max_length=24)
+    status: RecipientStatus = Field(default=RecipientStatus.PENDING, sa_type=StatusText(RecipientStatus, 24),
+                                    nullable=False)
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     next_attempt_at: datetime | None = _ts()

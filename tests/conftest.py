@@ -1,6 +1,6 @@
 """Shared fixtures: an isolated mani environment per test, and the real servers.
 
-Redis and PostgreSQL tests skip when the server is not reachable, unless
+Redis, PostgreSQL and MariaDB tests skip when the server is not reachable, unless
 MANI_REQUIRE_SERVICES=1 (as `.ci/run` sets), which turns the skip into a failure.
 """
 
@@ -17,11 +17,23 @@ from actors import broker as broker_setup
 from backend.core.settings import reset_settings_cache
 from models.db import dispose_engines, get_engine, session_scope, upgrade
 
-pytest_plugins = ["tests.support.smtp", "tests.support.cloud"]
+pytest_plugins = ["tests.support.smtp", "tests.support.cloud", "tests.support.callbacks", "tests.support.moodle_db"]
 
 REDIS_URL = os.environ.get("MANI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("MANI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_SERVICES = os.environ.get("MANI_REQUIRE_SERVICES") == "1"
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark what a test needs from the fixtures it uses: `redis`, `postgres` (`-m "not redis"` runs
+    without them); `slow` is set by hand on the tests that take more than a few seconds."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = set(map(str, getattr(getattr(item, "callspec", None), "params", {}).values()))
+        if fixtures & {"redis_url", "redis_smtp", "redis_broker"} or "redis" in params:
+            item.add_marker(pytest.mark.redis)
+        if "postgres_database" in fixtures or params & {"postgres", "postgres_db"}:
+            item.add_marker(pytest.mark.postgres)
 
 
 def _unavailable(what: str, why: Exception) -> None:
@@ -39,13 +51,8 @@ def mani_env(tmp_path, monkeypatch) -> Iterator[dict]:
         if name.startswith("MANI_") and not name.startswith(("MANI_TEST_", "MANI_REQUIRE")):
             monkeypatch.delenv(name, raising=False)
     data_dir = tmp_path / "mani-data"
-    env = {
-        "MANI_DATA_DIR": str(data_dir),
-        "MANI_CONFIG": str(tmp_path / "no-config.toml"),
-        "MANI_SECRET_KEY": "",  # filled by tests that need secrets
-    }
-    monkeypatch.delenv("MANI_SECRET_KEY", raising=False)
-    env.pop("MANI_SECRET_KEY")
+    # No MANI_SECRET_KEY (removed above): the tests that need secrets set one of their own.
+    env = {"MANI_DATA_DIR": str(data_dir), "MANI_CONFIG": str(tmp_path / "no-config.toml")}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     reset_settings_cache()

@@ -9,13 +9,13 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from backend.moodle import signing
 from api.app import create_app
 from api.common import ApiConfig
+from backend.moodle import signing
 from models import AuditEntry, Job, Recipient
 from models.callbacks import CallbackDelivery
 from models.db import session_scope
-from tests.test_callbacks_support import SECRET, add_company, cb_db, make_job, serve_app  # noqa: F401
+from tests.support.callbacks import SECRET, add_company, make_job
 
 pytestmark = pytest.mark.usefixtures("cb_db")
 
@@ -111,7 +111,7 @@ def test_a_replay_inside_the_window_is_refused(setup):
 
 def test_unknown_job_bad_updates_and_malformed_bodies(setup):
     client, _, job_uuid = setup
-    from backend.companies.catalogue import set_global_settings
+    from backend.companies.store import set_global_settings
 
     with session_scope() as session:
         set_global_settings(session=session, values={"cloud_callback_secret": "global"}, actor="t", source="cli")

@@ -9,12 +9,12 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from backend.moodle import tokens
 from api.app import create_app
 from api.common import ApiConfig
+from backend.moodle import tokens
 from models import AuditEntry, Job, Recipient
 from models.db import session_scope
-from tests.test_callbacks_support import add_company, cb_db, serve_app  # noqa: F401
+from tests.support.callbacks import add_company
 
 pytestmark = pytest.mark.usefixtures("cb_db")
 

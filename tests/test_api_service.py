@@ -8,17 +8,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import select
 from starlette.testclient import TestClient
 
-from backend.moodle import tokens
 from api.app import create_app
 from api.common import ApiConfig, client_address
 from backend.core.errors import NotFound
 from backend.core.settings import reset_settings_cache
+from backend.moodle import tokens
 from models import AuditEntry, utcnow
 from models.callbacks import ApiToken
 from models.db import dispose_engines, session_scope
-from tests.test_callbacks_support import (  # noqa: F401
-    add_company, cb_db, make_job, serve_app, set_recipients, sqlite_cb_db,
-)
+from tests.support.callbacks import add_company, make_job, set_recipients
 
 
 def _samples(text: str) -> dict:

@@ -10,7 +10,7 @@ from backend.certificates.service import revoke
 from models import Recipient
 from models.db import session_scope
 from tests.support.engine import run_inline, submit, write_csv
-from tests.test_callbacks_support import serve_app  # noqa: F401
+
 
 
 def test_the_verification_page_answers_people_and_scripts(sqlite_db, tmp_path, serve_app):  # noqa: F811

@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
+from backend.jobs import queries
 from backend.moodle import callbacks
 from models import Batch, Job, Recipient, utcnow
 from models.callbacks import CallbackAttempt, CallbackDelivery
 from models.db import session_scope
 from tests.support.receiver import Receiver
-from tests.test_callbacks_support import SECRET, add_company, cb_db, make_job, set_recipients  # noqa: F401
+from tests.support.callbacks import SECRET, add_company, make_job, set_recipients
 
 pytestmark = pytest.mark.usefixtures("cb_db")
 
@@ -138,7 +139,7 @@ def test_retry_schedule_spans_a_day_then_the_delivery_is_dead():
         delivery = _delivery(delivery_id)
         assert (delivery.status, delivery.attempts, delivery.next_attempt_at) == ("failed", 8, None)
         with session_scope() as session:
-            attempts = callbacks.list_attempts(session=session, delivery_id=delivery_id)
+            _, attempts = queries.delivery_log(session=session, delivery_id=delivery_id)
         assert [a.status_code for a in attempts] == [500] * 8 and all(a.error == "HTTP 500" for a in attempts)
         # Each attempt was stamped with its own time, so each passed the 300 s window.
         assert [a.body_timestamp for a in attempts] == sorted(a.body_timestamp for a in attempts)
@@ -176,7 +177,7 @@ def test_receiver_down_then_up_everything_arrives_and_nothing_changes_twice():
             for delivery_id in due:
                 _deliver(delivery_id, clock)
         with session_scope() as session:
-            stats = callbacks.callback_stats(session=session, job_id=job_id)
+            stats = queries.callback_stats(session=session, job_id=job_id)
         assert (stats.delivered, stats.total, stats.delivered_share) == (4, 4, 1.0)
         assert len(receiver.statuses) == 30 and set(receiver.statuses.values()) == {"completed"}
         before = dict(receiver.statuses)
@@ -239,7 +240,7 @@ def test_big_deliveries_are_split(monkeypatch):
 
 
 def test_job_callback_url_wins_and_the_global_secret_signs_without_a_company(monkeypatch):
-    from backend.companies.catalogue import set_global_settings
+    from backend.companies.store import set_global_settings
 
     with Receiver("global-secret") as receiver:
         with session_scope() as session:
@@ -300,9 +301,9 @@ def test_list_show_and_stats():
     [delivery_id] = _finish_batches(job_id)
     _deliver(delivery_id)  # nothing listens on port 9: a retry
     with session_scope() as session:
-        assert [d.id for d in callbacks.list_deliveries(session=session, job_id=job_id)] == [delivery_id]
-        assert callbacks.list_deliveries(session=session, status="delivered") == []
-        stats = callbacks.callback_stats(session=session, job_id=job_id)
+        assert [d.id for d in queries.list_deliveries(session=session, job_id=job_id)] == [delivery_id]
+        assert queries.list_deliveries(session=session, status="delivered") == []
+        stats = queries.callback_stats(session=session, job_id=job_id)
         assert (stats.total, stats.pending, stats.delivered_share) == (1, 1, 0.0)
         attempt = session.exec(select(CallbackAttempt).where(CallbackAttempt.delivery_id == delivery_id)).one()
         assert attempt.status_code is None and attempt.error

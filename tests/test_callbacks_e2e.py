@@ -11,18 +11,20 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from backend.moodle import callbacks, tokens
 from api.app import create_app
 from api.common import ApiConfig
 from backend.core.settings import reset_settings_cache
+from backend.jobs import queries
+from backend.moodle import tokens
 from models import Job, Recipient
 from models.db import session_scope
 from tests.support.receiver import Receiver
 from tests.support.workers import WorkerProcess, wait_for_job
 from tests.test_api_jobs import SEED_JOB
-from tests.test_callbacks_support import SECRET, add_company, serve_app  # noqa: F401
+from tests.support.callbacks import SECRET, add_company
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+# A real worker process: with the other worker tests on one xdist worker, not beside them.
+pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.xdist_group("workers")]
 
 
 @pytest.fixture
@@ -66,7 +68,7 @@ def test_a_real_job_reports_every_recipient_to_moodle(request, database, tmp_pat
             assert receiver.wait_for(lambda r: len(r.statuses) == 230 and r.job_statuses, timeout=60), (
                 (tmp_path / "worker.log").read_text()[-3000:])
             with session_scope() as session:
-                assert receiver.wait_for(lambda r: callbacks.callback_stats(
+                assert receiver.wait_for(lambda r: queries.callback_stats(
                     session=session, job_id=job.id).delivered_share == 1.0, timeout=30)
         finally:
             worker.stop()

@@ -13,7 +13,7 @@ import cli
 from tests.support.engine import submit, write_csv
 from tests.support.workers import run_on_worker
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.xdist_group("workers")]
 
 NAMES = [("Zoë", "Øster-Ångström"), ("Дмитрий", "Иванов"), ("Αλέξανδρος", "Παπαδόπουλος")]
 

@@ -16,20 +16,29 @@ from sqlmodel import select
 
 from backend.certificates import service
 from backend.core.errors import InvalidTransition, NotFound, UnusableInput
-from backend.jobs.intake import RecipientRow, normalize_email
-from backend.jobs.create import create_job
 from backend.core.settings import get_settings, reset_settings_cache
-from backend.storage import LocalStorage, get_storage
+from backend.jobs import queries
+from backend.jobs.create import create_job
+from backend.jobs.intake import RecipientRow
+from backend.mail.addresses import normalize_email
+from backend.storage.local import LocalStorage
+from backend.storage.registry import get_storage
 from models import AuditEntry, Job, Recipient, utcnow
 from models.certificates import Certificate
 from models.db import session_scope
-from tests.support.cloud import moto_server  # noqa: F401
+
 
 PEOPLE = [
     ("zoe@example.com", "Zoë", "Ångström-Kovačević"),
     ("dmitri@example.com", "Дмитрий", "Шостакович"),
     ("ari@example.com", "Αριστοτέλης", "Παπαδόπουλος"),
 ]
+
+
+def _export(session, job_ref, path, **options):
+    """Export a job named the way a person names it (the CLI resolves it the same way)."""
+    return service.export_zip(session=session, job_id=queries.resolve_job_ref(session=session, job_ref=job_ref),
+                              path=path, **options)
 
 
 def make_job(session, people=PEOPLE, *, template_data=None, action="certificate") -> Job:
@@ -185,8 +194,8 @@ def test_export_zip_holds_every_certificate_and_a_manifest(session, tmp_path):
     recipients = recipients_of(session, job)
     results = service.prepare_batch(session=session, job=job, recipients=recipients)
     seen = []
-    exported = service.export_zip(session=session, job_ref=job.uuid[:8], path=tmp_path / "out" / "all.zip",
-                                  progress=lambda done, total: seen.append((done, total)))
+    exported = _export(session, job.uuid[:8], path=tmp_path / "out" / "all.zip",
+                       progress=lambda done, total: seen.append((done, total)))
     assert (exported.count, exported.missing) == (3, []) and seen[-1] == (3, 3)
     storage = get_storage(settings=get_settings())
     with zipfile.ZipFile(tmp_path / "out" / "all.zip") as archive:
@@ -202,7 +211,7 @@ def test_export_zip_holds_every_certificate_and_a_manifest(session, tmp_path):
     assert not list((tmp_path / "out").glob("*.part"))
 
     storage.delete(session.exec(select(Certificate).where(Certificate.code == results[recipients[1].id].code)).one().storage_key)
-    exported = service.export_zip(session=session, job_ref=str(job.id), path=tmp_path / "again.zip")
+    exported = _export(session, str(job.id), path=tmp_path / "again.zip")
     assert (exported.count, exported.missing) == (2, [results[recipients[1].id].code])
 
 
@@ -218,7 +227,7 @@ def test_export_zip_streams_in_constant_memory(sqlite_db, tmp_path):
                                     fullname=f"Big {n}", storage_key=key, sha256="-", size=2 << 20))
     tracemalloc.start()
     with session_scope(read_only=True) as session:
-        exported = service.export_zip(session=session, job_ref=job.uuid, path=tmp_path / "big.zip")
+        exported = _export(session, job.uuid, path=tmp_path / "big.zip")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert exported.count == 40 and exported.bytes_written > 80 << 20
@@ -249,7 +258,7 @@ def test_company_storage_on_s3_with_presigned_links(session, moto_server, tmp_pa
     import httpx
 
     from backend.companies.service import add_company
-    from backend.companies.catalogue import set_company_settings
+    from backend.companies.store import set_company_settings
 
     moto_server.client("s3").create_bucket(Bucket="acme-certs")
     add_company(session=session, company_id="acme", name="Acme", actor="t", source="test")
@@ -271,6 +280,6 @@ def test_company_storage_on_s3_with_presigned_links(session, moto_server, tmp_pa
     again = service.prepare_batch(session=session, job=job, recipients=[recipient])[recipient.id]
     assert again.code == result.code and again.reused
     assert moto_server.client("s3").list_objects_v2(Bucket="acme-certs")["KeyCount"] == 1
-    exported = service.export_zip(session=session, job_ref=job.uuid, path=tmp_path / "s3.zip")
+    exported = _export(session, job.uuid, path=tmp_path / "s3.zip")
     with zipfile.ZipFile(tmp_path / "s3.zip") as archive:
         assert exported.count == 1 and archive.read(f"Αριστοτέλης-Παπαδόπουλος-{result.code}.pdf") == pdf

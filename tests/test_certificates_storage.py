@@ -6,7 +6,9 @@ import pytest
 
 from backend.core.errors import UnusableInput
 from backend.core.settings import get_settings, reset_settings_cache
-from backend.storage import LocalStorage, ObjectNotFound, Storage, get_storage, register_storage
+from backend.storage.base import ObjectNotFound, Storage
+from backend.storage.local import LocalStorage
+from backend.storage.registry import get_storage, register_storage
 
 
 def test_local_storage_round_trip(tmp_path):

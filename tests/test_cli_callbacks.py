@@ -9,8 +9,8 @@ from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 import cli
-from backend.moodle import callbacks
 from backend.core.settings import reset_settings_cache
+from backend.moodle import callbacks
 from models.db import session_scope
 from tests.support.engine import people, run_inline, submit, write_csv
 from tests.support.receiver import Receiver

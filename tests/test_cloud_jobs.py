@@ -7,7 +7,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import select
 
 from backend.companies.service import add_company
-from backend.companies.catalogue import set_company_settings
+from backend.companies.store import set_company_settings
 from backend.core.settings import reset_settings_cache
 from models import Job, Recipient
 from models.db import session_scope

@@ -9,20 +9,14 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from backend.companies import connection_test
+from backend.companies.catalogue import COMPANY_CATALOGUE, GLOBAL_CATALOGUE, parse_assignments
+from backend.companies.resolution import describe, resolve
 from backend.companies.service import add_company, get_company, list_companies, rename_company, show_company
-from backend.companies.catalogue import (
-    COMPANY_CATALOGUE,
-    GLOBAL_CATALOGUE,
-    describe,
-    parse_assignments,
-    resolve,
-    set_company_settings,
-    set_global_settings,
-)
+from backend.companies.store import set_company_settings, set_global_settings
 from backend.core.errors import NotFound, UnusableInput
 from backend.core.settings import reset_settings_cache
 from models import AuditEntry, Company
-from tests.support.cloud import dead_url, mailgun_server, moto_server, sendgrid_server  # noqa: F401
+
 
 
 def company(session, company_id: str = "acme", **values) -> str:
@@ -156,7 +150,7 @@ def test_companies_crud(session):
 
 
 def check_lines(session, company_id="acme"):
-    return {r.name: r for r in connection_test.test_company(session=session, company_id=company_id)}
+    return {r.name: r for r in connection_test.check_company_connections(session=session, company_id=company_id)}
 
 
 def test_connection_mailgun_s3_sqs_callback(session, mailgun_server, moto_server, dead_url):

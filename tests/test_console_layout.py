@@ -18,6 +18,9 @@ from models.db import session_scope
 SIZES = [(80, 24), (100, 30), (120, 36), (160, 48)]
 SCREENS = [(), ("2",), ("job",), ("job", "t", "t", "t"), ("job", "t", "t", "t", "end", "enter"), ("3",), ("4",),
            ("4", "e"), ("5",), ("5", "tab", "enter"), ("6",), ("question_mark",)]
+# Each test visits a third of the screens at one size, so that parallel workers share them out.
+SCREEN_GROUPS = {"dashboard-history-job": SCREENS[:4], "callbacks-bulk-companies": SCREENS[4:8],
+                 "letters-audit-help": SCREENS[8:]}
 
 
 def test_layout_drops_the_least_useful_columns_first_and_fits():
@@ -87,10 +90,12 @@ async def _visit(size: tuple[int, int], keys: tuple[str, ...]) -> list[str]:
     return problems
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("screens", SCREEN_GROUPS)
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
-def test_every_screen_fits(demo_store, size):
+def test_every_screen_fits(demo_store, size, screens):
     problems = []
-    for keys in SCREENS:
+    for keys in SCREEN_GROUPS[screens]:
         problems += asyncio.run(_visit(size, keys))
     assert problems == []
 

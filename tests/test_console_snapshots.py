@@ -19,6 +19,7 @@ from console.screenshots import preserve_spaces
 from models.db import session_scope
 
 SNAPSHOT_DIR = Path(__file__).parent / "snapshots"
+pytestmark = pytest.mark.slow  # a whole app per snapshot: seconds each
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 36), id="120x36"),
          pytest.param((160, 48), id="160x48")]
 

@@ -17,7 +17,7 @@ from console.demo import seed
 from models.db import session_scope
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"), pytest.mark.slow]
 
 
 def _console_command(tmp_path: Path) -> str:

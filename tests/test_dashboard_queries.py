@@ -1,4 +1,4 @@
-"""backend.jobs.dashboard and backend.jobs.queries: the console's read queries, on SQLite and PostgreSQL."""
+"""backend.jobs.queries: the one read side (dashboard, history, job detail, recipients, audit), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from backend.jobs import dashboard
-from backend.jobs import queries as q
 from backend.core.errors import NotFound
+from backend.jobs import queries as q
 from console.demo import DEMO_NOW, seed
 
 
@@ -20,7 +19,7 @@ def demo(session):
 
 
 def test_dashboard_snapshot_counts_and_flags_problems(session, demo):
-    snap = dashboard.dashboard_snapshot(session=session, now=DEMO_NOW, stuck_after=300, failure_threshold=0.1)
+    snap = q.dashboard(session=session, now=DEMO_NOW, stuck_after=300, failure_threshold=0.1)
     assert snap.active_jobs == 5
     assert (snap.queued_jobs, snap.processing_jobs) == (1, 3)
     by_id = {job.id: job for job in snap.jobs}
@@ -60,7 +59,7 @@ def test_recipients_are_keyset_paged(session, demo):
     assert last.start == 2900 and not last.has_next
     failed = q.recipients_page(session=session, job_id=job_id, status=["failed", "permanently_failed"])
     assert failed.total == 12 and {r.status for r in failed.rows} == {"failed", "permanently_failed"}
-    assert all(r.last_error for r in failed.rows)
+    assert all(r.error for r in failed.rows)
     searched = q.recipients_page(session=session, job_id=job_id, search="RADIA.turing8@")
     assert [r.email for r in searched.rows] == ["radia.turing8@acme.org"]
     assert q.count_recipients(session=session, job_id=job_id, status="sent") == 1860
@@ -70,8 +69,8 @@ def test_job_detail_and_log(session, demo):
     detail = q.job_detail(session=session, job_ref=demo[1])
     assert detail.company_name == "Globex Academy"
     assert detail.counts == {"sent": 760, "permanently_failed": 13, "failed": 27}
-    assert detail.retryable == 40 and len(detail.batches) == 4 and detail.rejected_count == 2
-    assert q.job_detail(session=session, job_ref="00000002").job.id == demo[1]
+    assert detail.retryable == 40 and len(detail.batches) == 4 and detail.rejected == 2
+    assert q.job_detail(session=session, job_ref="00000002").id == demo[1]
     with pytest.raises(NotFound):
         q.job_detail(session=session, job_ref="999999")
     rows = list(q.iter_recipient_log(session=session, job_id=demo[1], chunk=300))
@@ -88,4 +87,4 @@ def test_audit_entries_newest_first_and_searchable(session, demo):
 
 
 def test_format_duration():
-    assert [dashboard.format_duration(s) for s in (5, 90, 3700, 90000)] == ["5s", "1m", "1h01m", "1d1h"]
+    assert [q.format_duration(s) for s in (5, 90, 3700, 90000)] == ["5s", "1m", "1h01m", "1d1h"]

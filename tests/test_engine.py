@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from backend.delivery import engine
-from backend.jobs.actions import cancel_job, pause_job, resume_job, retry_job
-from backend.jobs.job_queries import job_counts
-from backend.delivery.sending import run_batch
 from backend.core.settings import reset_settings_cache
+from backend.delivery import engine
+from backend.delivery.sending import run_batch
+from backend.jobs.actions import cancel_job, pause_job, resume_job, retry_job
+from backend.jobs.queries import recipient_counts
 from models import Batch, Job, Recipient, utcnow
 from models.db import session_scope
 from tests.support.engine import people, run_inline, submit, write_csv
@@ -87,7 +87,7 @@ def test_all_failed_job_is_failed_and_retry_resends_only_failures(smtp_env, tmp_
     assert run_inline(job_id).status == "failed"
     with session_scope() as session:
         result = retry_job(session=session, job_ref=job_id, email="USER1@example.com", actor="t", source="test")
-    assert result.count == 1
+    assert result.public.recipients == 1
     with session_scope() as session:
         assert session.get(Job, job_id).status == "retry_pending"
     for batch_id in result.followups.batch_ids:
@@ -157,8 +157,8 @@ def test_pause_resume_and_cancel(smtp_env, tmp_path):
     run_batch(batch_id=batch_ids[0])
     with session_scope() as session:
         result = cancel_job(session=session, job_ref=job_id, actor="t", source="test")
-        assert result.count == 20
-        counts = job_counts(session=session, job_id=job_id)
+        assert result.public.recipients == 20
+        counts = recipient_counts(session=session, job_id=job_id)
     assert counts == {"sent": 20, "cancelled": 20}
     assert run_batch(batch_id=batch_ids[1]).batch_ids == []
     assert len(smtp_env.messages) == 20

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from backend.core.errors import UnusableInput
-from backend.jobs.intake import RecipientRow, RejectedRow, normalize_email, open_csv, validate_record
+from backend.jobs.intake import RecipientRow, RejectedRow, open_csv, validate_record
+from backend.mail.addresses import normalize_email
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -331,7 +332,7 @@ ADDRESSES = [
 def test_the_fast_path_decides_exactly_as_email_validator(address):
     from email_validator import EmailNotValidError, validate_email
 
-    from backend.jobs.intake import checked_address
+    from backend.mail.addresses import checked_address
 
     try:
         expected = validate_email(address, check_deliverability=False).normalized.lower()

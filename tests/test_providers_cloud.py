@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from backend.core.settings import Settings
 from backend.mail.mime import compose
 from backend.mail.providers import get_provider
 from backend.mail.providers.base import Attachment, Outcome, OutgoingMessage, ProviderError
@@ -17,9 +18,9 @@ from backend.mail.providers.mailgun import MailgunProvider
 from backend.mail.providers.sendgrid import SendGridProvider
 from backend.mail.providers.ses import SesProvider, classify_client_error
 from backend.mail.ratelimit import LocalRateLimiter
-from backend.core.settings import Settings
-from backend.storage import ObjectNotFound, get_storage
-from tests.support.cloud import dead_url, mailgun_server, max_excess, moto_server, sendgrid_server  # noqa: F401
+from backend.storage.base import ObjectNotFound
+from backend.storage.registry import get_storage
+from tests.support.cloud import max_excess
 
 SENDER = "Mani Sender <noreply@mani.test>"
 
@@ -99,6 +100,7 @@ def test_ses_sends_the_composed_mime_to_each_recipient(moto_server):
         assert strip_date(delivery.raw) == strip_date(expected)
 
 
+@pytest.mark.xdist_group("timing")  # measures the rate a server saw: not beside other timed tests
 def test_ses_throttling_is_waited_out_within_the_rate_limit(moto_server):
     moto_server.verify("mani.test")
     moto_server.throttle(3)
@@ -188,6 +190,7 @@ def test_mailgun_duplicates_attachments_and_bad_addresses(mailgun_server):
     )
 
 
+@pytest.mark.xdist_group("timing")  # measures the rate a server saw: not beside other timed tests
 def test_mailgun_throttling_and_rate(mailgun_server):
     mailgun_server.throttle(2)
     rate = 40.0
@@ -250,6 +253,7 @@ def test_sendgrid_large_bodies_attachments_and_field_errors(sendgrid_server):
     assert len(with_attachment) == 1 and with_attachment[0]["count"] == 1
 
 
+@pytest.mark.xdist_group("timing")  # measures the rate a server saw: not beside other timed tests
 def test_sendgrid_throttling_honours_reset_and_rate(sendgrid_server):
     sendgrid_server.throttle(2)
     rate = 40.0
@@ -274,8 +278,9 @@ def test_sendgrid_bad_key_raises_and_dead_endpoint_is_transient(sendgrid_server,
 
 
 def test_registry_builds_each_provider_from_company_settings(session, moto_server, mailgun_server, sendgrid_server):
+    from backend.companies.resolution import resolve
     from backend.companies.service import add_company
-    from backend.companies.catalogue import resolve, set_company_settings
+    from backend.companies.store import set_company_settings
 
     moto_server.verify("mani.test")
     add_company(session=session, company_id="acme", name="Acme", actor="t", source="test")

@@ -11,11 +11,11 @@ from contextlib import closing
 import pytest
 
 from backend.core.errors import UnusableInput
+from backend.core.settings import Settings
 from backend.mail.providers import get_provider, known_providers, register_provider
 from backend.mail.providers.base import Outcome, OutgoingMessage, ProviderError
 from backend.mail.providers.outbox import OutboxProvider
 from backend.mail.providers.smtp import SmtpProvider
-from backend.core.settings import Settings
 from tests.support.smtp import SmtpSink
 
 SENDER = "mani <noreply@mani.test>"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.core.settings import Settings, get_settings
 from backend.mail.ratelimit import (
     LocalRateLimiter,
     RateLimitTimeout,
@@ -23,10 +24,12 @@ from backend.mail.ratelimit import (
     get_limiter,
     limiter_for,
 )
-from backend.core.settings import Settings, get_settings
 from tests.support.cloud import max_excess
 
 ROOT = Path(__file__).resolve().parents[1]
+# The schedules are read against this process's clock: these tests share one xdist worker with the
+# other timed tests, so at least they never run beside each other.
+pytestmark = pytest.mark.xdist_group("timing")
 
 
 def due_times(limiter, count: int, n: int = 1) -> list[float]:

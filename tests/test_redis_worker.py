@@ -17,7 +17,8 @@ from models.db import session_scope
 from tests.support.engine import people, submit, write_csv
 from tests.support.workers import WorkerProcess, run_on_worker, wait_for_job
 
-pytestmark = pytest.mark.redis
+# Real worker processes, killed and timed: on one xdist worker, not beside each other.
+pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.xdist_group("workers")]
 
 
 @pytest.mark.parametrize("database", ["sqlite_db", "postgres_db"])

@@ -7,10 +7,10 @@ import uuid
 import pytest
 
 from backend.companies.service import add_company
-from backend.companies.catalogue import set_company_settings, set_global_settings
+from backend.companies.store import set_company_settings, set_global_settings
 from backend.delivery.routing import Route, RouteUnavailable, choose_route
 from models import Job
-from tests.support.cloud import dead_url, mailgun_server, moto_server  # noqa: F401
+
 
 
 def job(session, *, company: str | None = "acme", total: int = 5000, preference: str = "auto", action: str = "email") -> Job:

@@ -24,7 +24,7 @@ from backend.core.secrets import (
     register_secret,
 )
 from backend.core.settings import Settings, get_settings, reset_settings_cache
-from tests.support.cloud import mailgun_server, moto_server, sendgrid_server  # noqa: F401
+
 
 
 def use_key(monkeypatch, value: str) -> None:
@@ -134,12 +134,14 @@ def test_log_records_are_masked(caplog):
 def test_no_secret_in_the_database_file_or_the_logs(sqlite_db, caplog, moto_server, mailgun_server, sendgrid_server):
     """Secrets set through the settings API and then used to send: the SQLite file (and its WAL)
     and every captured log line hold them only masked."""
+    from sqlmodel import select
+
+    from backend.companies.resolution import resolve
     from backend.companies.service import add_company, show_company
-    from backend.companies.catalogue import resolve, set_company_settings, set_global_settings
+    from backend.companies.store import set_company_settings, set_global_settings
     from backend.mail.providers import get_provider
     from models import AuditEntry
     from models.db import session_scope
-    from sqlmodel import select
     from tests.test_providers_cloud import messages
 
     install_log_masking()

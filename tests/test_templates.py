@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from backend.core.errors import UnusableInput
-from backend.jobs.intake import RecipientRow, open_csv
 from backend.core.settings import JOB_TYPES, Settings
+from backend.jobs.intake import RecipientRow, open_csv
 from backend.mail.templates import (
     RenderError,
     UnknownJobType,

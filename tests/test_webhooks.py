@@ -21,13 +21,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 from sqlmodel import select
 
-from backend.moodle import webhooks
 from api.app import create_app
 from api.common import ApiConfig
+from backend.jobs import queries
+from backend.moodle import webhooks
 from models import AuditEntry, Job, Recipient, utcnow
 from models.callbacks import CallbackDelivery, WebhookEvent
 from models.db import session_scope
-from tests.test_callbacks_support import add_company, cb_db, make_job, serve_app, set_recipients  # noqa: F401
+from tests.support.callbacks import add_company, make_job, set_recipients
 
 pytestmark = pytest.mark.usefixtures("cb_db")
 MAILGUN_KEY = "key-test-signing"
@@ -269,9 +270,9 @@ def test_delivery_rates_per_job_and_company(world, sns):
     other_job = make_job(company_id=None, recipients=4)
     set_recipients(other_job, status="sent", sent_at=utcnow())
     with session_scope() as session:
-        rates = webhooks.delivery_rates(session=session, job_id=world["job_id"])
+        rates = queries.delivery_rates(session=session, job_id=world["job_id"])
         assert (rates.delivered, rates.bounced, rates.complained) == (3, 1, 1)
         assert rates.bounce_rate == pytest.approx(1 / 3)
-        assert webhooks.delivery_rates(session=session, company_id="c1").as_dict() == rates.as_dict()
-        assert webhooks.delivery_rates(session=session).delivered == 7
-        assert webhooks.delivery_rates(session=session, company_id="none").bounce_rate is None
+        assert queries.delivery_rates(session=session, company_id="c1").model_dump() == rates.model_dump()
+        assert queries.delivery_rates(session=session).delivered == 7
+        assert queries.delivery_rates(session=session, company_id="none").bounce_rate is None

@@ -33,10 +33,12 @@ from backend.certificates.issue import (  # shared with the cloud worker, which 
 )
 from backend.certificates.issue import attach_pdf as _attach
 from backend.certificates.issue import expiry_days as _expiry_days
+from backend.companies.resolution import resolve
 from backend.core import audit
 from backend.core.errors import InvalidTransition, NotFound, UnusableInput
 from backend.core.settings import get_settings
-from backend.storage import Storage, get_storage, setting_value
+from backend.storage.base import Storage, setting_value
+from backend.storage.registry import get_storage
 from certificates import (
     CertificateError,
     get_renderer,
@@ -46,7 +48,7 @@ from certificates import (
     prepare_values,
     required_fields,
 )
-from models import Company, Job, Recipient, utcnow
+from models import Job, Recipient, utcnow
 from models.certificates import Certificate
 
 
@@ -93,13 +95,7 @@ class _Storages:
     """The storages a job's certificates live in: the one new issues go to, and any older ones by name."""
 
     def __init__(self, *, session: Session, job: Job, settings):
-        try:
-            from backend.companies.catalogue import resolve
-
-            self.resolved = dict(resolve(session=session, company_id=job.company_id, settings=settings))
-        except ImportError:  # pragma: no cover - the settings part is always installed with mani
-            company = session.get(Company, job.company_id) if job.company_id else None
-            self.resolved = dict(company.settings) if company else {}
+        self.resolved = dict(resolve(session=session, company_id=job.company_id, settings=settings))
         self.settings = settings
         # The company's storage on the cloud path (certificate_generation_mode), local otherwise.
         mode = self.resolved.get("certificate_generation_mode") or "cloud_if_enabled"
@@ -244,12 +240,9 @@ def revoke(*, session: Session, code: str, reason: str | None = None, actor: str
     return certificate
 
 
-def list_certificates(*, session: Session, job_ref: str | int, limit: int | None = 100, offset: int = 0) -> list[dict]:
+def list_certificates(*, session: Session, job_id: int, limit: int | None = 100, offset: int = 0) -> list[dict]:
     """A job's certificates (every issue, newest last) as plain dicts."""
-    from backend.jobs.job_queries import get_job
-
-    job = get_job(session=session, job_ref=job_ref)
-    query = select(Certificate).where(Certificate.job_id == job.id).order_by(Certificate.id).offset(offset)
+    query = select(Certificate).where(Certificate.job_id == job_id).order_by(Certificate.id).offset(offset)
     if limit is not None:
         query = query.limit(limit)
     now = utcnow()
@@ -273,7 +266,7 @@ class ExportResult:
 _UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
 
 
-def export_zip(*, session: Session, job_ref: str | int, path: str | Path,
+def export_zip(*, session: Session, job_id: int, path: str | Path,
                progress: Callable[[int, int], None] | None = None, include_revoked: bool = False) -> ExportResult:
     """Write every certificate of a job into a ZIP, one PDF at a time (constant memory, ZIP64).
 
@@ -281,9 +274,9 @@ def export_zip(*, session: Session, job_ref: str | int, path: str | Path,
     `<name>-<code>.pdf` files and a `manifest.csv`. PDFs missing from storage are listed in
     the result (and the manifest) instead of failing the export.
     """
-    from backend.jobs.job_queries import get_job
-
-    job = get_job(session=session, job_ref=job_ref)
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
     storages = _Storages(session=session, job=job, settings=get_settings())
     conditions = [Certificate.job_id == job.id]
     if not include_revoked:

@@ -1,9 +1,9 @@
-"""The settings catalogue, and how a setting resolves for a company.
+"""The settings catalogue: every setting a company or the installation can override, its type,
+default and scope, how text from a person parses into its value, and how a value may be shown.
 
 A value resolves as: the company's override -> the global override in the database
-(`mani settings set`) -> the settings object (MANI_* environment, mani.toml) -> the default.
-Secrets are Fernet tokens at rest (`Company.secrets`, `GlobalSetting.is_secret`), plain text
-only in `resolve()` (for the engine), masked everywhere else.
+(`mani settings set`) -> the settings object (MANI_* environment, mani.toml) -> the default
+(`backend.companies.resolution`). Writes are `backend.companies.store`.
 """
 
 from __future__ import annotations
@@ -11,19 +11,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlmodel import Session, select
-
-from backend.core import audit
-from backend.core.errors import ManiError, NotFound, UnusableInput
-from backend.core.secrets import MASK, decrypt, encrypt, mask, mask_url
-from models import Company, GlobalSetting, utcnow
-
-CLOUD_PROVIDERS = ("ses", "mailgun", "sendgrid")
+from backend.core.errors import UnusableInput
+from backend.core.secrets import MASK, mask, mask_url
+from backend.mail.mime import MessageError, split_sender
+from backend.mail.providers.base import ProviderError
+from backend.mail.providers.smtp import SmtpProvider
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +90,7 @@ _SPECS = [
 GLOBAL_CATALOGUE: dict[str, SettingSpec] = {s.key: s for s in _SPECS if s.scope in ("global", "both")}
 COMPANY_CATALOGUE: dict[str, SettingSpec] = {s.key: s for s in _SPECS if s.scope in ("company", "both")}
 SETTINGS_CATALOGUE: dict[str, dict[str, SettingSpec]] = {"global": GLOBAL_CATALOGUE, "company": COMPANY_CATALOGUE}
-_ALL: dict[str, SettingSpec] = {s.key: s for s in _SPECS}
+ALL_SETTINGS: dict[str, SettingSpec] = {s.key: s for s in _SPECS}
 
 _TRUE, _FALSE = {"1", "true", "yes", "on", "y"}, {"0", "false", "no", "off", "n"}
 _DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z|localhost\Z")
@@ -146,8 +142,6 @@ def parse_value(spec: SettingSpec, raw: Any, *, scope: str = "company") -> Any:
             raise ValueError("is too long")
         return text
     if kind == "sender":
-        from backend.mail.mime import MessageError, split_sender
-
         try:
             split_sender(text)
         except MessageError as error:
@@ -159,9 +153,6 @@ def parse_value(spec: SettingSpec, raw: Any, *, scope: str = "company") -> Any:
             raise ValueError("must be an http:// or https:// URL with a host")
         return text.rstrip("/")
     if kind == "smtp_url":
-        from backend.mail.providers.base import ProviderError
-        from backend.mail.providers.smtp import SmtpProvider
-
         try:
             SmtpProvider.from_url(text, sender="check@example.com")
         except ProviderError as error:
@@ -201,230 +192,14 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
     return values
 
 
-# Resolution ---------------------------------------------------------------------------------
+# A stored secret that does not decrypt under the configured key(s).
+UNREADABLE = object()
 
 
-class ResolvedSettings(Mapping[str, Any]):
-    """Every setting's effective value for one company (secrets decrypted): for the engine only."""
-
-    def __init__(self, *, company_id: str | None, values: dict[str, Any], sources: dict[str, str]):
-        self.company_id = company_id
-        self.sources = sources
-        self._values = {"company_id": company_id, **values}
-
-    def __getitem__(self, key: str) -> Any:
-        return self._values[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self.__dict__["_values"][key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-    def __repr__(self) -> str:
-        shown = {k: (mask(v) if k in _ALL and _ALL[k].secret and v else v) for k, v in self._values.items()}
-        return f"ResolvedSettings({shown!r})"
-
-
-def _settings_value(spec: SettingSpec, settings: Any) -> Any:
-    attr = spec.settings_attr or spec.key
-    value = getattr(settings, attr, None)
-    if value is None or value == "":
-        return None
-    return list(value) if isinstance(value, (list, tuple)) else value
-
-
-def _settings_or_default(settings: Any | None) -> Any:
-    if settings is None:
-        from backend.core.settings import get_settings
-
-        settings = get_settings()
-    return settings
-
-
-def _company(session: Session, company_id: str) -> Company:
-    company = session.get(Company, company_id)
-    if company is None:
-        raise NotFound(f"There is no company {company_id!r}; add it with `mani companies add {company_id} --name NAME`.")
-    return company
-
-
-def _layers(*, session: Session, company_id: str | None, settings: Any, reveal, keys: dict[str, SettingSpec]):
-    """(key, value, source, company's own stored value) per setting, `reveal` turning tokens into text."""
-    company = _company(session, company_id) if company_id else None
-    rows = {row.key: row for row in session.exec(select(GlobalSetting)).all()}
-    for key, spec in keys.items():
-        own = None
-        if company is not None and spec.scope != "global":
-            if key in (company.secrets or {}):
-                own = reveal(company.secrets[key])
-            elif key in (company.settings or {}):
-                own = company.settings[key]
-        if own is not None and not (key == "email_provider" and own == "system"):
-            yield key, own, "company", own
-            continue
-        if spec.scope != "company" and key in rows:
-            row = rows[key]
-            yield key, (reveal(row.value) if row.is_secret else json.loads(row.value)), "global", own
-            continue
-        value = _settings_value(spec, settings)
-        if value is not None:
-            yield key, value, "settings", own
-        else:
-            yield key, spec.default, "default", own
-
-
-def resolve(*, session: Session, company_id: str | None, settings: Any | None = None) -> ResolvedSettings:
-    """Effective values (secrets in plain text) for `company_id`, or the global ones for None."""
-    settings = _settings_or_default(settings)
-    values, sources = {}, {}
-    for key, value, source, _own in _layers(
-        session=session, company_id=company_id, settings=settings, reveal=lambda t: decrypt(t, settings=settings), keys=_ALL
-    ):
-        values[key], sources[key] = value, source
-    return ResolvedSettings(company_id=company_id, values=values, sources=sources)
-
-
-def _shown(spec: SettingSpec | None, value: Any) -> Any:
+def shown(spec: SettingSpec | None, value: Any) -> Any:
     """How a value may be shown: secrets masked (an SMTP URL keeps all but its password)."""
     if spec is None or not spec.secret or value is None:
         return value
-    if value is _UNREADABLE:
+    if value is UNREADABLE:
         return MASK + " (cannot decrypt)"
     return mask_url(value) if spec.kind == "smtp_url" else mask(value)
-
-
-_UNREADABLE = object()
-
-
-def _reveal_or_unreadable(settings: Any):
-    def reveal(token: str) -> Any:
-        try:
-            return decrypt(token, settings=settings)
-        except ManiError:
-            return _UNREADABLE
-
-    return reveal
-
-
-def describe(*, session: Session, company_id: str | None = None, settings: Any | None = None) -> dict:
-    """Every setting with its effective value, where it comes from, and the company's own value: all masked."""
-    settings = _settings_or_default(settings)
-    scope = "company" if company_id else "global"
-    company = _company(session, company_id) if company_id else None
-    entries: dict[str, dict] = {}
-    for key, value, source, own in _layers(
-        session=session, company_id=company_id, settings=settings, reveal=_reveal_or_unreadable(settings),
-        keys=SETTINGS_CATALOGUE[scope],
-    ):
-        spec = _ALL[key]
-        entries[key] = {
-            "value": _shown(spec, value),
-            "source": source,
-            "set": _shown(spec, own),
-            "secret": spec.secret,
-            "type": spec.kind,
-            "choices": list(spec.choices_for(scope)),
-            "default": spec.default,
-            "description": spec.description,
-        }
-    return {
-        "scope": scope,
-        "company": {"id": company.id, "name": company.name} if company else None,
-        "settings": entries,
-    }
-
-
-# Changes ------------------------------------------------------------------------------------
-
-
-def _validated(values: Mapping[str, Any], *, catalogue: dict[str, SettingSpec], scope: str) -> dict[str, Any]:
-    if not values:
-        raise UnusableInput("Nothing to set: give one or more KEY=VALUE.")
-    parsed, errors = {}, []
-    for key, raw in values.items():
-        spec = catalogue.get(key)
-        if spec is None:
-            errors.append(f"unknown {scope} setting {key!r} (valid: {', '.join(sorted(catalogue))})")
-            continue
-        try:
-            parsed[key] = parse_value(spec, raw, scope=scope)
-        except ValueError as error:
-            errors.append(f"{key} {error} (got {_shown(spec, str(raw))!r})")
-    if errors:
-        raise UnusableInput("Nothing was changed: " + "; ".join(errors) + ".")
-    return parsed
-
-
-def _apply(*, session: Session, values: Mapping[str, Any], scope: str, settings: Any, read, write,
-           actor: str, source: str, action: str, target: str) -> dict[str, dict]:
-    """Validate all, encrypt secrets (SecretKeyMissing before anything changes), write, audit masked."""
-    settings = _settings_or_default(settings)
-    parsed = _validated(values, catalogue=SETTINGS_CATALOGUE[scope], scope=scope)
-    tokens = {k: encrypt(str(v), settings=settings) for k, v in parsed.items() if v is not None and _ALL[k].secret}
-    reveal = _reveal_or_unreadable(settings)
-    changes: dict[str, dict] = {}
-    for key, value in parsed.items():
-        spec = _ALL[key]
-        old = read(key, reveal)
-        write(key, spec, None if value is None else tokens.get(key, value))
-        if old != value:
-            changes[key] = {"from": _shown(spec, old), "to": _shown(spec, value)}
-    if changes:
-        audit.record(session=session, actor=actor, source=source, action=action, target=target,
-                     details={"changes": changes})
-    return changes
-
-
-def set_company_settings(
-    *, session: Session, company_id: str, values: Mapping[str, Any], actor: str, source: str, settings: Any | None = None
-) -> dict[str, dict]:
-    """Validate and store overrides (None or "" clears one); all or nothing. Returns the masked changes."""
-    company = _company(session, company_id)
-    plain, secrets = dict(company.settings or {}), dict(company.secrets or {})
-
-    def read(key, reveal):
-        return reveal(secrets[key]) if key in secrets else plain.get(key)
-
-    def write(key, spec, stored):
-        plain.pop(key, None)
-        secrets.pop(key, None)
-        if stored is not None:
-            (secrets if spec.secret else plain)[key] = stored
-
-    changes = _apply(session=session, values=values, scope="company", settings=settings, read=read, write=write,
-                     actor=actor, source=source, action="company.settings", target=f"company:{company_id}")
-    # New dicts: SQLAlchemy does not see changes made inside a JSON value.
-    company.settings, company.secrets, company.updated_at = plain, secrets, utcnow()
-    session.add(company)
-    return changes
-
-
-def set_global_settings(
-    *, session: Session, values: Mapping[str, Any], actor: str, source: str, settings: Any | None = None
-) -> dict[str, dict]:
-    """Validate and store global overrides (None or "" clears one); all or nothing. Returns the masked changes."""
-
-    def read(key, reveal):
-        row = session.get(GlobalSetting, key)
-        return None if row is None else (reveal(row.value) if row.is_secret else json.loads(row.value))
-
-    def write(key, spec, stored):
-        row = session.get(GlobalSetting, key)
-        if stored is None:
-            if row is not None:
-                session.delete(row)
-            return
-        row = row or GlobalSetting(key=key, value="")
-        row.value = stored if spec.secret else json.dumps(stored)
-        row.is_secret, row.updated_at = spec.secret, utcnow()
-        session.add(row)
-
-    return _apply(session=session, values=values, scope="global", settings=settings, read=read, write=write,
-                  actor=actor, source=source, action="settings.global", target="global")

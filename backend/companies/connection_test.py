@@ -22,9 +22,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from backend.companies.catalogue import resolve
-from backend.delivery.routing import CLOUD_PROVIDERS, cloud_provider_of, configuration_problems, connect_problem
+import httpx
+
+from backend.companies.readiness import CLOUD_PROVIDERS, cloud_provider_of, configuration_problems, connect_problem
+from backend.companies.resolution import resolve
 from backend.core.secrets import mask_text
+from backend.core.settings import get_settings
+from backend.mail.mime import split_sender
+from backend.mail.providers.mailgun import MailgunProvider, describe_failure
+from backend.mail.providers.sendgrid import DEFAULT_API_URL
+from backend.mail.providers.ses import sender_of
+from backend.mail.providers.smtp import SmtpProvider
+from backend.storage.registry import get_storage
 
 TIMEOUT = 10.0
 
@@ -47,12 +56,11 @@ def _run(name: str, check, *args: Any) -> CheckResult:
     return CheckResult(name, bool(ok), mask_text(" ".join(str(detail).split()))[:400])
 
 
-def test_company(*, session, company_id: str, settings: Any | None = None, timeout: float = TIMEOUT) -> list[CheckResult]:
+def check_company_connections(
+    *, session, company_id: str, settings: Any | None = None, timeout: float = TIMEOUT
+) -> list[CheckResult]:
     """One CheckResult per configured piece of `company_id`'s cloud setup."""
-    if settings is None:
-        from backend.core.settings import get_settings
-
-        settings = get_settings()
+    settings = settings or get_settings()
     resolved = resolve(session=session, company_id=company_id, settings=settings)
     provider = cloud_provider_of(resolved)
     storage = resolved.get("storage") or "local"
@@ -81,6 +89,7 @@ def test_company(*, session, company_id: str, settings: Any | None = None, timeo
 
 
 def _ses_client(resolved, settings, timeout: float, service: str = "sesv2"):
+    # Deferred here and below: boto3 loads in about a second, and only SES and SQS checks need it.
     import boto3
     from botocore.config import Config
 
@@ -121,9 +130,6 @@ def _ses(resolved, settings, timeout):
 def _ses_identity(resolved, settings, timeout):
     from botocore.exceptions import ClientError
 
-    from backend.mail.mime import split_sender
-    from backend.mail.providers.ses import sender_of
-
     _name, address = split_sender(sender_of(resolved, settings))
     client = _ses_client(resolved, settings, timeout)
     for identity in (address, address.rsplit("@", 1)[-1]):
@@ -142,9 +148,6 @@ def _ses_identity(resolved, settings, timeout):
 
 
 def _mailgun(resolved, settings, timeout):
-    from backend.mail.providers.mailgun import MailgunProvider, _reason
-    from backend.mail.providers.ses import sender_of
-
     provider = MailgunProvider(
         api_key=resolved.get("mailgun_api_key"), domain=resolved.get("mailgun_domain"),
         sender=sender_of(resolved, settings), api_url=resolved.get("mailgun_api_url"), timeout=timeout,
@@ -162,14 +165,10 @@ def _mailgun(resolved, settings, timeout):
         return state in ("active", "unknown"), f"domain {provider.domain}: state {state}"
     if response.status_code in (401, 403):
         return False, f"{response.status_code}: the API key was refused"
-    return False, f"{response.status_code}: {_reason(response)} (domain {provider.domain})"
+    return False, f"{response.status_code}: {describe_failure(response)} (domain {provider.domain})"
 
 
 def _sendgrid(resolved, settings, timeout):
-    import httpx
-
-    from backend.mail.providers.sendgrid import DEFAULT_API_URL
-
     url = (resolved.get("sendgrid_api_url") or DEFAULT_API_URL).rstrip("/") + "/v3/scopes"
     response = httpx.get(url, headers={"Authorization": f"Bearer {resolved.get('sendgrid_api_key')}"}, timeout=timeout)
     if response.status_code in (401, 403):
@@ -183,8 +182,6 @@ def _sendgrid(resolved, settings, timeout):
 
 
 def _smtp(resolved, settings, timeout):
-    from backend.mail.providers.smtp import SmtpProvider
-
     p = SmtpProvider.from_url(resolved.get("smtp_url"), sender="check@example.com", timeout=timeout)
     context = ssl.create_default_context(cafile=p.cafile)
     if not p.verify:
@@ -214,8 +211,6 @@ def _smtp(resolved, settings, timeout):
 
 
 def _storage(resolved, settings):
-    from backend.storage import get_storage
-
     storage = get_storage(settings=settings, company_settings=resolved)
     key = f"mani-connection-test/{uuid.uuid4().hex}.txt"
     payload = b"mani connection test\n"
@@ -253,4 +248,3 @@ def _callback(resolved, timeout):
     host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
     problem = connect_problem("the callback URL", host, port, timeout=timeout)
     return problem is None, problem or f"{host}:{port} accepts connections"
-test_company.__test__ = False  # a function, not a pytest test

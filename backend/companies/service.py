@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from backend.companies.resolution import describe
 from backend.core import audit
-from backend.companies.catalogue import describe
 from backend.core.errors import NotFound, UnusableInput
 from models import Company, utcnow
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from backend.core.errors import ManiError, SecretKeyMissing
+from backend.core.settings import get_settings
 
 MASK = "••••••"
 # Secrets shorter than this are never registered for log masking: replacing "ab" everywhere
@@ -46,11 +47,7 @@ def _how_to_make_a_key(path: Path) -> str:
 
 
 def _settings(settings: Any | None) -> Any:
-    if settings is not None:
-        return settings
-    from backend.core.settings import get_settings
-
-    return get_settings()
+    return get_settings() if settings is None else settings
 
 
 def _parse_keys(text: str, *, origin: str) -> tuple[str, ...]:

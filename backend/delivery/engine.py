@@ -18,11 +18,15 @@ from datetime import timedelta
 from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlmodel import Session
 
-from backend.core.settings import Settings, get_settings
 from backend.core.followups import Followups
+from backend.core.settings import Settings, get_settings
+from backend.delivery import routing
+from backend.moodle import callbacks
 from models import (
     BATCH_FINAL,
     JOB_FINAL,
+    RECIPIENT_DELIVERED,
+    RECIPIENT_OPEN,
     Batch,
     BatchStatus,
     Job,
@@ -38,7 +42,7 @@ log = logging.getLogger(__name__)
 BATCHES = Batch.__table__
 RECIPIENTS = Recipient.__table__
 JOBS = Job.__table__
-OPEN_RECIPIENT = [RecipientStatus.PENDING, RecipientStatus.PROCESSING, RecipientStatus.RETRY_PENDING, RecipientStatus.FAILED]
+OPEN_RECIPIENT = sorted(RECIPIENT_OPEN)
 SessionFactory = Callable[[], AbstractContextManager[Session]]
 
 
@@ -69,11 +73,9 @@ def dispatch_job(*, session: Session, job_id: int, settings: Settings | None = N
     if job.dispatch_attempts > settings.max_batch_attempts:
         fail_job(session=session, job=job, reason=f"the job could not be dispatched in {job.dispatch_attempts - 1} runs")
         return Followups(callback_ids=_job_finished_callbacks(session=session, job=job))
-    from backend.delivery.routing import RouteUnavailable, choose_route
-
     try:
-        route = choose_route(session=session, job=job)
-    except RouteUnavailable as unavailable:
+        route = routing.choose_route(session=session, job=job)
+    except routing.RouteUnavailable as unavailable:
         fail_job(session=session, job=job, reason=str(unavailable))
         return Followups(callback_ids=_job_finished_callbacks(session=session, job=job))
     now = utcnow()
@@ -108,7 +110,7 @@ def fail_job(*, session: Session, job: Job, reason: str) -> None:
     )
     session.execute(
         update(BATCHES)
-        .where(BATCHES.c.job_id == job.id, BATCHES.c.status.not_in(list(BATCH_FINAL)))
+        .where(BATCHES.c.job_id == job.id, BATCHES.c.status.not_in(sorted(BATCH_FINAL)))
         .values(status=BatchStatus.FAILED, last_error=reason, finished_at=now, failed_count=BATCHES.c.size)
     )
     job.status = JobStatus.FAILED
@@ -296,7 +298,7 @@ def settle_batch(*, session: Session, batch_id: int) -> Followups:
             select(RECIPIENTS.c.status, func.count()).where(RECIPIENTS.c.batch_id == batch_id).group_by(RECIPIENTS.c.status)
         ).all()
     )
-    batch.sent_count = sum(counts.get(s, 0) for s in (RecipientStatus.SENT, RecipientStatus.BOUNCED, RecipientStatus.COMPLAINED))
+    batch.sent_count = sum(counts.get(s, 0) for s in RECIPIENT_DELIVERED)
     batch.failed_count = counts.get(RecipientStatus.PERMANENTLY_FAILED, 0)
     batch.lease_until = None
     followups = Followups()
@@ -332,7 +334,7 @@ def settle_batch(*, session: Session, batch_id: int) -> Followups:
 
 def _open_batches(*, session: Session, job_id: int) -> int:
     return session.execute(
-        select(func.count()).where(BATCHES.c.job_id == job_id, BATCHES.c.status.not_in(list(BATCH_FINAL)))
+        select(func.count()).where(BATCHES.c.job_id == job_id, BATCHES.c.status.not_in(sorted(BATCH_FINAL)))
     ).scalar_one()
 
 
@@ -351,7 +353,7 @@ def finish_job(*, session: Session, job_id: int) -> Followups:
     if _open_batches(session=session, job_id=job_id):
         return Followups()
     counts = recipient_counts(session=session, job_id=job_id)
-    sent = sum(counts.get(s, 0) for s in (RecipientStatus.SENT, RecipientStatus.BOUNCED, RecipientStatus.COMPLAINED))
+    sent = sum(counts.get(s, 0) for s in RECIPIENT_DELIVERED)
     failed = counts.get(RecipientStatus.PERMANENTLY_FAILED, 0)
     job.sent_count, job.failed_count = sent, failed
     if failed == 0:
@@ -367,12 +369,8 @@ def finish_job(*, session: Session, job_id: int) -> Followups:
 
 
 def _batch_finished_callbacks(*, session: Session, batch: Batch) -> list[int]:
-    from backend.moodle import callbacks
-
     return callbacks.on_batch_finished(session=session, batch=batch)
 
 
 def _job_finished_callbacks(*, session: Session, job: Job) -> list[int]:
-    from backend.moodle import callbacks
-
     return callbacks.on_job_finished(session=session, job=job)

@@ -15,7 +15,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from backend.companies.resolution import resolve
+from backend.core.field_cipher import field_cipher
 from backend.core.followups import Followups
+from backend.core.settings import Settings, get_settings
 from backend.delivery.engine import (
     Claim,
     Outcomes,
@@ -28,8 +31,8 @@ from backend.delivery.engine import (
 from backend.mail.outgoing import certificate_attachment, outgoing_message
 from backend.mail.providers import get_provider
 from backend.mail.providers.base import Outcome, OutgoingMessage, SendResult
-from backend.core.settings import Settings, get_settings
-from models import Batch, BatchStatus, Job, JobStatus, utcnow
+from backend.mail.ratelimit import get_limiter
+from models import Batch, BatchStatus, Job, JobStatus, Recipient, utcnow
 from models.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -50,8 +53,6 @@ class BatchPlan:
 
 
 def plan_batch(*, session, job: Job, settings: Settings) -> BatchPlan:
-    from backend.companies.catalogue import resolve
-
     resolved = resolve(session=session, company_id=job.company_id)
     schedule = resolved.get("cloud_retry_policy") or settings.retry_schedule
     sender = resolved.get("sender") or settings.sender
@@ -125,8 +126,8 @@ class LeaseKeeper:
 def _prepare_certificates(*, claim: Claim, sessions: SessionFactory) -> dict:
     if claim.job.action not in ("certificate", "both") or not claim.rows:
         return {}
+    # Deferred: the certificate service loads fpdf2, which a mail-only worker never needs.
     from backend.certificates.service import prepare_batch
-    from models import Recipient
 
     with sessions() as session:
         recipients = list(session.execute(
@@ -244,8 +245,6 @@ def _message(*, row: dict, job: Job, plan: BatchPlan, certificate, decrypt, sett
 
 
 def _decryptor(settings: Settings):
-    from backend.core.field_cipher import field_cipher
-
     return field_cipher(settings=settings).decrypt
 
 
@@ -253,7 +252,5 @@ def _limiter(*, job: Job, plan: BatchPlan, settings: Settings):
     """A blocking `acquire(n)` shared by every worker sending for this company, or None."""
     if not plan.rate_limit or not job.company_id:
         return None
-    from backend.mail.ratelimit import get_limiter
-
     limiter = get_limiter(key=job.company_id, rate=plan.rate_limit, settings=settings)
     return lambda n: limiter.acquire(n)

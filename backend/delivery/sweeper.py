@@ -13,13 +13,13 @@ from datetime import timedelta
 from sqlalchemy import and_, exists, or_, select, update
 from sqlmodel import Session
 
-from backend.core.settings import Settings
 from backend.core.followups import Followups
-from models import BATCH_FINAL, Batch, BatchStatus, Job, JobStatus, utcnow
+from backend.core.settings import Settings
+from backend.moodle import callbacks
+from models import BATCH_FINAL, JOB_RUNNING, Batch, BatchStatus, Job, JobStatus, utcnow
 
 BATCHES = Batch.__table__
 JOBS = Job.__table__
-RUNNING = [JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.RETRY_PENDING]
 # A job stored this recently is still being enqueued by the process that created it.
 FRESH_JOB_SECONDS = 2
 # How late a delayed retry message may be before the sweeper assumes it was lost.
@@ -39,7 +39,7 @@ def sweep(*, session: Session, settings: Settings, send_queue_empty: bool | None
             JOBS.c.enqueued_at < stale,
         ),
     ), now)
-    running_job = JOBS.c.status.in_(RUNNING)
+    running_job = JOBS.c.status.in_(sorted(JOB_RUNNING))
     job_is_running = exists().where(JOBS.c.id == BATCHES.c.job_id, running_job)
     lease = timedelta(seconds=settings.batch_lease_seconds)
     late = timedelta(seconds=min(LATE_RETRY_SECONDS, settings.requeue_after_seconds))
@@ -64,7 +64,7 @@ def sweep(*, session: Session, settings: Settings, send_queue_empty: bool | None
         ),
     )
     result.batch_ids = _stamp(session, BATCHES, and_(job_is_running, or_(lost_queued, dead_holder, lost_retry)), now)
-    open_batch = exists().where(BATCHES.c.job_id == JOBS.c.id, BATCHES.c.status.not_in(list(BATCH_FINAL)))
+    open_batch = exists().where(BATCHES.c.job_id == JOBS.c.id, BATCHES.c.status.not_in(sorted(BATCH_FINAL)))
     result.finish_job_ids = list(
         session.execute(select(JOBS.c.id).where(running_job, ~open_batch)).scalars()
     )
@@ -79,6 +79,4 @@ def _stamp(session: Session, table, condition, now) -> list[int]:
 
 
 def _due_callbacks(*, session: Session, now) -> list[int]:
-    from backend.moodle import callbacks
-
     return list(callbacks.due_deliveries(session=session, now=now))

@@ -15,11 +15,15 @@ from pathlib import Path
 from sqlalchemy import insert, or_, select
 from sqlmodel import Session
 
-from backend.mail import templates
+from backend.companies.resolution import resolve
 from backend.core.errors import UnusableInput
+from backend.core.field_cipher import field_cipher
 from backend.core.followups import Followups
-from backend.jobs.intake import RecipientRow, RejectedRow, open_csv
 from backend.core.settings import JOB_TYPES, Settings, get_settings
+from backend.jobs.intake import RecipientRow, RejectedRow, open_csv
+from backend.mail import templates
+from backend.mail.providers import get_provider
+from backend.mail.providers.base import ProviderError
 from models import Batch, Company, Job, JobStatus, Recipient, RecipientStatus, Rejection, utcnow
 
 # Rows are checked for cross-job duplicates this many at a time (one query per chunk).
@@ -45,8 +49,6 @@ class JobCreated:
 
 def _encryptor(settings: Settings):
     """Temporary passwords are encrypted at rest; the embedded default makes its own key."""
-    from backend.core.field_cipher import field_cipher
-
     return field_cipher(settings=settings, create=settings.is_embedded_database).encrypt
 
 
@@ -76,6 +78,7 @@ def validate_job_options(
     if job_type == "certificate" and action == "email":
         action = "both"
     if action in ("certificate", "both"):
+        # Deferred: the certificate service loads fpdf2, which a mail-only job never needs.
         from backend.certificates.service import check_job_inputs
 
         check_job_inputs(job_type=job_type, action=action, available_fields=available, template_data=template_data)
@@ -88,9 +91,6 @@ def validate_job_options(
 
 def _check_local_provider(*, settings: Settings) -> None:
     """The local path must be usable: a job that cannot send should not be stored."""
-    from backend.mail.providers import get_provider
-    from backend.mail.providers.base import ProviderError
-
     try:
         get_provider(settings.email_provider, settings=settings)
     except ProviderError as error:
@@ -99,13 +99,11 @@ def _check_local_provider(*, settings: Settings) -> None:
 
 def job_batch_size(*, session: Session, company_id: str | None, settings: Settings) -> int:
     """The company's `job_batch_size`, else the global one."""
-    from backend.companies.catalogue import resolve
-
     value = resolve(session=session, company_id=company_id).get("job_batch_size")
     return int(value or settings.batch_size)
 
 
-def _duplicates(
+def recent_duplicates(
     *, session: Session, job_type: str, company_id: str | None, emails: list[str], since, exclude_job_id: int
 ) -> set[str]:
     """The addresses among `emails` sent (or on their way) the same type for the same company recently."""
@@ -132,7 +130,7 @@ def _duplicates(
     return set(session.execute(query).scalars())
 
 
-def _chunks(rows: Iterable[RecipientRow | RejectedRow], size: int) -> Iterator[list[RecipientRow | RejectedRow]]:
+def in_chunks(rows: Iterable[RecipientRow | RejectedRow], size: int) -> Iterator[list[RecipientRow | RejectedRow]]:
     chunk: list[RecipientRow | RejectedRow] = []
     for row in rows:
         chunk.append(row)
@@ -279,12 +277,12 @@ def create_job(
     writer = _JobWriter(session=session, job=job, settings=settings, batch_size=batch_size)
     since = utcnow() - timedelta(hours=settings.duplicate_window_hours)
     rows_read = 0
-    for chunk in _chunks(rows, DUPLICATE_CHUNK):
+    for chunk in in_chunks(rows, DUPLICATE_CHUNK):
         rows_read += len(chunk)
         duplicates: set[str] = set()
         if not allow_duplicates:
             emails = [row.email_norm for row in chunk if isinstance(row, RecipientRow)]
-            duplicates = _duplicates(
+            duplicates = recent_duplicates(
                 session=session, job_type=job_type, company_id=company_id, emails=emails, since=since,
                 exclude_job_id=job.id,
             )

@@ -6,7 +6,6 @@ naming every bad field); the HTTP API answers them with 400 and 422.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -15,7 +14,8 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from backend.core.errors import InvalidFields, MalformedInput
+from backend.core.errors import InvalidFields
+from backend.core.json_body import json_object
 from backend.jobs.intake import RecipientRow, RejectedRow, validate_record
 
 # The seeds' type names (and mani's own), as (job type, action). Matched case-insensitively.
@@ -57,13 +57,7 @@ class JobRequest:
 
 def parse_body(body: bytes) -> dict:
     """The JSON object of a request body; MalformedInput otherwise."""
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise MalformedInput(f"The body is not valid JSON ({error}).") from None
-    if not isinstance(payload, dict):
-        raise MalformedInput("The body must be a JSON object.")
-    return payload
+    return json_object(body)
 
 
 def parse_timestamp(value: Any) -> datetime:

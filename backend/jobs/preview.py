@@ -9,10 +9,10 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from backend.jobs.intake import RecipientRow, RejectedRow, open_csv
-from backend.jobs.create import DUPLICATE_CHUNK, _chunks, _duplicates, validate_job_options
 from backend.core.settings import Settings, get_settings
-from backend.mail.templates import RenderedMessage
+from backend.jobs.create import DUPLICATE_CHUNK, in_chunks, recent_duplicates, validate_job_options
+from backend.jobs.intake import RecipientRow, RejectedRow, open_csv
+from backend.mail.templates import RenderedMessage, render_recipient
 from models import utcnow
 
 # Rejected and duplicate rows kept for display; the counts are always complete.
@@ -47,8 +47,6 @@ def preview_csv(
     settings: Settings | None = None,
 ) -> Preview:
     """Read and check the whole file as `mani submit` would; raises UnusableInput the same way."""
-    from backend.mail.outgoing import render_recipient
-
     settings = settings or get_settings()
     template_data = dict(template_data or {})
     source = open_csv(path, max_field_length=settings.max_field_length, max_bytes=settings.max_csv_bytes)
@@ -58,10 +56,10 @@ def preview_csv(
     )
     preview = Preview(job_type=job_type, columns=list(source.columns))
     since = utcnow() - timedelta(hours=settings.duplicate_window_hours)
-    for chunk in _chunks(source, DUPLICATE_CHUNK):
+    for chunk in in_chunks(source, DUPLICATE_CHUNK):
         preview.rows_read += len(chunk)
         rows = [row for row in chunk if isinstance(row, RecipientRow)]
-        duplicates = set() if allow_duplicates else _duplicates(
+        duplicates = set() if allow_duplicates else recent_duplicates(
             session=session, job_type=job_type, company_id=company_id,
             emails=[row.email_norm for row in rows], since=since, exclude_job_id=-1,
         )

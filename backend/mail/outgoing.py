@@ -1,7 +1,7 @@
 """One recipient's message, rendered and addressed: what every sender hands a provider.
 
-mani's engine (`backend.sending`, from a database row) and the cloud worker (from a Job JSON
-recipient) both build messages here, so a recipient gets the same mail whichever sent it:
+mani's engine (`backend.delivery.sending`, from a database row) and the cloud worker (from a
+Job JSON recipient) both build messages here, so a recipient gets the same mail whichever sent it:
 the same template context, the same deterministic Message-ID, the same certificate attachment.
 """
 
@@ -10,20 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from backend.core.settings import Settings
 from backend.mail import templates
 from backend.mail.mime import message_id_for
 from backend.mail.providers.base import Attachment, OutgoingMessage
-from backend.core.settings import Settings
-
-
-def render_recipient(
-    *, job_type: str, fields: dict, variables: dict, template_data: dict, settings: Settings
-) -> tuple[dict, templates.RenderedMessage]:
-    """The template context and the rendered message for one recipient (sending and preview share it)."""
-    context = templates.build_context(
-        row_fields=fields, variables=variables or {}, template_data=template_data or {}, settings=settings
-    )
-    return context, templates.render(job_type, context, settings=settings)
 
 
 def sender_domain(sender: str) -> str:
@@ -45,8 +35,10 @@ def outgoing_message(
     `fields` are the recipient's own (email, userid, names, username, password, certificate_*);
     raises `templates.RenderError` (or UnknownJobType) when the templates cannot render for it.
     """
-    context, rendered = render_recipient(job_type=job_type, fields=dict(fields), variables=dict(variables or {}),
-                                         template_data=dict(template_data or {}), settings=settings)
+    context, rendered = templates.render_recipient(
+        job_type=job_type, fields=dict(fields), variables=dict(variables or {}),
+        template_data=dict(template_data or {}), settings=settings,
+    )
     fullname = " ".join(part for part in (fields.get("firstname"), fields.get("lastname")) if part) or None
     return OutgoingMessage(
         recipient_id=recipient_id,

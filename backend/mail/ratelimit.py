@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from backend.core.errors import ManiError
+from backend.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,8 @@ def _redis_script(url: str):
     with _clients_lock:
         entry = _clients.get(url)
         if entry is None:
+            # Deferred (here and in RedisRateLimiter._call): the Lambda worker (cloud_workers/aws)
+            # paces SES with the memory limiter and its zip carries no redis.
             import redis
 
             client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30)
@@ -158,7 +161,7 @@ class RedisRateLimiter:
         self._fallback = LocalRateLimiter(key=f"{namespace}:{key}", rate=rate, burst=burst)
 
     def _call(self, n: int, max_wait_us: int, pause_us: int) -> list | None:
-        import redis
+        import redis  # deferred: see _redis_script
 
         interval_us = max(1, round(1_000_000 / self.rate))
         try:
@@ -192,10 +195,7 @@ def get_limiter(*, key: str | None, rate: float | None, settings: Any | None = N
     """
     if not rate or rate <= 0:
         return Unlimited()
-    if settings is None:
-        from backend.core.settings import get_settings
-
-        settings = get_settings()
+    settings = settings or get_settings()
     name = key or "_system"
     if settings.redis_url:
         return RedisRateLimiter(url=settings.redis_url, namespace=settings.redis_namespace, key=name, rate=rate, burst=burst)

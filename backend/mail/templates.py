@@ -231,3 +231,13 @@ def render(job_type: str, context: Mapping[str, Any], *, settings: Settings | No
         raise RenderError(f"cannot render the {job_type} templates: {error}.") from None
     # One line, so no value can break out of the Subject header.
     return RenderedMessage(subject=" ".join(subject.split()), text=text, html=html)
+
+
+def render_recipient(
+    *, job_type: str, fields: dict, variables: dict, template_data: dict, settings: Settings
+) -> tuple[dict, RenderedMessage]:
+    """The template context and the rendered message for one recipient (sending and preview share it)."""
+    context = build_context(
+        row_fields=fields, variables=variables or {}, template_data=template_data or {}, settings=settings
+    )
+    return context, render(job_type, context, settings=settings)

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import func, or_, update
+from sqlalchemy import or_, update
 from sqlmodel import Session, select
 
+from backend.companies.resolution import resolve
 from backend.core import audit
-from backend.moodle import signing
-from backend.core.errors import NotFound, UnusableInput
+from backend.core.errors import NotFound
 from backend.core.settings import get_settings
-from models import Batch, Job, Recipient, RecipientStatus, utcnow
+from backend.moodle import signing
+from models import Batch, DeliveryStatus, Job, Recipient, RecipientStatus, utcnow
 from models.callbacks import CallbackAttempt, CallbackDelivery
 
 # Seconds before retry 1, 2, ...: spans a day, so Moodle can be down overnight.
@@ -31,7 +32,7 @@ DEFAULT_TIMEOUT = 15.0
 LEASE_SECONDS = 120
 # A delayed message may arrive a little early (clocks of two hosts); don't drop it for that.
 EARLY_TOLERANCE = timedelta(seconds=2)
-PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+PENDING, DELIVERED, FAILED = DeliveryStatus.PENDING, DeliveryStatus.DELIVERED, DeliveryStatus.FAILED
 
 # mani's recipient statuses in the words Moodle's plugin knows (seed 000, Task 4.2.3).
 MOODLE_STATUS = {
@@ -61,18 +62,6 @@ class DeliveryOutcome:
     attempt: int = 0
 
 
-@dataclass(slots=True)
-class CallbackStats:
-    total: int
-    delivered: int
-    pending: int
-    failed: int
-
-    @property
-    def delivered_share(self) -> float | None:
-        return self.delivered / self.total if self.total else None
-
-
 def _setting(name: str, default):
     value = getattr(get_settings(), name, None)
     return default if value in (None, "", []) else value
@@ -89,8 +78,6 @@ def moodle_status(status: str) -> str:
 
 def resolve_target(*, session: Session, job: Job) -> tuple[str | None, str | None]:
     """(callback URL, secret) for a job: the job's URL else its company's; company or global secret."""
-    from backend.companies.catalogue import resolve
-
     resolved = resolve(session=session, company_id=job.company_id)
     url = job.callback_url or resolved_value(resolved, "callback_url")
     secret = resolved_value(resolved, "callback_secret") or resolved_value(resolved, "cloud_callback_secret")
@@ -332,31 +319,13 @@ def due_deliveries(*, session: Session, now: datetime | None = None, grace: floa
     return list(ids)
 
 
-# Admin: list, show, redeliver, stats --------------------------------------------------------
+# Admin: redeliver (front ends read deliveries through backend.jobs.queries) ------------------
 
 def get_delivery(*, session: Session, delivery_id: int) -> CallbackDelivery:
     delivery = session.get(CallbackDelivery, delivery_id)
     if delivery is None:
         raise NotFound(f"No callback delivery {delivery_id}.")
     return delivery
-
-
-def list_deliveries(*, session: Session, job_id: int | None = None, status: str | None = None,
-                    limit: int = 100, offset: int = 0) -> list[CallbackDelivery]:
-    query = select(CallbackDelivery).order_by(CallbackDelivery.id.desc()).limit(limit).offset(offset)
-    if job_id is not None:
-        query = query.where(CallbackDelivery.job_id == job_id)
-    if status is not None:
-        if status not in (PENDING, DELIVERED, FAILED):
-            raise UnusableInput(f"Unknown delivery status {status!r}: use pending, delivered or failed.")
-        query = query.where(CallbackDelivery.status == status)
-    return list(session.exec(query).all())
-
-
-def list_attempts(*, session: Session, delivery_id: int) -> list[CallbackAttempt]:
-    return list(session.exec(
-        select(CallbackAttempt).where(CallbackAttempt.delivery_id == delivery_id).order_by(CallbackAttempt.number)
-    ).all())
 
 
 def redeliver(*, session: Session, delivery_ids: Iterable[int], actor: str, source: str,
@@ -386,15 +355,3 @@ def failed_delivery_ids(*, session: Session, job_id: int | None = None) -> list[
     if job_id is not None:
         query = query.where(CallbackDelivery.job_id == job_id)
     return list(session.exec(query.order_by(CallbackDelivery.id)).all())
-
-
-def callback_stats(*, session: Session, job_id: int) -> CallbackStats:
-    """Delivered, pending and dead deliveries of one job (the seeds' target: > 99 % delivered)."""
-    rows = session.exec(
-        select(CallbackDelivery.status, func.count())
-        .where(CallbackDelivery.job_id == job_id)
-        .group_by(CallbackDelivery.status)
-    ).all()
-    counts = dict(rows)
-    return CallbackStats(total=sum(counts.values()), delivered=counts.get(DELIVERED, 0),
-                         pending=counts.get(PENDING, 0), failed=counts.get(FAILED, 0))

@@ -16,12 +16,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from backend.core.followups import Followups
-from backend.moodle import callbacks, signing
+from backend.companies.resolution import resolve
 from backend.core.errors import Conflict, InvalidFields, MalformedInput, NotAuthorized, NotFound
-from backend.companies.catalogue import resolve
-from backend.jobs.intake import normalize_email
-from models import RECIPIENT_FINAL, RECIPIENT_OPEN, Job, Recipient, RecipientStatus, utcnow
+from backend.core.followups import Followups
+from backend.mail.addresses import normalize_email
+from backend.moodle import callbacks, signing
+from models import RECIPIENT_DELIVERED, RECIPIENT_FINAL, RECIPIENT_OPEN, Job, Recipient, RecipientStatus, utcnow
 from models.callbacks import SeenCallback
 
 S = RecipientStatus
@@ -155,7 +155,7 @@ def apply_updates(*, session: Session, job: Job, updates: list[dict], now: datet
     ).all())
     # The worker did the sending, so the job's counters come from what it reported.
     session.execute(update(Job).where(Job.id == job.id).values(
-        sent_count=sum(counts.get(s, 0) for s in (S.SENT, S.BOUNCED, S.COMPLAINED)),
+        sent_count=sum(counts.get(s, 0) for s in RECIPIENT_DELIVERED),
         failed_count=counts.get(S.PERMANENTLY_FAILED, 0), bounced_count=counts.get(S.BOUNCED, 0),
         complained_count=counts.get(S.COMPLAINED, 0), last_progress_at=now, updated_at=now,
     ))
@@ -174,12 +174,10 @@ def receive_worker_callback(*, session: Session, body: bytes, signature: str | N
     secret = _secret(session, job)
     if secret is None:
         raise NotAuthorized("No callback secret is configured, so nothing can be verified.", code="bad_signature")
-    try:
+    try:  # a bad signature or a stale timestamp is NotAuthorized (401) as it stands
         payload = signing.verify(body, signature, secret, now=now.timestamp(), window=window)
     except signing.NotJson as error:
         raise MalformedInput(str(error)) from None
-    except signing.SignatureError as error:
-        raise NotAuthorized(str(error), code=error.reason) from None
     if job is None:
         raise NotFound("No job has this job_id.")
     updates = _validate(payload)

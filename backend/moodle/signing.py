@@ -16,28 +16,27 @@ import hmac
 import json
 import time
 
-from backend.core.errors import ManiError
+from backend.core.errors import NotAuthorized
+from backend.core.json_body import json_object
 
 SIGNATURE_HEADER = "X-Signature"
 WINDOW_SECONDS = 300
 
 
-class SignatureError(ManiError):
-    """A signed body did not pass the check; `reason` is a short machine word."""
-
-    reason = "invalid"
+class SignatureError(NotAuthorized):
+    """A signed body did not pass the check; `code` says how, in a word."""
 
 
 class BadSignature(SignatureError):
-    reason = "bad_signature"
+    code = "bad_signature"
 
 
 class StaleTimestamp(SignatureError):
-    reason = "stale_timestamp"
+    code = "stale_timestamp"
 
 
 class NotJson(SignatureError):
-    reason = "not_json"
+    code = "not_json"
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -69,12 +68,7 @@ def verify(body: bytes, signature: str | None, secret: str, *, now: float | None
     given = (signature or "").strip()
     if not given.isascii() or not hmac.compare_digest(expected, given):
         raise BadSignature("The signature does not match the body.")
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise NotJson(f"The body is not JSON ({error}).") from None
-    if not isinstance(payload, dict):
-        raise NotJson("The body is not a JSON object.")
+    payload = json_object(body, error=NotJson)
     stamp = payload.get("timestamp")
     # PHP's `$payload['timestamp'] ?? 0` with arithmetic: a missing or junk value counts as 0.
     try:

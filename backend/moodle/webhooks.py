@@ -15,18 +15,18 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlmodel import Session, select
 
-from backend.moodle import callbacks
 from backend.core.errors import ManiError, UnusableInput
+from backend.moodle import callbacks
 from models import Job, Recipient, RecipientStatus, utcnow
 from models.callbacks import WebhookEvent
 
@@ -292,40 +292,3 @@ def apply_event(*, session: Session, event: ProviderEvent) -> WebhookEvent:
     session.add(stored)
     session.flush()
     return stored
-
-
-# Rates -------------------------------------------------------------------------------------
-
-@dataclass(slots=True)
-class DeliveryRates:
-    delivered: int
-    bounced: int
-    complained: int
-
-    @property
-    def bounce_rate(self) -> float | None:
-        return self.bounced / self.delivered if self.delivered else None
-
-    @property
-    def complaint_rate(self) -> float | None:
-        return self.complained / self.delivered if self.delivered else None
-
-    def as_dict(self) -> dict:
-        return {"delivered": self.delivered, "bounced": self.bounced, "complained": self.complained,
-                "bounce_rate": self.bounce_rate, "complaint_rate": self.complaint_rate}
-
-
-def delivery_rates(*, session: Session, job_id: int | None = None, company_id: str | None = None,
-                   since: datetime | None = None) -> DeliveryRates:
-    """Bounces and complaints over messages that reached the provider (seed target: bounces < 2 %)."""
-    delivered = (RecipientStatus.SENT, BOUNCED, COMPLAINED)
-    query = select(Recipient.status, func.count()).where(Recipient.status.in_(delivered))
-    if job_id is not None:
-        query = query.where(Recipient.job_id == job_id)
-    if company_id is not None:
-        query = query.join(Job, Job.id == Recipient.job_id).where(Job.company_id == company_id)
-    if since is not None:
-        query = query.where(Recipient.sent_at >= since)
-    counts = dict(session.exec(query.group_by(Recipient.status)).all())
-    return DeliveryRates(delivered=sum(counts.values()), bounced=counts.get(BOUNCED, 0),
-                         complained=counts.get(COMPLAINED, 0))

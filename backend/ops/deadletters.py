@@ -18,7 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import redis
+from dramatiq import Message
+
 from backend.core.errors import ManiError, NotFound
+from backend.core.settings import get_settings
 
 # Options that belong to the failed delivery, not to the message: dropped on requeue.
 _DELIVERY_OPTIONS = ("eta", "retries", "requeue_timestamp", "redis_message_id", "traceback")
@@ -74,8 +78,6 @@ def _arguments(args: Any, kwargs: Any) -> str:
 
 def _fresh(message, *, queue: str):
     """The dead message as a new delivery on its canonical queue, with no retry history."""
-    from dramatiq import Message
-
     options = {k: v for k, v in message.options.items() if k not in _DELIVERY_OPTIONS}
     return Message(
         queue_name=queue, actor_name=message.actor_name, args=message.args, kwargs=message.kwargs,
@@ -89,8 +91,6 @@ class _RedisDeadLetters:
         self.ns = namespace
 
     def _call(self, fn, *args, **kwargs):
-        import redis
-
         try:
             return fn(*args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as error:
@@ -132,8 +132,6 @@ class _RedisDeadLetters:
         return stats
 
     def list(self, limit: int) -> list[DeadLetter]:
-        from dramatiq import Message
-
         _, dead = self._queues()
         letters: list[DeadLetter] = []
         for queue in sorted(dead):
@@ -168,8 +166,6 @@ class _RedisDeadLetters:
         return keys
 
     def move(self, keys: list[str] | None, *, requeue: bool) -> int:
-        from dramatiq import Message
-
         done = 0
         for key in self._all_keys() if keys is None else keys:
             queue, _, redis_id = key.partition("/")
@@ -247,8 +243,6 @@ class _StubDeadLetters:
 
 
 def _redis_client(url: str):
-    import redis
-
     return redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT, socket_timeout=REDIS_TIMEOUT)
 
 
@@ -258,8 +252,6 @@ _clients: dict[str, Any] = {}
 def _adapter(broker=None):
     """The dead-letter view of `broker`, or of the configured broker when none is given."""
     if broker is None:
-        from backend.core.settings import get_settings
-
         settings = get_settings()
         if settings.redis_url:
             client = _clients.get(settings.redis_url)

@@ -15,8 +15,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
+from backend.ops import deadletters
 from models import Batch, BatchStatus, Job, Recipient, utcnow
 from models.callbacks import CallbackAttempt, CallbackDelivery
+from models.db import session_scope
 
 log = logging.getLogger(__name__)
 SEND_RATE_WINDOW = 300
@@ -73,8 +75,6 @@ def collect_families(session) -> list[GaugeMetricFamily]:
 
 def broker_families() -> list[GaugeMetricFamily]:
     """Queue depth and dead letters as the broker (Redis) sees them; `mani_broker_up` 0 when down."""
-    from backend.ops import deadletters
-
     up = _gauge("mani_broker_up", "1 when the broker answered this scrape.")
     try:
         stats = deadletters.broker_stats()
@@ -98,8 +98,6 @@ class StoreCollector:
         self._sessions = session_factory
 
     def collect(self):
-        from models.db import session_scope
-
         started = time.monotonic()
         up = _gauge("mani_store_up", "1 when the last scrape could read the database.")
         try:

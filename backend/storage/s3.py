@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import Any, BinaryIO
 
 from backend.core.errors import UnusableInput
-from backend.storage import register_storage
 from backend.storage.base import ObjectNotFound, StorageError, check_key
 
 DEFAULT_TTL = 7 * 24 * 3600
@@ -45,6 +44,7 @@ class S3Storage:
     @property
     def client(self):
         if self._client is None:
+            # Deferred, with botocore below: boto3 is loaded only by processes that use S3 or R2.
             import boto3
             from botocore.config import Config
 
@@ -160,6 +160,5 @@ def _factory(name: str):
     return factory
 
 
-from_settings = _factory("s3")
-register_storage("s3", from_settings)
-register_storage("r2", _factory("r2"))
+s3_storage = _factory("s3")
+r2_storage = _factory("r2")

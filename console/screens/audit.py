@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.widgets import Input, Static
 
 from backend.jobs import queries
+from backend.jobs.public import AuditEntryPublic
 from console import calls
 from console.messages import ActionFailed, Loaded
 from console.screens.base import ManiScreen
@@ -47,7 +48,7 @@ here, only masked. `/` searches actor, action or target."""
         super().__init__()
         self.row_offset = 0
         self.total = 0
-        self.rows: list[queries.AuditRow] = []
+        self.rows: list[AuditEntryPublic] = []
 
     def compose_body(self) -> ComposeResult:
         yield Input(placeholder="/ search actor, action or target", compact=True, id="audit-search")

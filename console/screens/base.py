@@ -17,7 +17,6 @@ from console.widgets.banner import Banner
 from console.widgets.confirm import ConfirmModal
 from console.widgets.navbar import NavBar
 
-
 COMPACT_FOOTER_BELOW = 120
 
 

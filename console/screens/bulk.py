@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html as html_module
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, OptionList, Select, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from backend.jobs import queries
 from backend.core.settings import JOB_TYPES
+from backend.jobs import create as jobs
+from backend.jobs import queries
+from backend.jobs.preview import preview_csv
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
@@ -103,9 +107,6 @@ def _field(row: Any, name: str) -> str:
 
 def html_as_text(html: str) -> str:
     """The HTML part as a person reads it in a terminal: tags dropped, blocks on their own lines."""
-    import html as html_module
-    import re
-
     text = re.sub(r"(?is)<(script|style).*?</\1>", "", html)
     text = re.sub(r"(?i)<br\s*/?>|</(p|div|h\d|li|tr)>", "\n", text)
     text = re.sub(r"(?i)<a\s[^>]*href=\"([^\"]+)\"[^>]*>(.*?)</a>", r"\2 <\1>", text)
@@ -196,8 +197,6 @@ asks first and says how many recipients get mail."""
 
     @work(thread=True, exclusive=True, group="bulk-preview")
     def run_preview(self, job_type: str, company: str | None, path: str) -> None:
-        from backend.jobs.preview import preview_csv
-
         try:
             preview = calls.read(self, preview_csv, path=path, job_type=job_type, company_id=company)
         except Exception as error:  # noqa: BLE001
@@ -274,8 +273,6 @@ asks first and says how many recipients get mail."""
 
     @work(thread=True, exclusive=True, group="bulk-send")
     def send(self, job_type: str, company: str | None, path: str) -> None:
-        from backend.jobs import create as jobs
-
         def submit(*, session):
             created = jobs.submit_csv(session=session, path=path, job_type=job_type, company_id=company,
                                       created_by=self.app.config.actor)

@@ -10,7 +10,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from backend.jobs import queries
-from backend.jobs.queries import AttemptRow, DeliveryRow
+from backend.jobs.public import CallbackAttemptPublic, CallbackDeliveryPublic
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
@@ -53,8 +53,8 @@ fresh schedule, and Moodle gets the recipients' current state. `j` opens the job
     def __init__(self, delivery_id: int) -> None:
         super().__init__()
         self.delivery_id = delivery_id
-        self.delivery: DeliveryRow | None = None
-        self.attempts: list[AttemptRow] = []
+        self.delivery: CallbackDeliveryPublic | None = None
+        self.attempts: list[CallbackAttemptPublic] = []
         self.changed = False
         self.NAV = "dashboard"
 

@@ -10,11 +10,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
+from backend.companies.connection_test import check_company_connections
+from backend.companies.resolution import describe
+from backend.companies.service import add_company
 from backend.jobs import queries
-from backend.jobs.dashboard import company_rates
+from backend.jobs.queries import company_rates
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
+from console.screens.company_form import CheckResultsModal, CompanyFormScreen
 from console.widgets.callbacks import bounce_cell, rates_text
 from console.widgets.confirm import PromptModal
 from console.widgets.fit_table import Col, FitTable
@@ -91,8 +95,6 @@ you type; `t` tests the connection (provider, storage, callback); `a` adds a com
 
     @work(thread=True, exclusive=True, group="company-settings")
     def load_settings(self, company_id: str) -> None:
-        from backend.companies.catalogue import describe
-
         try:
             self.post_message(Loaded("settings", calls.read(self, describe, company_id=company_id)))
         except Exception as error:  # noqa: BLE001
@@ -172,8 +174,6 @@ you type; `t` tests the connection (provider, storage, callback); `a` adds a com
     # Actions --------------------------------------------------------------------------------------
 
     def action_edit(self) -> None:
-        from console.screens.company_form import CompanyFormScreen
-
         company_id = self.selected_id()
         if company_id is None:
             return
@@ -182,8 +182,6 @@ you type; `t` tests the connection (provider, storage, callback); `a` adds a com
         self.app.push_screen(CompanyFormScreen(company_id), lambda saved: self.load() if saved else None)
 
     def action_global_settings(self) -> None:
-        from console.screens.company_form import CompanyFormScreen
-
         if self.refuse_if_read_only():
             return
         self.app.push_screen(CompanyFormScreen(None), lambda saved: self.load() if saved else None)
@@ -201,8 +199,6 @@ you type; `t` tests the connection (provider, storage, callback); `a` adds a com
 
     @work(thread=True, exclusive=True, group="company-action")
     def add(self, company_id: str, name: str) -> None:
-        from backend.companies.service import add_company
-
         try:
             calls.write(self, add_company, company_id=company_id, name=name, actor=self.app.config.actor,
                         source="console")
@@ -219,10 +215,8 @@ you type; `t` tests the connection (provider, storage, callback); `a` adds a com
 
     @work(thread=True, exclusive=True, group="company-test")
     def test_connection(self, company_id: str) -> None:
-        from backend.companies.connection_test import test_company
-
         try:
-            results = calls.read(self, test_company, company_id=company_id)
+            results = calls.read(self, check_company_connections, company_id=company_id)
 
             def audit(*, session) -> None:
                 calls.audit(self, session=session, action="company.test", target=f"company:{company_id}",
@@ -239,7 +233,6 @@ you type; `t` tests the connection (provider, storage, callback); `a` adds a com
     def _tested(self, message: Loaded) -> None:
         if message.what != "test":
             return
-        from console.screens.company_form import CheckResultsModal
 
         company_id, results = message.data
         self.app.push_screen(CheckResultsModal(company_id, results))

@@ -17,9 +17,13 @@ from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import DataTable, Input, Label, Select, Static
 
+from backend.companies.catalogue import SETTINGS_CATALOGUE, parse_value
+from backend.companies.resolution import describe
+from backend.companies.store import set_company_settings, set_global_settings
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
+from console.widgets.confirm import ConfirmModal
 
 INHERIT = "__inherit__"
 
@@ -32,8 +36,6 @@ class SpecValidator(Validator):
         self.spec, self.scope = spec, scope
 
     def validate(self, value: str) -> ValidationResult:
-        from backend.companies.catalogue import parse_value
-
         try:
             parse_value(self.spec, value, scope=self.scope)
         except ValueError as error:
@@ -63,8 +65,6 @@ stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escap
         self.specs: dict = {}
 
     def compose_body(self) -> ComposeResult:
-        from backend.companies.catalogue import SETTINGS_CATALOGUE
-
         self.specs = SETTINGS_CATALOGUE[self.scope]
         inherit = "(inherit)" if self.company_id else "(default)"
         with VerticalScroll(id="company-form") as form:
@@ -90,8 +90,6 @@ stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escap
 
     @work(thread=True, exclusive=True, group="company-form")
     def load(self) -> None:
-        from backend.companies.catalogue import describe
-
         try:
             self.post_message(Loaded("described", calls.read(self, describe, company_id=self.company_id)))
         except Exception as error:  # noqa: BLE001
@@ -160,8 +158,6 @@ stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escap
 
     @work(thread=True, exclusive=True, group="company-save")
     def save(self, values: dict[str, str | None]) -> None:
-        from backend.companies.catalogue import set_company_settings, set_global_settings
-
         try:
             if self.company_id:
                 changed = calls.write(self, set_company_settings, company_id=self.company_id, values=values,
@@ -186,8 +182,6 @@ stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escap
             self.dismiss(False)
 
     def confirm_leave(self) -> None:
-        from console.widgets.confirm import ConfirmModal
-
         self.app.push_screen(ConfirmModal("Unsaved changes", f"Leave without saving {len(self.changes())} change(s)?",
                                           confirm_label="Leave"), lambda leave: self.dismiss(False) if leave else None)
 

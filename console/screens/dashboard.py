@@ -10,7 +10,8 @@ from textual.containers import Grid
 from textual.timer import Timer
 from textual.widgets import DataTable, Static
 
-from backend.jobs.dashboard import DashboardSnapshot, dashboard_snapshot, failed_deliveries
+from backend.jobs.public import DashboardPublic
+from backend.jobs.queries import dashboard, failed_deliveries
 from backend.ops.deadletters import BrokerStats, broker_stats
 from console import calls
 from console.messages import Loaded
@@ -66,7 +67,7 @@ Select a job and press **Enter** for its detail."""
     def __init__(self) -> None:
         super().__init__()
         self._timer: Timer | None = None
-        self._snapshot: DashboardSnapshot | None = None
+        self._snapshot: DashboardPublic | None = None
         self._stats: BrokerStats | None = None
 
     def compose_body(self) -> ComposeResult:
@@ -110,8 +111,8 @@ Select a job and press **Enter** for its detail."""
         snapshot = stats = None
         failed_callbacks = 0
 
-        def read_all(*, session) -> tuple[DashboardSnapshot, int]:
-            return dashboard_snapshot(
+        def read_all(*, session) -> tuple[DashboardPublic, int]:
+            return dashboard(
                 session=session, now=config.clock(), stuck_after=config.stuck_after,
                 failure_threshold=config.failure_threshold, failure_min_sample=config.failure_min_sample,
             ), failed_deliveries(session=session, limit=0)[1]
@@ -151,7 +152,7 @@ Select a job and press **Enter** for its detail."""
                 + (f"{shown:,} of {snapshot.active_jobs:,} active jobs shown" if shown else "no active jobs")
             )
 
-    def _show_counters(self, snap: DashboardSnapshot, stats: BrokerStats | None) -> None:
+    def _show_counters(self, snap: DashboardPublic, stats: BrokerStats | None) -> None:
         def put(key: str, value: str, note: str = "", alert: bool = False) -> None:
             counter = self.query_one(f"#counter-{key}", Counter)
             counter.value, counter.note, counter.alert = value, note, alert
@@ -177,7 +178,7 @@ Select a job and press **Enter** for its detail."""
 
     # The active jobs table ----------------------------------------------------------------------
 
-    def _show_jobs(self, snap: DashboardSnapshot) -> None:
+    def _show_jobs(self, snap: DashboardPublic) -> None:
         table = self.query_one("#active-jobs", FitTable)
         selected = None
         if table.row_count and table.cursor_row >= 0:

@@ -9,8 +9,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from backend.jobs.queries import failed_deliveries
 from backend.ops import deadletters
-from backend.jobs.dashboard import failed_deliveries
 from backend.ops.deadletters import DeadLetter
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded

@@ -11,8 +11,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Select, Static
 
-from backend.jobs import queries
 from backend.core.settings import JOB_TYPES
+from backend.jobs import queries
+from backend.jobs.public import JobPublic
 from console import calls
 from console.messages import ActionFailed, Loaded
 from console.screens.base import ManiScreen
@@ -66,7 +67,7 @@ or an email address (or its beginning) to find the jobs that sent to it. Enter o
         super().__init__()
         self.row_offset = 0
         self.total = 0
-        self.rows: list[queries.JobRow] = []
+        self.rows: list[JobPublic] = []
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(classes="filter-bar", id="history-filters"):

@@ -13,8 +13,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent, TabPane
 
+from backend.jobs import actions as job_actions
 from backend.jobs import queries
-from backend.jobs.queries import DeliveryRow, JobDetail, RecipientPage
+from backend.jobs.public import CallbackDeliveryPublic, JobDetailPublic, RecipientPagePublic
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
@@ -24,6 +25,7 @@ from console.widgets.confirm import PromptModal
 from console.widgets.fit_table import Col, FitTable
 from console.widgets.job_summary import JobSummary
 from console.widgets.paged_table import PagedTable
+from models import RECIPIENT_PROBLEM, RECIPIENT_RETRYABLE
 
 STATUS_FILTERS = [("All statuses", "all"), ("Problems", "problems"), ("Retryable (failed)", "retryable")] + [
     (status, status) for status in ("pending", "processing", "sent", "failed", "retry_pending", "permanently_failed",
@@ -56,9 +58,9 @@ COUNT_COLUMNS = (Col("status", "Recipient status"), Col("count", "Count", justif
 
 def _status_filter(value: str):
     if value == "problems":
-        return [s.value for s in queries.PROBLEM_STATUSES]
+        return RECIPIENT_PROBLEM
     if value == "retryable":
-        return [s.value for s in queries.RETRYABLE_STATUSES]
+        return RECIPIENT_RETRYABLE
     return None if value in ("all", "", None) else value
 
 # Footer groups: "rR Retry 1/all" takes less room than two entries.
@@ -112,9 +114,8 @@ again and `R` every failed one. Each change asks first and says how many things 
     def __init__(self, job_id: int) -> None:
         super().__init__()
         self.job_id = job_id
-        self.detail: JobDetail | None = None
-        self.outcome: queries.JobOutcome | None = None
-        self.page: RecipientPage | None = None
+        self.detail: JobDetailPublic | None = None
+        self.page: RecipientPagePublic | None = None
         self.status_filter = "all"
         self.search = ""
         self.NAV = "dashboard"
@@ -151,8 +152,7 @@ again and `R` every failed one. Each change asks first and says how many things 
     def load_detail(self) -> None:
         def read_all(*, session) -> tuple:
             detail = queries.job_detail(session=session, job_ref=self.job_id)
-            return (detail, queries.job_outcome(session=session, job_id=detail.job.id),
-                    queries.job_deliveries(session=session, job_id=detail.job.id))
+            return detail, queries.list_deliveries(session=session, job_id=detail.id, newest_first=False, limit=500)
 
         try:
             self.post_message(Loaded("detail", calls.read(self, read_all)))
@@ -188,15 +188,15 @@ again and `R` every failed one. Each change asks first and says how many things 
         elif message.what == "page":
             self._show_page(*message.data)
 
-    def _show_detail(self, detail: JobDetail, outcome: queries.JobOutcome, deliveries: list[DeliveryRow]) -> None:
-        self.detail, self.outcome = detail, outcome
-        job, now = detail.job, self.app.config.clock()
-        self.query_one(JobSummary).show(detail, outcome, now)
+    def _show_detail(self, detail: JobDetailPublic, deliveries: list[CallbackDeliveryPublic]) -> None:
+        self.detail = detail
+        job, now = detail, self.app.config.clock()
+        self.query_one(JobSummary).show(detail, now)
         self.sub_title = f"job {job.id}"
         self.query_one("#batches", FitTable).set_rows((str(batch.id), {
             "batch": str(batch.number), "status": cells.status_text(batch.status), "size": cells.number(batch.size),
             "sent": cells.number(batch.sent), "failed": cells.number(batch.failed), "attempts": str(batch.attempts),
-            "finished": cells.when_choice(batch.finished_at), "error": _error(batch.last_error),
+            "finished": cells.when_choice(batch.finished_at), "error": _error(batch.error),
         }) for batch in detail.batches)
         self.query_one("#counts", FitTable).set_rows(
             (status, {"status": cells.status_text(status), "count": cells.number(count)})
@@ -204,13 +204,13 @@ again and `R` every failed one. Each change asks first and says how many things 
         )
         self.query_one(CallbacksPane).show(deliveries, now)
 
-    def _show_page(self, page: RecipientPage, direction: str) -> None:
+    def _show_page(self, page: RecipientPagePublic, direction: str) -> None:
         self.page = page
         table = self.query_one("#recipients", PagedTable)
         keep = table.cursor_row if direction == "current" else 0
         table.set_rows((str(row.id), {
             "line": str(row.line or ""), "email": row.email, "name": row.name, "status": cells.status_text(row.status),
-            "attempts": str(row.attempts), "error": _error(row.last_error), "sent": cells.when_choice(row.sent_at),
+            "attempts": str(row.attempts), "error": _error(row.error), "sent": cells.when_choice(row.sent_at),
             "certificate": row.certificate_url or "–",
         }) for row in page.rows)
         table.has_next, table.has_previous = page.has_next, page.has_previous
@@ -302,7 +302,7 @@ again and `R` every failed one. Each change asks first and says how many things 
         if row is None:
             self.notify("Select a recipient first.", severity="warning")
             return
-        if row.status not in {s.value for s in queries.RETRYABLE_STATUSES}:
+        if row.status not in RECIPIENT_RETRYABLE:
             self.notify(f"{row.email} is {row.status}: only failed recipients can be retried.", severity="warning")
             return
         self.confirm("Retry recipient", f"Retry 1 recipient ({row.email}) of job {self.job_id}?",
@@ -316,26 +316,24 @@ again and `R` every failed one. Each change asks first and says how many things 
         self.confirm("Retry all failed", f"Retry all {count:,} failed recipients of job {self.job_id}? "
                      "Each is sent again.", lambda: self.run_action("retry"), label=f"Retry {count:,}")
 
-    def _open_count(self) -> int:
-        counts = self.detail.counts if self.detail else {}
-        return sum(counts.get(s, 0) for s in ("pending", "processing", "retry_pending", "failed"))
-
     def action_pause(self) -> None:
-        self.confirm("Pause job", f"Pause job {self.job_id}? {self._open_count():,} recipients not yet sent wait "
+        waiting = self.detail.waiting if self.detail else 0
+        self.confirm("Pause job", f"Pause job {self.job_id}? {waiting:,} recipients not yet sent wait "
                      "until you resume it.", lambda: self.run_action("pause"), label="Pause")
 
     def action_resume(self) -> None:
-        self.confirm("Resume job", f"Resume job {self.job_id}? {self._open_count():,} recipients not yet sent "
+        waiting = self.detail.waiting if self.detail else 0
+        self.confirm("Resume job", f"Resume job {self.job_id}? {waiting:,} recipients not yet sent "
                      "will be sent.", lambda: self.run_action("resume"), label="Resume")
 
     def action_cancel_job(self) -> None:
-        self.confirm("Cancel job", f"Cancel job {self.job_id} for good? {self._open_count():,} recipients not yet "
+        # The count the cancel itself will report (`queries.count_cancellable`, as of the last refresh).
+        cancellable = self.detail.cancellable if self.detail else 0
+        self.confirm("Cancel job", f"Cancel job {self.job_id} for good? {cancellable:,} recipients not yet "
                      "sent will never be sent.", lambda: self.run_action("cancel"), label="Cancel job", danger=True)
 
     @work(thread=True, exclusive=True, group="job-action")
     def run_action(self, kind: str, recipient_ids: list[int] | None = None) -> None:
-        from backend.jobs import actions as job_actions
-
         actor = self.app.config.actor
         fn = {"retry": job_actions.retry_job, "pause": job_actions.pause_job, "resume": job_actions.resume_job,
               "cancel": job_actions.cancel_job}[kind]
@@ -346,8 +344,9 @@ again and `R` every failed one. Each change asks first and says how many things 
         except Exception as error:  # noqa: BLE001 - every failure is shown, with why
             self.post_message(ActionFailed(kind, calls.explain(error)))
             return
-        words = {"retry": f"{result.count:,} recipient(s) set to retry", "pause": "paused",
-                 "resume": "resumed", "cancel": f"cancelled ({result.count:,} recipients not sent)"}[kind]
+        count = result.public.recipients
+        words = {"retry": f"{count:,} recipient(s) set to retry", "pause": "paused",
+                 "resume": "resumed", "cancel": f"cancelled ({count:,} recipients not sent)"}[kind]
         self.post_message(ActionDone(kind, f"Job {self.job_id}: {words}" + (f"; {note}" if note else "") + "."))
 
     def after_action(self, message: ActionDone) -> None:
@@ -356,7 +355,7 @@ again and `R` every failed one. Each change asks first and says how many things 
     # Export ---------------------------------------------------------------------------------------
 
     def action_export(self) -> None:
-        uuid = self.detail.job.uuid[:8] if self.detail else "job"
+        uuid = self.detail.job_id[:8] if self.detail else "job"
         default = self.app.config.export_dir / f"mani-job-{self.job_id}-{uuid}-log.csv"
 
         def chosen(path: str | None) -> None:
@@ -379,7 +378,7 @@ again and `R` every failed one. Each change asks first and says how many things 
             return rows
 
         def audit(*, session, rows: int) -> None:
-            calls.audit(self, session=session, action="job.export", target=self.detail.job.uuid if self.detail else
+            calls.audit(self, session=session, action="job.export", target=self.detail.job_id if self.detail else
                         str(self.job_id), details={"path": str(path), "rows": rows})
 
         try:

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from backend.jobs.queries import DeliveryRow
+from backend.jobs.public import CallbackDeliveryPublic
 from console import calls
 from console.messages import ActionDone, ActionFailed
 from console.widgets import cells
@@ -42,11 +42,11 @@ JOB_DELIVERY_KEYS = ("id", "kind", "updates", "status", "attempts", "last", "nex
 FAILED_DELIVERY_KEYS = ("id", "job", "kind", "updates", "attempts", "last", "when")
 
 
-def kind(row: DeliveryRow) -> str:
+def kind(row: CallbackDeliveryPublic) -> str:
     return f"batch {row.batch_number}" if row.kind == "batch" and row.batch_number else row.kind
 
 
-def last_answer(row: DeliveryRow) -> Text:
+def last_answer(row: CallbackDeliveryPublic) -> Text:
     """The last attempt's error (red), else its status code (green); – before the first attempt."""
     if row.last_error:
         return Text(" ".join(row.last_error.split()), style="red")
@@ -55,7 +55,7 @@ def last_answer(row: DeliveryRow) -> Text:
     return Text("–", style="dim")
 
 
-def next_attempt(now: datetime, row: DeliveryRow) -> Choice | str:
+def next_attempt(now: datetime, row: CallbackDeliveryPublic) -> Choice | str:
     if row.status != "pending" or row.next_attempt_at is None:
         return "–"
     if row.next_attempt_at <= now:
@@ -72,9 +72,9 @@ class DeliveryTable(FitTable):
         keys = FAILED_DELIVERY_KEYS if failed else JOB_DELIVERY_KEYS
         super().__init__([col for col in DELIVERY_COLUMNS if col.key in keys], cursor_type="row", zebra_stripes=True,
                          **options)
-        self.deliveries: list[DeliveryRow] = []
+        self.deliveries: list[CallbackDeliveryPublic] = []
 
-    def show(self, deliveries: list[DeliveryRow], now: datetime) -> None:
+    def show(self, deliveries: list[CallbackDeliveryPublic], now: datetime) -> None:
         """Replace the rows; the cursor stays on the same delivery when it is still listed."""
         kept = self.selected()
         self.deliveries = list(deliveries)
@@ -88,13 +88,13 @@ class DeliveryTable(FitTable):
         if kept is not None and kept.id in ids:
             self.move_cursor(row=ids.index(kept.id), animate=False)
 
-    def selected(self) -> DeliveryRow | None:
+    def selected(self) -> CallbackDeliveryPublic | None:
         if not self.deliveries or self.cursor_row < 0:
             return None
         return self.deliveries[min(self.cursor_row, len(self.deliveries) - 1)]
 
 
-def describe(row: DeliveryRow) -> Text:
+def describe(row: CallbackDeliveryPublic) -> Text:
     """The selected delivery in full, for the line under a table that may cut it."""
     text = Text.assemble((f"callback {row.id}", "bold"), f" · job {row.job_id} · {kind(row)} · ",
                          (row.status, DELIVERY_STYLES.get(row.status, "")), f" · to {row.url}")
@@ -118,7 +118,7 @@ def share(fraction: float) -> str:
 
 
 def callbacks_text(stats) -> Text:
-    """`callbacks 5/6 delivered (83%) · 1 failed` from a backend.moodle.callbacks.CallbackStats."""
+    """`callbacks 5/6 delivered (83%) · 1 failed` from a `CallbackStatsPublic`."""
     if not stats.total:
         return Text("no callbacks", style="dim")
     good = stats.delivered_share >= CALLBACK_TARGET
@@ -136,7 +136,7 @@ def percent(value: float | None) -> str:
 
 
 def rates_text(rates, *, counts: bool = True, target: bool = True) -> Text:
-    """`bounces 2.50% (30) ▲ target < 2% · complaints 0.17% (2)` from a backend.moodle.webhooks.DeliveryRates;
+    """`bounces 2.50% (30) ▲ target < 2% · complaints 0.17% (2)` from a `DeliveryRatesPublic`;
     a bounce rate at or above the seeds' 2 % is marked. `counts`, `target`: the longer forms."""
     if not rates.delivered:
         return Text("bounces – · complaints –", style="dim")
@@ -156,7 +156,7 @@ def bounce_cell(rates) -> Text:
     return Text(percent(rates.bounce_rate), style="bold red" if rates.bounce_rate >= BOUNCE_LIMIT else "")
 
 
-def redeliver_question(rows: list[DeliveryRow], *, scope: str = "", total: int | None = None) -> str:
+def redeliver_question(rows: list[CallbackDeliveryPublic], *, scope: str = "", total: int | None = None) -> str:
     """What a redelivery touches: how many deliveries and recipient updates, and what Moodle gets.
     `total`: how many failed ones there are when `rows` shows only some of them."""
     if len(rows) == 1 and total is None:
@@ -187,7 +187,7 @@ class CallbacksPane(Vertical):
     def table(self) -> DeliveryTable:
         return self.query_one(DeliveryTable)
 
-    def show(self, deliveries: list[DeliveryRow], now: datetime) -> None:
+    def show(self, deliveries: list[CallbackDeliveryPublic], now: datetime) -> None:
         self.table.show(deliveries, now)
         self._describe()
 
@@ -198,13 +198,11 @@ class CallbacksPane(Vertical):
 
     @on(DataTable.RowSelected)
     def open_log(self) -> None:
-        from console.screens.callback_log import CallbackLogScreen
-
         row = self.table.selected()
         if row is None:
             return
         reload = getattr(self.screen, "action_reload", None)
-        self.app.push_screen(CallbackLogScreen(row.id), lambda changed: reload() if changed and reload else None)
+        self.app.open_callback_log(row.id, lambda changed: reload() if changed and reload else None)
 
     def ask_redeliver(self) -> None:
         row = self.table.selected()

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from rich.text import Text
 
-from backend.jobs.dashboard import format_duration
+from backend.jobs.queries import format_duration
 from console.widgets.fit_table import Choice
 
 STATUS_STYLES = {

@@ -8,7 +8,7 @@ from datetime import datetime
 from rich.text import Text
 from textual.widgets import Static
 
-from backend.jobs.queries import JobDetail, JobOutcome
+from backend.jobs.public import JobDetailPublic
 from console.widgets import cells
 from console.widgets.callbacks import callbacks_text, rates_text
 
@@ -19,10 +19,10 @@ class JobSummary(Static):
 
     def __init__(self, **options) -> None:
         super().__init__("Loading…", **options)
-        self._shown: tuple[JobDetail, JobOutcome | None, datetime] | None = None
+        self._shown: tuple[JobDetailPublic, datetime] | None = None
 
-    def show(self, detail: JobDetail, outcome: JobOutcome | None, now: datetime) -> None:
-        self._shown = (detail, outcome, now)
+    def show(self, detail: JobDetailPublic, now: datetime) -> None:
+        self._shown = (detail, now)
         self._render_lines()
 
     def on_resize(self) -> None:
@@ -31,14 +31,14 @@ class JobSummary(Static):
     def _render_lines(self) -> None:
         if self._shown is None or not self.size.width:
             return
-        detail, outcome, now = self._shown
-        job, width = detail.job, self.size.width
+        detail, now = self._shown
+        job, width = detail, self.size.width
         wide = self.app.size.width >= 120
         company = (f"{detail.company_name} ({job.company_id})" if wide else job.company_id) if job.company_id \
             else "no company"
         head = Text.assemble((f"Job {job.id}", "bold"), f" · {job.type} · {company} · ", cells.status_text(job.status))
         if wide:
-            head.append(f" · {job.uuid}", style="dim")
+            head.append(f" · {job.job_id}", style="dim")
         pending = sum(detail.counts.get(s, 0) for s in ("pending", "processing", "retry_pending"))
         progress = Text.assemble(
             cells.progress_bar(job.done, job.failed, job.total, width=20 if wide else 10), "  ",
@@ -46,22 +46,21 @@ class JobSummary(Static):
             f" · {cells.number(pending)} to go · of {cells.number(job.total)}",
         )
         cut = [head, progress]
-        if outcome is not None:
-            # How the mail and the callbacks fared: the seeds' targets are < 2 % bounces, > 99 % delivered.
-            forms = [Text(" · ").join([rates_text(outcome.rates, counts=counts, target=target),
-                                       callbacks_text(outcome.callbacks)])
-                     for counts, target in ((True, True), (False, True), (False, False))]
-            cut.append(next((form for form in forms if form.cell_len <= width), forms[-1]))
+        # How the mail and the callbacks fared: the seeds' targets are < 2 % bounces, > 99 % delivered.
+        forms = [Text(" · ").join([rates_text(detail.rates, counts=counts, target=target),
+                                   callbacks_text(detail.callbacks)])
+                 for counts, target in ((True, True), (False, True), (False, False))]
+        cut.append(next((form for form in forms if form.cell_len <= width), forms[-1]))
         cut.append(Text(
             f"created {cells.age(now, job.created_at)} ago by {job.created_by or '–'} · "
             f"{cells.ellipsis(job.source_name, 40 if wide else 24)} · skipped {detail.skipped_duplicates} · "
-            f"rejected {detail.rejected_count}", style="dim",
+            f"rejected {detail.rejected}", style="dim",
         ))
         for line in cut:
             line.truncate(width, overflow="ellipsis")
         route = Text.assemble(("route ", "bold"), (f"{detail.route or '–'} via {detail.provider or '–'}", "bold"))
-        if outcome is not None and outcome.route_reason:
-            route.append(f": {outcome.route_reason}")
+        if detail.route_reason:
+            route.append(f": {detail.route_reason}")
         elif not detail.route:
             route.append(": chosen when the job is dispatched", style="dim")
         lines = [*cut[:-1], route, cut[-1]]

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from backend.delivery import engine
-from backend.jobs.create import submit_csv
 from backend.delivery.sending import run_batch
+from backend.jobs.create import submit_csv
 from models import JOB_FINAL, Job
 from models.db import session_scope
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -98,6 +99,7 @@ class MailgunProvider(ClientProvider):
         return f"<MailgunProvider {self.api_url} domain={self.domain}>"
 
     def make_client(self):
+        # Deferred: the Mailgun client library is loaded only by processes that send through Mailgun.
         from mailgun.client import Client
         from mailgun.config import RetryPolicy
 
@@ -154,7 +156,7 @@ class MailgunProvider(ClientProvider):
             return [SendResult(m.recipient_id, Outcome.PERMANENT, error=str(error)) for m in group]
         except Exception as error:  # noqa: BLE001 - the client wraps every transport failure in ApiError
             return [SendResult(m.recipient_id, Outcome.TRANSIENT, error=f"Mailgun unreachable: {_short(error)}") for m in group]
-        status, text = response.status_code, _reason(response)
+        status, text = response.status_code, describe_failure(response)
         if status == 200:
             self._sent_any = True
             external_id = _external_id(response)
@@ -225,7 +227,7 @@ def _groups(messages: list[OutgoingMessage], size: int) -> list[list[OutgoingMes
     return [members for *_, members in groups]
 
 
-def _reason(response) -> str:
+def describe_failure(response) -> str:
     try:
         body = response.json()
         text = body.get("message") or body.get("error") or json.dumps(body)
@@ -248,8 +250,6 @@ def _retry_after(response) -> float | None:
     except (TypeError, ValueError):
         return None
     if seconds > 10_000_000:  # an epoch time, not a delay
-        import time
-
         seconds = seconds - time.time()
     return max(0.0, min(seconds, 3600.0))
 

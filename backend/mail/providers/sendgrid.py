@@ -24,6 +24,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import httpx
+
 from backend.mail.mime import MessageError, normalize_address, split_sender
 from backend.mail.providers.base import ClientProvider, Outcome, OutgoingMessage, ProviderError, SendResult
 from backend.mail.providers.ses import sender_of
@@ -70,8 +72,6 @@ class SendGridProvider(ClientProvider):
         return f"<SendGridProvider {self.api_url}>"
 
     def make_client(self):
-        import httpx
-
         return httpx.Client(
             base_url=self.api_url,
             headers={"Authorization": f"Bearer {self._api_key}", "Content-Type": "application/json"},
@@ -114,8 +114,6 @@ class SendGridProvider(ClientProvider):
         return [results[m.recipient_id] for m in messages]
 
     def _send_group(self, group: list[OutgoingMessage]) -> list[SendResult]:
-        import httpx
-
         self.limiter.acquire(len(group))
         try:
             response = self._client.post("/v3/mail/send", json=self._body(group))

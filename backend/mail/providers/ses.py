@@ -108,6 +108,7 @@ class SesProvider:
         return f"<SesProvider region={self.region} endpoint={self.endpoint_url or 'aws'} sender={self.sender_address}>"
 
     def make_client(self):
+        # Deferred, with botocore below: boto3 is loaded only by processes that send through SES.
         import boto3
         from botocore.config import Config
 

@@ -4,11 +4,11 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-22 12:58:03.722575
 """
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import models.base
+from alembic import op
 
+import models.base
 
 revision = '0001'
 down_revision = None

@@ -1,7 +1,6 @@
-"""Fixtures and factories shared by the callback, API and webhook tests (no tests here).
-
-Other test modules import what they use from this module, so pytest finds the fixtures.
-"""
+"""A pytest plugin (see `pytest_plugins` in conftest.py): fixtures for the callback, API and
+webhook tests (`cb_db`, `sqlite_cb_db`, `serve_app`), and factories they import (`add_company`,
+`make_job`, `set_recipients`, `SECRET`)."""
 
 from __future__ import annotations
 
@@ -45,7 +44,7 @@ def sqlite_cb_db(sqlite_db, monkeypatch) -> str:
 
 
 def add_company(company_id: str, *, callback_url: str | None = None, secret: str | None = SECRET) -> None:
-    from backend.companies.catalogue import set_company_settings
+    from backend.companies.store import set_company_settings
 
     with session_scope() as session:
         session.add(Company(id=company_id, name=f"Company {company_id}"))
