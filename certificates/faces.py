@@ -1,13 +1,14 @@
-"""Font faces parsed once per process, glyph coverage checks, and the font search path.
+"""Font faces parsed once per process, glyph coverage checks, and the bundled families.
 
 Parsing a TTF (cmap, hmtx, post, loca) is what makes naive fpdf2 slow, so a `FontFace` is
-built once per file per process and shared by every document a worker renders.
+built once per file per process and shared by every document a worker renders. The parsed
+fontTools object stays open (read only) because fpdf2's HarfBuzz path asks it for glyph names
+and advances while it shapes.
 """
 
 from __future__ import annotations
 
 import threading
-import unicodedata
 from array import array
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -21,9 +22,10 @@ from certificates.subset import prepare_face
 FONTS_DIR = Path(__file__).parent / "fonts"
 
 # Family name in a template -> {style: file in FONTS_DIR}. Styles are "", "B", "I", "BI".
+# Noto Serif and Noto Sans cut down to Latin, Greek and Cyrillic (certificates/fonts/build_fonts.py).
 BUNDLED_FAMILIES: dict[str, dict[str, str]] = {
-    "sans": {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"},
-    "serif": {"": "DejaVuSerif.ttf", "B": "DejaVuSerif-Bold.ttf", "I": "DejaVuSerif-Italic.ttf"},
+    "sans": {"": "NotoSans-Regular.ttf", "B": "NotoSans-Bold.ttf"},
+    "serif": {"": "NotoSerif-Regular.ttf", "B": "NotoSerif-Bold.ttf", "I": "NotoSerif-Italic.ttf"},
 }
 
 # Characters that are layout, not ink: no glyph needed (tabs and newlines never reach a cell).
@@ -35,6 +37,7 @@ class FontFace:
     """Everything a document needs from one TrueType file, read once."""
 
     path: Path
+    number: int  # the face's index in a collection (.ttc)
     ps_name: str
     is_glyf: bool
     units_per_em: int
@@ -54,6 +57,7 @@ class FontFace:
     tables: dict[str, bytes] = field(default_factory=dict)
     composites: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     checksums: dict[str, int] = field(default_factory=dict)
+    ttfont: TTFont | None = None  # kept open, read only: fpdf2's shaper reads glyph names and advances
 
     def covers(self, char: str) -> bool:
         return ord(char) in self.glyph_ids
@@ -97,6 +101,7 @@ def _read_face(path: Path, number: int = 0) -> FontFace:
     ps_name = "".join(ch for ch in (font["name"].getDebugName(6) or path.stem) if ch.isalnum() or ch in "-_")
     face = FontFace(
         path=path,
+        number=number,
         ps_name=ps_name or "Font",
         is_glyf="glyf" in font,
         units_per_em=font["head"].unitsPerEm,
@@ -112,7 +117,8 @@ def _read_face(path: Path, number: int = 0) -> FontFace:
     )
     if face.is_glyf:
         prepare_face(face, font)
-    font.close()
+    font["hmtx"]  # decompiled now, under the lock, so threads that shape later only read it
+    face.ttfont = font
     return face
 
 
@@ -149,11 +155,6 @@ def family_file(family: str, style: str = "") -> Path:
     if styles is None:
         raise TemplateError(f"font family '{family}' is not one of {', '.join(sorted(BUNDLED_FAMILIES))}")
     return FONTS_DIR / styles.get(style, styles[""])
-
-
-def normalize_text(text: str) -> str:
-    """NFC, so 'e' + combining acute becomes one 'é' glyph that every font has."""
-    return unicodedata.normalize("NFC", text)
 
 
 def describe_chars(chars: list[str], limit: int = 5) -> str:

@@ -1,30 +1,34 @@
 """Render certificates from a Template: one complete, self-contained PDF per recipient.
 
-A `Renderer` is built once per (template, fonts) in a worker process: font faces are parsed
-and images decoded then, and each `render()` only lays out text and subsets the glyphs used.
+A `Renderer` is built once per (template, fonts) in a process: font faces are parsed then.
+`render_batch` draws many certificates as one fpdf2 document, with HarfBuzz shaping and a
+fallback font per script run: page 1 holds what is the same for all of them (the template's
+fixed layer, and texts such as the course that came out identical), each further page one
+recipient's own text and QR code. The fonts are subset once for the whole batch; then
+`certificates.assemble` writes each recipient's page, with the fixed layer under it, as a PDF
+of its own.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import unicodedata
-from datetime import date, datetime, timezone
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Iterable
 
 from fpdf import FPDF
-from fpdf.bidi import BidiParagraph
-from fpdf.image_datastructures import RasterImageInfo
-from fpdf.image_parsing import preload_image
 
-from certificates.errors import CertificateError, TemplateError
-from certificates.faces import FontFace, describe_chars, family_file, load_face, normalize_text
-from certificates.pdf import output_pdf, use_face
+from certificates.assemble import Metadata, split_batch
+from certificates.errors import CertificateError
+from certificates.faces import FontFace, family_file, load_face
+from certificates.fpdf_internals import output_pdf, raw_operators, use_face
 from certificates.qr import qr_ops
+from certificates.scripts import ChainFace, Coverage, FontChain, covered, missing_message
 from certificates.template import (
-    DEFAULTED_FIELDS,
     OPTIONAL_FIELDS,
-    SYSTEM_FIELDS,
     ImageElement,
     LineElement,
     QRElement,
@@ -32,68 +36,28 @@ from certificates.template import (
     Template,
     TextElement,
 )
+from certificates.values import NAME_FIELDS, format_date, prepare_values  # noqa: F401 - re-exported
 
 _PT = 72 / 25.4  # points per mm
-# Scripts whose letters change shape with their neighbours (joining, conjuncts): drawn one glyph
-# per character they would be wrong, so they are refused per recipient instead.
-_SHAPED = ((0x0600, 0x08FF), (0x0900, 0x0DFF), (0x0F00, 0x109F), (0x1780, 0x18AF), (0xA8E0, 0xA8FF),
-           (0xFB50, 0xFDFF), (0xFE70, 0xFEFF))
+_LINE_HEIGHT = 1.25  # of the font size, for wrapped lines
+_RTL = re.compile("[\u0590-\u08FF\uFB1D-\uFDFF\uFE70-\uFEFF\U00010800-\U00010FFF\U0001E800-\U0001EFFF]")
+# A batch document's fonts carry the glyphs of all its certificates; past this many distinct
+# characters (CJK names) the next certificates start a new document, so no PDF carries more
+# than a few hundred glyphs it does not show.
+MAX_CHARS_PER_DOCUMENT = 350
 
 
-def _needs_shaping(text: str) -> list[str]:
-    return [c for c in dict.fromkeys(text) if any(lo <= ord(c) <= hi for lo, hi in _SHAPED)]
+@dataclass(frozen=True)
+class RenderItem:
+    """One certificate to draw: its placeholder values (from `prepare_values`) and PDF metadata."""
+
+    values: dict[str, str]
+    title: str | None = None
+    created_at: datetime | None = None
 
 
-def _visual_order(text: str) -> str:
-    """Right-to-left runs (Hebrew) reversed into drawing order by the Unicode bidi algorithm."""
-    if not any(unicodedata.bidirectional(c) in ("R", "AL") for c in text):
-        return text
-    return BidiParagraph(text).get_reordered_string()
-_NAME_FIELDS = {"fullname", "firstname", "lastname"}
-
-
-def format_date(value, fmt: str) -> str:
-    """A date for print: ISO strings, dates and unix timestamps are formatted; anything else as given."""
-    if value is None or value == "":
-        return ""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = datetime.fromtimestamp(value, tz=timezone.utc)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = datetime.fromisoformat(text.replace("Z", "+00:00")) if "T" in text or " " in text else date.fromisoformat(text)
-        except ValueError:
-            if text.isdigit() and len(text) >= 9:
-                value = datetime.fromtimestamp(int(text), tz=timezone.utc)
-            else:
-                return text
-    return value.strftime(fmt)
-
-
-def prepare_values(template: Template, data: dict, *, code: str, verify_url: str,
-                   issued_at: datetime, expires_at: datetime | None = None) -> dict[str, str]:
-    """Every placeholder's text for one certificate; raises CertificateError for a missing value."""
-    # NFC, and any run of whitespace (tabs, newlines from a CSV cell) as one space.
-    values = {key: " ".join(normalize_text(str(value)).split()) for key, value in data.items()
-              if value is not None and not isinstance(value, (dict, list))}
-    if not values.get("fullname"):
-        values["fullname"] = " ".join(p for p in (values.get("firstname", ""), values.get("lastname", "")) if p)
-    for name, default in template.fields.items():
-        if not values.get(name) and default is not None:
-            values[name] = default
-    values["completion_date"] = format_date(values.get("completion_date") or issued_at.date(), template.date_format)
-    values["issued_date"] = format_date(issued_at, template.date_format)
-    values["expiry_date"] = format_date(expires_at, template.date_format) if expires_at else ""
-    values["code"] = code
-    values["verify_url"] = verify_url
-    missing = sorted(
-        name for name in template.placeholders
-        if not values.get(name) and name not in OPTIONAL_FIELDS | SYSTEM_FIELDS | DEFAULTED_FIELDS
-    )
-    if missing:
-        label = "a name" if set(missing) & _NAME_FIELDS else ", ".join(missing)
-        raise CertificateError(f"the certificate needs {label} and this recipient has none ({', '.join(missing)} empty)")
-    return values
+# The text of one element for one certificate, ready to draw (None: the element is left out).
+Plan = dict[int, Coverage | None]
 
 
 class Renderer:
@@ -102,214 +66,256 @@ class Renderer:
     def __init__(self, template: Template, *, fallback_fonts: Iterable[str | Path] = ()):
         self.template = template
         self.faces: dict[tuple[str, str], FontFace] = {}
-        for family, style in template.fonts:
-            path = family_file(family, style) if not family.lower().endswith((".ttf", ".otf", ".ttc")) else Path(family)
+        self.families: dict[tuple[str, str], str] = {}
+        for index, (family, style) in enumerate(sorted(template.fonts)):
+            path = Path(family) if family.lower().endswith((".ttf", ".otf", ".ttc")) else family_file(family, style)
             self.faces[(family, style)] = load_face(path)
-        # The bundled Sans has the widest coverage; configured fallbacks come after it.
-        self.fallbacks: list[FontFace] = [load_face(family_file("sans"))]
-        for path in fallback_fonts:
-            if path:
-                self.fallbacks.append(load_face(path))
-        self._images = FPDF().image_cache
-        for path in self._image_paths():
-            try:
-                preload_image(self._images, path)
-            except Exception as error:  # noqa: BLE001 - PIL raises many kinds
-                raise TemplateError(f"image {path} cannot be used in a certificate: {error}") from error
-
-    def _image_paths(self) -> list[Path]:
-        paths = [e.path for e in self.template.elements if isinstance(e, ImageElement)]
-        if self.template.background_image:
-            paths.insert(0, self.template.background_image)
-        return paths
+            self.families[(family, style)] = f"t{index}"
+        self.chain = FontChain(fallback_fonts)
+        # Weights of one script share a family, so fpdf2 can match the element's emphasis.
+        self._chain_families = {id(cf): "fb" + cf.key.replace("-", "") for cf in self.chain.faces}
+        self.texts = [e for e in template.elements if isinstance(e, TextElement)]
 
     # Text and fonts -----------------------------------------------------------------------
 
-    def _choose_fonts(self, element: TextElement, text: str, values: dict[str, str]) -> list[FontFace]:
-        """The fallback faces `text` needs beyond the element's own; CertificateError if none can."""
-        shaped = _needs_shaping(text)
-        if shaped:
-            script = unicodedata.name(shaped[0], "?").split()[0].title()
-            raise CertificateError(f"{self._culprit(element, shaped, values)} is in {script} script, which needs "
-                                   "text shaping that certificates cannot do yet")
-        primary = self.faces[(element.font, element.style)]
-        missing = primary.missing(text)
-        if not missing:
-            return []
-        needed: list[FontFace] = []
-        orphans: list[str] = []
-        for char in missing:
-            face = next((f for f in self.fallbacks if f is not primary and f.covers(char)), None)
-            if face is None:
-                orphans.append(char)
-            elif face not in needed:
-                needed.append(face)
-        if orphans:
-            raise CertificateError(f"no font can draw {describe_chars(orphans)} in {self._culprit(element, orphans, values)}")
-        return needed
-
-    @staticmethod
-    def _culprit(element: TextElement, chars: list[str], values: dict[str, str]) -> str:
-        for name in sorted(element.text.fields, key=lambda n: n not in _NAME_FIELDS):
-            value = values.get(name, "")
-            if any(char in value for char in chars):
-                label = "name" if name in _NAME_FIELDS else name
-                return f"{label} {value!r}"
-        return f"template text {element.text.source!r}"
-
-    def _width_mm(self, text: str, faces: list[FontFace], size: float, spacing: float) -> float:
-        total = 0
-        for char in text:
-            code = ord(char)
-            for face in faces:
-                if code in face.glyph_ids:
-                    total += face.cw[code]
-                    break
-            else:
-                total += faces[0].default_width
-        return (total * size / 1000 + spacing * max(len(text) - 1, 0)) / _PT
+    def plan(self, values: dict[str, str]) -> Plan:
+        """Each text element's text and fallback faces; CertificateError if some text cannot be drawn."""
+        plan: Plan = {}
+        for index, element in enumerate(self.texts):
+            if any(not values.get(name) for name in element.text.fields & OPTIONAL_FIELDS):
+                plan[index] = None
+                continue
+            text = element.text.render(values)
+            if element.upper:
+                text = text.upper()
+            coverage = covered(text, self.faces[(element.font, element.style)], self.chain, bold="B" in element.style)
+            if coverage.missing:
+                raise CertificateError(missing_message(coverage.missing, self._culprit(element, coverage.missing, values)))
+            plan[index] = coverage if coverage.text.strip() else None
+        return plan
 
     def check(self, values: dict[str, str]) -> None:
         """Raise CertificateError if some text of this certificate cannot be drawn."""
-        for element in self.template.elements:
-            if isinstance(element, TextElement) and not self._skipped(element, values):
-                self._choose_fonts(element, self._text(element, values), values)
+        self.plan(values)
 
     @staticmethod
-    def _skipped(element: TextElement, values: dict[str, str]) -> bool:
-        return any(not values.get(name) for name in element.text.fields & OPTIONAL_FIELDS)
-
-    @staticmethod
-    def _text(element: TextElement, values: dict[str, str]) -> str:
-        text = element.text.render(values)
-        return text.upper() if element.upper else text
+    def _culprit(element: TextElement, chars: Sequence[str], values: dict[str, str]) -> str:
+        for name in sorted(element.text.fields, key=lambda n: n not in NAME_FIELDS):
+            value = values.get(name, "")
+            if any(char in value for char in chars):
+                label = "name" if name in NAME_FIELDS else name
+                return f"{label} {value!r}"
+        return f"template text {element.text.source!r}"
 
     # Drawing -----------------------------------------------------------------------------
 
     def render(self, values: dict[str, str], *, title: str | None = None,
                created_at: datetime | None = None) -> bytes:
         """The PDF for one certificate. `values` comes from `prepare_values`."""
+        [result] = self.render_batch([RenderItem(values, title, created_at)])
+        if isinstance(result, CertificateError):
+            raise result
+        return result
+
+    def render_batch(self, items: Sequence[RenderItem]) -> list[bytes | CertificateError]:
+        """One PDF per item, in order; an item whose text cannot be drawn gets its CertificateError."""
+        results: list[bytes | CertificateError | None] = [None] * len(items)
+        planned: list[tuple[int, RenderItem, Plan]] = []
+        for position, item in enumerate(items):
+            try:
+                planned.append((position, item, self.plan(item.values)))
+            except CertificateError as error:
+                results[position] = error
+        for group in _groups(planned):
+            for (position, _, _), pdf in zip(group, self._render_group(group)):
+                results[position] = pdf
+        return results  # type: ignore[return-value] - every slot is filled
+
+    def _render_group(self, group: list[tuple[int, RenderItem, Plan]]) -> list[bytes]:
         template = self.template
-        orientation = "L" if template.width > template.height else "P"
-        pdf = FPDF(orientation=orientation, unit="mm", format=(min(template.width, template.height),
-                                                               max(template.width, template.height)))
+        pdf = FPDF(orientation="L" if template.width > template.height else "P", unit="mm",
+                   format=(min(template.width, template.height), max(template.width, template.height)))
         pdf.set_auto_page_break(False)
         pdf.set_margin(0)
-        pdf.set_creator("mani")
-        pdf.set_title(title or f"Certificate {values.get('code', '')}".strip())
-        if created_at is not None:
-            pdf.set_creation_date(created_at)
+        pdf.set_text_shaping(True)
         for (family, style), face in self.faces.items():
-            use_face(pdf, family, style, face)
-        for key, info in self._images.images.items():
-            copy = RasterImageInfo(info)
-            copy["usages"] = 0
-            pdf.image_cache.images[key] = copy
-        pdf.image_cache.icc_profiles.update(self._images.icc_profiles)
-        pdf.add_page()
+            use_face(pdf, self.families[(family, style)], style, face)
+        fallbacks = self._fallbacks(pdf, [plan for _, _, plan in group])
+        if fallbacks:
+            pdf.set_fallback_fonts(fallbacks, exact_match=False)
 
+        # Page 1: what every certificate of the group shares.
+        shared = {index for index in range(len(self.texts))
+                  if len({_text_of(plan[index]) for _, _, plan in group}) == 1}
+        first_plan = group[0][2]
+        pdf.add_page()
         if template.background:
             pdf.set_fill_color(*template.background)
             pdf.rect(0, 0, template.width, template.height, style="F")
         if template.background_image:
             pdf.image(template.background_image, 0, 0, template.width, template.height)
+        text_index = 0
         for element in template.elements:
             if isinstance(element, TextElement):
-                self._draw_text(pdf, element, values)
+                if text_index in shared and first_plan[text_index] is not None:
+                    self._draw_text(pdf, element, first_plan[text_index].text)
+                text_index += 1
             elif isinstance(element, RectElement):
-                style = ("D" if element.color else "") + ("F" if element.fill else "")
-                if not style:
-                    continue
-                if element.color:
-                    pdf.set_draw_color(*element.color)
-                    pdf.set_line_width(element.width)
-                if element.fill:
-                    pdf.set_fill_color(*element.fill)
-                pdf.rect(element.x, element.y, element.w, element.h, style=style)
+                _draw_rect(pdf, element)
             elif isinstance(element, LineElement):
                 pdf.set_draw_color(*element.color)
                 pdf.set_line_width(element.width)
                 pdf.line(element.x1, element.y1, element.x2, element.y2)
             elif isinstance(element, ImageElement):
                 pdf.image(element.path, element.x, element.y, element.w, element.h)
-            elif isinstance(element, QRElement):
-                data = element.data.render(values)
-                pdf._out(qr_ops(data, x=element.x, y=element.y, size=element.size,  # noqa: SLF001 - raw path ops
-                                page_height=template.height, k=pdf.k, color=element.color))
-        return output_pdf(pdf)
 
-    def _draw_text(self, pdf: FPDF, element: TextElement, values: dict[str, str]) -> None:
-        if self._skipped(element, values):
-            return
-        text = self._text(element, values)
-        if not text.strip():
-            return
-        primary = self.faces[(element.font, element.style)]
-        faces = [primary, *self._choose_fonts(element, text, values)]
-        size, spacing = element.size, element.spacing
-        width = self._width_mm(text, faces, size, spacing)
-        if width > element.w:  # shrink to fit, down to min_size
-            size = max(element.min_size, size * element.w / width * 0.995)
-            width = self._width_mm(text, faces, size, spacing)
-        lines = [(text, width)] if width <= element.w else self._wrap(text, faces, size, spacing, element.w)
-        lines = [(_visual_order(line), line_width) for line, line_width in lines]
+        # One page per certificate: its own texts and its QR code.
+        metadata = []
+        for _, item, plan in group:
+            pdf.add_page()
+            text_index = 0
+            for element in template.elements:
+                if isinstance(element, TextElement):
+                    if text_index not in shared and plan[text_index] is not None:
+                        self._draw_text(pdf, element, plan[text_index].text)
+                    text_index += 1
+                elif isinstance(element, QRElement):
+                    raw_operators(pdf, qr_ops(element.data.render(item.values), x=element.x, y=element.y,
+                                              size=element.size, page_height=template.height, k=pdf.k,
+                                              color=element.color))
+            code = item.values.get("code", "")
+            metadata.append(Metadata(item.title or f"Certificate {code}".strip(), item.created_at))
+        return split_batch(output_pdf(pdf), metadata)
+
+    def _fallbacks(self, pdf: FPDF, plans: list[Plan]) -> list[str]:
+        """Register the chain faces these certificates need; their families, in chain order."""
+        needed: set[int] = set()
+        for plan in plans:
+            for coverage in plan.values():
+                if coverage is not None:
+                    needed.update(id(chain_face) for chain_face in coverage.faces)
+        families: list[str] = []
+        for chain_face in self.chain.faces:
+            if id(chain_face) in needed:
+                family = self._chain_families[id(chain_face)]
+                use_face(pdf, family, "B" if chain_face.bold else "", chain_face.face)
+                families.append(family)
+        return list(dict.fromkeys(families))
+
+    def _draw_text(self, pdf: FPDF, element: TextElement, text: str) -> None:
+        family = self.families[(element.font, element.style)]
+        size = element.size
+        pdf.set_font(family, element.style, size)
         pdf.set_text_color(*element.color)
-        pdf.set_char_spacing(spacing)
-        line_height = size / _PT * 1.25
-        # One line sits centred in the element's box like fpdf2's cell(); wrapped lines flow down from y.
-        baseline = element.y + (element.h / 2 if len(lines) == 1 else line_height / 2) + 0.3 * size / _PT
-        for line, line_width in lines:
-            if element.align == "C":
-                x = element.x + (element.w - line_width) / 2
-            elif element.align == "R":
-                x = element.x + element.w - line_width
-            else:
-                x = element.x
-            for face, run in self._runs(line, faces):
-                family, style = (element.font, element.style) if face is primary else self._register(pdf, face)
-                pdf.set_font(family, style, size)
-                pdf.text(x, baseline, run)
-                x += self._width_mm(run, [face], size, spacing) + spacing / _PT
-            baseline += line_height
-        if spacing:
+        pdf.set_char_spacing(element.spacing)
+        width = pdf.get_string_width(text)
+        if width > element.w:  # shrink to fit one line, down to min_size
+            size = max(element.min_size, size * element.w / width * 0.995)
+            pdf.set_font_size(size)
+            width = pdf.get_string_width(text)
+        if width <= element.w:
+            pdf.set_xy(element.x, element.y)
+            _cell(pdf, element.w, element.h, text, element.align)
+        else:  # wrap, as large as the box allows, never below min_size; never cut
+            lines, size = self._wrap_to_box(pdf, element, text)
+            line_height = size / _PT * _LINE_HEIGHT
+            top = element.y + max(0.0, (element.h - line_height * len(lines)) / 2)
+            for number, line in enumerate(lines):
+                pdf.set_xy(element.x, top + number * line_height)
+                _cell(pdf, element.w, line_height, line, element.align)
+        if element.spacing:
             pdf.set_char_spacing(0)
 
-    def _register(self, pdf: FPDF, face: FontFace) -> tuple[str, str]:
-        """The (family, style) a fallback face is set with; one the template uses keeps its name."""
-        for (family, style), own in self.faces.items():
-            if own is face:
-                return family, style
-        name = f"fallback{self.fallbacks.index(face)}"
-        use_face(pdf, name, "", face)
-        return name, ""
+    def _wrap_to_box(self, pdf: FPDF, element: TextElement, text: str) -> tuple[list[str], float]:
+        count = 2
+        while True:
+            size = max(element.min_size, min(element.size, element.h * _PT / (count * _LINE_HEIGHT)))
+            pdf.set_font_size(size)
+            lines = _wrap(pdf, text, element.w)
+            if len(lines) <= count or size == element.min_size:
+                return lines, size
+            count += 1
 
-    @staticmethod
-    def _runs(text: str, faces: list[FontFace]) -> list[tuple[FontFace, str]]:
-        """Split text into runs drawn by one face each (the first face that has the glyph)."""
-        runs: list[tuple[FontFace, str]] = []
-        for char in text:
-            code = ord(char)
-            face = next((f for f in faces if code in f.glyph_ids), faces[0])
-            if runs and (runs[-1][0] is face or char == " "):
-                runs[-1] = (runs[-1][0], runs[-1][1] + char)
-            else:
-                runs.append((face, char))
-        return runs
 
-    def _wrap(self, text: str, faces: list[FontFace], size: float, spacing: float, limit: float) -> list[tuple[str, float]]:
-        """Greedy word wrap; a single word wider than the box gets a line of its own."""
-        lines: list[tuple[str, float]] = []
-        current = ""
-        for word in text.split():
-            candidate = f"{current} {word}" if current else word
-            if current and self._width_mm(candidate, faces, size, spacing) > limit:
-                lines.append((current, self._width_mm(current, faces, size, spacing)))
-                current = word
-            else:
-                current = candidate
+def _cell(pdf: FPDF, width: float, height: float, text: str, align: str) -> None:
+    """One line of text; copy and search give `text` back even where shaping reorders glyphs.
+
+    A shaped Indic cluster such as "प्रि" is drawn vowel sign first, and one of its glyphs maps
+    to no character, so text extraction finds a gap and reads "प्रि या". The line's own text as
+    /ActualText (PDF 32000 14.9.4) fixes that. Right-to-left lines keep the glyphs' ToUnicode
+    map instead: extractors (poppler) reverse an ActualText they take for visual order.
+    """
+    if _RTL.search(text):
+        pdf.cell(width, height, text, align=align)
+        return
+    raw_operators(pdf, f"/Span <</ActualText <FEFF{text.encode('utf-16-be').hex().upper()}>>> BDC")
+    pdf.cell(width, height, text, align=align)
+    raw_operators(pdf, "EMC")
+
+
+def _text_of(coverage: Coverage | None) -> str | None:
+    return None if coverage is None else coverage.text
+
+
+def _draw_rect(pdf: FPDF, element: RectElement) -> None:
+    style = ("D" if element.color else "") + ("F" if element.fill else "")
+    if not style:
+        return
+    if element.color:
+        pdf.set_draw_color(*element.color)
+        pdf.set_line_width(element.width)
+    if element.fill:
+        pdf.set_fill_color(*element.fill)
+    pdf.rect(element.x, element.y, element.w, element.h, style=style)
+
+
+def _wrap(pdf: FPDF, text: str, limit: float) -> list[str]:
+    """Greedy word wrap with shaped widths; a word wider than the box is broken between characters."""
+    lines: list[str] = []
+    current = ""
+    for word in text.split():
+        candidate = f"{current} {word}" if current else word
+        if pdf.get_string_width(candidate) <= limit:
+            current = candidate
+            continue
         if current:
-            lines.append((current, self._width_mm(current, faces, size, spacing)))
-        return lines
+            lines.append(current)
+        current = word
+        while pdf.get_string_width(current) > limit and len(current) > 1:
+            cut = _longest_prefix(pdf, current, limit)
+            lines.append(current[:cut])
+            current = current[cut:]
+    if current:
+        lines.append(current)
+    return lines
+
+
+def _longest_prefix(pdf: FPDF, word: str, limit: float) -> int:
+    low, high = 1, len(word) - 1
+    while low < high:  # the longest prefix that fits, by bisection
+        middle = (low + high + 1) // 2
+        if pdf.get_string_width(word[:middle]) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    while low > 1 and unicodedata.category(word[low]) in ("Mn", "Mc", "Me"):
+        low -= 1  # never split a mark from its base letter
+    return max(1, low)
+
+
+def _groups(planned: list[tuple[int, RenderItem, Plan]]) -> list[list[tuple[int, RenderItem, Plan]]]:
+    """Consecutive certificates whose texts together use at most MAX_CHARS_PER_DOCUMENT characters."""
+    groups: list[list[tuple[int, RenderItem, Plan]]] = []
+    seen: set[str] = set()
+    for entry in planned:
+        chars = {c for coverage in entry[2].values() if coverage is not None for c in coverage.text}
+        if groups and len(seen | chars) <= MAX_CHARS_PER_DOCUMENT:
+            groups[-1].append(entry)
+            seen |= chars
+        else:
+            groups.append([entry])
+            seen = set(chars)
+    return groups
 
 
 _lock = threading.Lock()
@@ -328,3 +334,6 @@ def get_renderer(template: Template, *, fallback_fonts: Iterable[str | Path] = (
                 renderer = Renderer(template, fallback_fonts=fallbacks)
                 _renderers[key] = renderer
     return renderer
+
+
+__all__ = ["RenderItem", "Renderer", "format_date", "get_renderer", "prepare_values"]

@@ -1,27 +1,50 @@
-"""fpdf2 glue: fonts parsed once per process, reused by every FPDF document.
+"""Every use of fpdf2 internals in mani, in one place, checked by `private_surface_problems()`.
 
-`FPDF.add_font` builds a `TTFFont` by parsing the whole TTF, and `FPDF.output` subsets it with
-fontTools, which also mutates and closes it. Here each document gets a `CachedFont`: a
-`TTFFont` whose parsed tables are shared (`FontFace`) and whose per-document state (the
-`SubsetMap` of glyphs used, the object number) is fresh. At output, `CertificateOutput`
-embeds each one with `certificates.subset`, so every PDF still carries its own font subset.
+The rest of the renderer uses fpdf2's public API (FPDF, set_text_shaping, set_fallback_fonts,
+cell, get_string_width, output). Three things need more, for speed or correctness:
 
-This leans on fpdf2 internals (TTFFont's slots, OutputProducer._add_fonts); pyproject pins
-the fpdf2 minor version, and tests/test_certificates_render.py checks every PDF with poppler.
+1. Fonts parsed once per process. `FPDF.add_font` parses the whole font file for every
+   document. `CachedFont` is a `TTFFont` whose parsed tables come from a process-wide
+   `FontFace`; only the per-document state (the `SubsetMap` of glyphs used) is new.
+2. Fast embedding. fpdf2 subsets each font with fontTools at output, which also mutates the
+   parsed font (so it could not be shared). `CertificateOutput._add_fonts` embeds the cached
+   fonts with `certificates.subset` instead; other fonts keep fpdf2's own path.
+3. Inherited-script characters. fpdf2 starts a new text run at every character whose Unicode
+   script is "Inherited" (Arabic harakat, combining accents, ZWJ/ZWNJ), which breaks the joining
+   of a vowelled Arabic name. UAX #24 says such a character belongs to the run before it; the
+   patched `get_unicode_script` says so.
+4. Raw path operators for the QR code (`FPDF._out`): hundreds of rectangles as one path.
+
+tests/test_certificates_fpdf2_surface.py fails, naming what changed, when an fpdf2 upgrade
+moves any of this; the tested versions are `TESTED_FPDF2_VERSIONS`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import zlib
 
+import fpdf
+import fpdf.fpdf as fpdf_module
 from fpdf import FPDF
 from fpdf.enums import FontDescriptorFlags, TextEmphasis
 from fpdf.fonts import PDFFontDescriptor, SubsetMap, TTFFont
 from fpdf.output import CIDSystemInfo, OutputProducer, PDFFont, PDFFontStream, _cid_font_widths
 from fpdf.syntax import Name, PDFArray, PDFContentStream
+from fpdf.unicode_script import UnicodeScript
 
 from certificates.faces import FontFace
 from certificates.subset import build_subset
+
+TESTED_FPDF2_VERSIONS = ("2.8.9",)
+# TTFFont attributes CachedFont fills (fpdf2 reads every one of them somewhere).
+_TTFFONT_SLOTS = {
+    "i", "type", "name", "desc", "glyph_ids", "_hbfont", "sp", "ss", "up", "ut", "cw", "ttffile", "fontkey",
+    "emphasis", "scale", "subset", "cmap", "ttfont", "missing_glyphs", "biggest_size_pt", "color_font",
+    "unicode_range", "palette_index", "is_compressed", "is_cff", "is_cid_keyed", "is_symbol", "cff_ros",
+    "collection_font_number",
+}
 
 
 class CachedFont(TTFFont):
@@ -41,12 +64,12 @@ class CachedFont(TTFFont):
         font.desc = None  # built at output: the descriptor becomes a PDF object of this document
         font.glyph_ids = face.glyph_ids
         font.cmap = face.cmap
-        font.cw = face.cw  # shared, read-only in practice (a defaultdict, as fpdf2 expects)
+        font.cw = face.cw  # shared, read only (a defaultdict, as fpdf2 expects)
         font.scale = 1000 / face.units_per_em
         font.up, font.ut, font.sp, font.ss = face.up, face.ut, face.sp, face.ss
         font.emphasis = TextEmphasis.coerce(style)
-        font._hbfont = None
-        font.ttfont = None
+        font._hbfont = None  # fpdf2 opens HarfBuzz on the file (mmap) once per document
+        font.ttfont = face.ttfont  # read only: glyph names and advances for shaped text
         font.missing_glyphs = []
         font.biggest_size_pt = 0
         font.color_font = None
@@ -57,7 +80,7 @@ class CachedFont(TTFFont):
         font.is_cid_keyed = False
         font.is_symbol = False
         font.cff_ros = None
-        font.collection_font_number = 0
+        font.collection_font_number = face.number
         font.subset = SubsetMap(font)
         return font
 
@@ -73,8 +96,8 @@ def use_face(pdf: FPDF, family: str, style: str, face: FontFace) -> None:
         return
     if face.is_glyf:
         pdf.fonts[fontkey] = CachedFont.for_document(pdf, face, fontkey, style)
-    else:  # CFF-flavoured OpenType: fpdf2's own (slower) path, still correct
-        pdf.add_font(family, style, str(face.path))
+    else:  # CFF-flavoured OpenType (a system Noto CJK, a user's .otf): fpdf2's own, slower path
+        pdf.add_font(family, style, str(face.path), collection_font_number=face.number)
 
 
 class CertificateOutput(OutputProducer):
@@ -99,7 +122,8 @@ class CertificateOutput(OutputProducer):
         face = font.face
         used = [(glyph, cid) for glyph, cid in font.subset.items() if glyph is not None]
         cid_to_gid = {cid: glyph.glyph_id for glyph, cid in used if cid}
-        cid_to_unicode = {cid: glyph.unicode[0] for glyph, cid in used if cid and len(glyph.unicode) == 1}
+        cid_to_unicode = {cid: glyph.unicode[0] for glyph, cid in used
+                          if cid and isinstance(glyph.unicode, tuple) and len(glyph.unicode) == 1}
         program = build_subset(face, cid_to_gid, cid_to_unicode)
         # Subset tag: six capitals, distinct per glyph set (PDF 32000 9.6.4).
         digest = zlib.crc32(repr((face.ps_name, sorted(cid_to_gid.items()))).encode())
@@ -116,12 +140,14 @@ class CertificateOutput(OutputProducer):
         self._add_pdf_obj(cid_font, "fonts")
         composite.descendant_fonts = PDFArray([cid_font])
 
+        # Shaped glyphs (ligatures, conjuncts, joined Arabic letters) map to every character of
+        # their cluster, so copy and search give the text back.
         entries = [
             f"<{cid:04X}> <{''.join(_utf16_hex(code) for code in glyph.unicode)}>\n"
             for glyph, cid in used
             if cid and isinstance(glyph.unicode, tuple) and glyph.unicode
         ]
-        to_unicode = PDFContentStream(_to_unicode_cmap(entries).encode("latin-1"))
+        to_unicode = PDFContentStream(_to_unicode_cmap(entries).encode("latin-1"), compress=True)
         self._add_pdf_obj(to_unicode, "fonts")
         composite.to_unicode = to_unicode
 
@@ -167,3 +193,58 @@ def _to_unicode_cmap(entries: list[str]) -> str:
 
 def output_pdf(pdf: FPDF) -> bytes:
     return bytes(pdf.output(output_producer_class=CertificateOutput))
+
+
+def raw_operators(pdf: FPDF, operators: str) -> None:
+    """Append content-stream operators to the current page (the QR code's one path)."""
+    pdf._out(operators)  # noqa: SLF001
+
+
+# 3. Inherited-script characters join the run before them ---------------------------------------
+
+_original_get_unicode_script = fpdf_module.get_unicode_script
+
+
+@functools.lru_cache(maxsize=None)
+def _script_with_inherited_as_common(char: str):
+    script = _original_get_unicode_script(char)
+    return UnicodeScript.COMMON if script == UnicodeScript.INHERITED else script
+
+
+def install_script_patch() -> None:
+    if fpdf_module.get_unicode_script is not _script_with_inherited_as_common:
+        fpdf_module.get_unicode_script = _script_with_inherited_as_common
+
+
+install_script_patch()
+
+
+def private_surface_problems() -> list[str]:
+    """What of the fpdf2 internals above is gone or changed in the installed fpdf2 ([] when fine)."""
+    problems = []
+    if fpdf.__version__ not in TESTED_FPDF2_VERSIONS:
+        problems.append(f"fpdf2 {fpdf.__version__} is not one of the tested {', '.join(TESTED_FPDF2_VERSIONS)}: "
+                        "re-check certificates/fpdf_internals.py, then add the version")
+    slots = set()
+    for klass in TTFFont.__mro__:
+        slots |= set(getattr(klass, "__slots__", ()))
+    if slots - {"face"} != _TTFFONT_SLOTS:
+        problems.append(f"TTFFont's attributes changed: added {sorted(slots - _TTFFONT_SLOTS - {'face'})}, "
+                        f"removed {sorted(_TTFFONT_SLOTS - slots)}")
+    parameters = list(inspect.signature(OutputProducer._add_fonts).parameters)
+    if parameters != ["self", "image_objects_per_index", "gfxstate_objs_per_name", "pattern_objs_per_name"]:
+        problems.append(f"OutputProducer._add_fonts takes {parameters} now")
+    if "output_producer_class" not in inspect.signature(FPDF.output).parameters:
+        problems.append("FPDF.output no longer takes output_producer_class")
+    if not callable(getattr(FPDF, "_out", None)):
+        problems.append("FPDF._out is gone")
+    source = inspect.getsource(FPDF._parse_chars)
+    if "get_unicode_script(" not in source or "UnicodeScript.COMMON" not in source:
+        problems.append("FPDF._parse_chars no longer splits runs with get_unicode_script")
+    shaping = inspect.getsource(TTFFont.shape_text)
+    if "self.ttfont.getGlyphName" not in shaping or 'self.ttfont["hmtx"]' not in shaping:
+        problems.append("TTFFont.shape_text reads other font tables now (CachedFont shares only glyph names and hmtx)")
+    for name in ("CIDSystemInfo", "PDFFont", "PDFFontStream", "_cid_font_widths"):
+        if not hasattr(fpdf.output, name):
+            problems.append(f"fpdf.output.{name} is gone")
+    return problems

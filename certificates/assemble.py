@@ -1,0 +1,50 @@
+"""One PDF per recipient, assembled with pikepdf from a batch document's pre-built objects.
+
+The renderer draws a batch as one fpdf2 document: page 1 is the template's fixed layer, each
+further page one recipient's variable text and QR code. Every font is subset once for the batch.
+Here each recipient's page becomes a document of its own: the fixed layer goes under it as one
+shared Form XObject, and qpdf copies the (already compressed) fonts and streams as they are.
+No PDF syntax is written by hand.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import pikepdf
+from pikepdf.models.metadata import encode_pdf_date
+
+PRODUCER = f"mani (fpdf2, pikepdf {pikepdf.__version__})"
+
+
+@dataclass(frozen=True)
+class Metadata:
+    title: str
+    created_at: datetime | None = None
+
+
+def split_batch(batch_pdf: bytes, metadata: Sequence[Metadata]) -> list[bytes]:
+    """Page 1 of `batch_pdf` under each later page, each written as a complete PDF."""
+    documents: list[bytes] = []
+    with pikepdf.open(io.BytesIO(batch_pdf)) as batch:
+        if len(batch.pages) != len(metadata) + 1:
+            raise ValueError(f"batch document has {len(batch.pages)} pages for {len(metadata)} certificates")
+        fixed_layer = batch.make_indirect(batch.pages[0].as_form_xobject())
+        for page, meta in zip(batch.pages[1:], metadata):
+            page.add_underlay(fixed_layer)
+            single = pikepdf.new()
+            single.pages.append(page)
+            info = {"/Title": pikepdf.String(meta.title), "/Creator": pikepdf.String("mani"),
+                    "/Producer": pikepdf.String(PRODUCER)}
+            if meta.created_at is not None:
+                info["/CreationDate"] = pikepdf.String(encode_pdf_date(meta.created_at))
+            single.docinfo = single.make_indirect(pikepdf.Dictionary(info))
+            out = io.BytesIO()
+            # The streams are already Flate-compressed by fpdf2: copy them, never re-encode.
+            single.save(out, compress_streams=False, stream_decode_level=pikepdf.StreamDecodeLevel.none,
+                        fix_metadata_version=False)
+            documents.append(out.getvalue())
+    return documents
