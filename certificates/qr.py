@@ -31,10 +31,10 @@ def _grid(modules: int, x: float, y: float, size: float, page_height: float, k: 
     cell = size / (modules + 8) * k
     left = (x + 4 * size / (modules + 8)) * k
     top = (page_height - y - 4 * size / (modules + 8)) * k
-    xs = [f"{left + col * cell:.3f}" for col in range(modules)]
-    ys = [f"{top - (row + 1) * cell:.3f}" for row in range(modules)]
-    widths = [f"{run * cell:.3f}" for run in range(modules + 1)]
-    return xs, ys, widths, f"{cell:.3f}"
+    xs = [f"{left + col * cell:.3f} " for col in range(modules)]
+    ys = [f"{top - (row + 1) * cell:.3f} " for row in range(modules)]
+    runs = [f"{run * cell:.3f} {cell:.3f} re" for run in range(modules + 1)]  # width, height, operator
+    return xs, ys, runs
 
 
 def qr_ops(data: str, *, x: float, y: float, size: float, page_height: float, k: float,
@@ -44,13 +44,13 @@ def qr_ops(data: str, *, x: float, y: float, size: float, page_height: float, k:
     The symbol's 4-module quiet zone is inside the square, so `size` is what the template reserves.
     """
     matrix = qr_matrix(data, error=error)
-    xs, ys, widths, height = _grid(len(matrix), x, y, size, page_height, k)
+    xs, ys, runs = _grid(len(matrix), x, y, size, page_height, k)
     rects = []
-    for row_index, row in enumerate(matrix):
-        bottom = ys[row_index]
+    add = rects.append
+    for row, bottom in zip(matrix, ys):
         for run in _DARK_RUN.finditer(row):
             start, end = run.span()
-            rects.append(f"{xs[start]} {bottom} {widths[end - start]} {height} re")
+            add(xs[start] + bottom + runs[end - start])
     r, g, b = (c / 255 for c in color)
     # Rectangles of adjacent rows touch exactly; no anti-aliasing seams in common viewers.
     return f"q {r:.3f} {g:.3f} {b:.3f} rg\n" + "\n".join(rects) + "\nf Q"
