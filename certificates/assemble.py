@@ -10,6 +10,7 @@ the (already compressed) fonts and streams as they are. No PDF syntax is written
 from __future__ import annotations
 
 import io
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,8 @@ def split_batch(batch_pdf: bytes, metadata: Sequence[Metadata]) -> list[bytes]:
         if len(batch.pages) != len(metadata) + 1:
             raise ValueError(f"batch document has {len(batch.pages)} pages for {len(metadata)} certificates")
         fixed_layer = batch.make_indirect(batch.pages[0].as_form_xobject())
+        # qpdf makes the XObject's data on demand from the page's streams; make it once, compressed.
+        fixed_layer.write(zlib.compress(fixed_layer.read_bytes()), filter=pikepdf.Name.FlateDecode)
         for page, meta in zip(batch.pages[1:], metadata):
             resources = page.obj.Resources
             if "/XObject" not in resources:

@@ -7,8 +7,6 @@ the rest of a certificate.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-
 import zxingcpp
 
 _DARK_RUN = re.compile(rb"\x01+")
@@ -25,16 +23,7 @@ def qr_matrix(data: str, *, error: str = "m") -> list[bytes]:
     return [pixels[row * width : (row + 1) * width] for row in range(height)]
 
 
-@lru_cache(maxsize=64)
-def _grid(modules: int, x: float, y: float, size: float, page_height: float, k: float):
-    """Formatted coordinates for a symbol of `modules` modules: x of each column, y of each row, run widths."""
-    cell = size / (modules + 8) * k
-    left = (x + 4 * size / (modules + 8)) * k
-    top = (page_height - y - 4 * size / (modules + 8)) * k
-    xs = [f"{left + col * cell:.3f} " for col in range(modules)]
-    ys = [f"{top - (row + 1) * cell:.3f} " for row in range(modules)]
-    runs = [f"{run * cell:.3f} {cell:.3f} re" for run in range(modules + 1)]  # width, height, operator
-    return xs, ys, runs
+_NUMBERS = [f"{n} " for n in range(200)]  # a symbol has at most 177 modules a side
 
 
 def qr_ops(data: str, *, x: float, y: float, size: float, page_height: float, k: float,
@@ -42,15 +31,22 @@ def qr_ops(data: str, *, x: float, y: float, size: float, page_height: float, k:
     """PDF content operators drawing the symbol in a `size` mm square whose top-left is (x, y) mm.
 
     The symbol's 4-module quiet zone is inside the square, so `size` is what the template reserves.
+    One `cm` scales a module to 1 unit, so every rectangle is four small integers.
     """
     matrix = qr_matrix(data, error=error)
-    xs, ys, runs = _grid(len(matrix), x, y, size, page_height, k)
+    modules = len(matrix)
+    cell = size / (modules + 8) * k
+    left = (x + 4 * size / (modules + 8)) * k
+    bottom = (page_height - y - 4 * size / (modules + 8)) * k - modules * cell
+    numbers = _NUMBERS
     rects = []
     add = rects.append
-    for row, bottom in zip(matrix, ys):
+    for row_index, row in enumerate(matrix):
+        row_y = numbers[modules - 1 - row_index]
         for run in _DARK_RUN.finditer(row):
             start, end = run.span()
-            add(xs[start] + bottom + runs[end - start])
+            add(numbers[start] + row_y + numbers[end - start] + "1 re")
     r, g, b = (c / 255 for c in color)
     # Rectangles of adjacent rows touch exactly; no anti-aliasing seams in common viewers.
-    return f"q {r:.3f} {g:.3f} {b:.3f} rg\n" + "\n".join(rects) + "\nf Q"
+    return (f"q {r:.3f} {g:.3f} {b:.3f} rg {cell:.4f} 0 0 {cell:.4f} {left:.3f} {bottom:.3f} cm\n"
+            + "\n".join(rects) + "\nf Q")
