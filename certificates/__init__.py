@@ -15,6 +15,9 @@ Public API:
 from certificates.codes import new_code, normalize_code
 from certificates.errors import CertificateError, TemplateError
 from certificates.loader import load_template
+from certificates.pool import render_many
+from certificates.renderer import RenderItem, Renderer, get_renderer, prepare_values
+from certificates.template import Template, missing_fields, required_fields
 from certificates.renderer import RenderItem, Renderer, get_renderer, prepare_values
 from certificates.template import Template, missing_fields, required_fields
 from certificates.validate import validate_template
@@ -31,6 +34,7 @@ __all__ = [
     "new_code",
     "normalize_code",
     "prepare_values",
+    "render_many",
     "required_fields",
     "validate_template",
 ]

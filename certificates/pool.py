@@ -1,0 +1,140 @@
+"""Certificates on every core: a process pool whose workers keep fonts and renderers warm.
+
+The backend calls one function:
+
+    render_many(template, items, *, fallback_fonts=(), processes=None) -> [bytes | CertificateError, ...]
+
+It splits `items` (RenderItems, in order) into one run of certificates per worker process and
+returns one result per item, in order. Small lists, and `processes=1`, render in this process:
+sending a handful of certificates to another process costs more than it saves.
+
+`processes` defaults to `certificate_render_processes` (0, the default, means one per core).
+`warm_up()` starts the workers ahead of the first batch (`mani submit --wait` does, while the job
+is being queued); otherwise they start on first use and stay for the life of the process.
+Workers are spawned, never forked: the caller has threads (Dramatiq's, the lease keeper's) and
+forking a process with threads can deadlock the child.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import multiprocessing
+import os
+import pickle
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from certificates.errors import CertificateError
+from certificates.renderer import RenderItem, Renderer, get_renderer
+from certificates.template import Template
+
+log = logging.getLogger(__name__)
+
+# Fewer certificates than this per worker are rendered here instead (pickling and a round trip
+# cost about what two certificates do).
+MIN_PER_WORKER = 12
+
+_lock = threading.Lock()
+_executor: ProcessPoolExecutor | None = None
+_executor_size = 0
+
+
+def configured_processes() -> int:
+    """`certificate_render_processes`, with 0 meaning one per core."""
+    from backend.settings import get_settings
+
+    wanted = int(getattr(get_settings(), "certificate_render_processes", 0) or 0)
+    return wanted if wanted > 0 else (os.cpu_count() or 1)
+
+
+def _pool(processes: int) -> ProcessPoolExecutor:
+    global _executor, _executor_size
+    with _lock:
+        if _executor is None or _executor_size != processes:
+            if _executor is not None:
+                _executor.shutdown(wait=False, cancel_futures=True)
+            _executor = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_warm_worker)
+            _executor_size = processes
+        return _executor
+
+
+def warm_up(processes: int | None = None) -> int:
+    """Start the worker processes now (each parses the bundled fonts); returns how many."""
+    processes = processes or configured_processes()
+    if processes > 1:
+        pool = _pool(processes)
+        for future in [pool.submit(_ping) for _ in range(processes)]:
+            future.add_done_callback(lambda done: done.exception())  # a failed start shows up on first use
+    return processes
+
+
+def shutdown() -> None:
+    global _executor, _executor_size
+    with _lock:
+        if _executor is not None:
+            _executor.shutdown(wait=True, cancel_futures=True)
+        _executor, _executor_size = None, 0
+
+
+def _forget_pool() -> None:
+    global _executor, _executor_size
+    with _lock:
+        _executor, _executor_size = None, 0
+
+
+atexit.register(shutdown)
+
+
+def render_many(template: Template, items: Sequence[RenderItem], *, fallback_fonts: Iterable[str | Path] = (),
+                processes: int | None = None) -> list[bytes | CertificateError]:
+    """One PDF (or the CertificateError that stopped it) per item, in order, on every core."""
+    fallbacks = tuple(str(p) for p in fallback_fonts if p)
+    processes = processes or configured_processes()
+    workers = min(processes, len(items) // MIN_PER_WORKER)
+    if workers <= 1:
+        return get_renderer(template, fallback_fonts=fallbacks).render_batch(items)
+    key = hashlib.sha1(pickle.dumps((template, fallbacks))).hexdigest()
+    size = -(-len(items) // workers)
+    chunks = [list(items[start : start + size]) for start in range(0, len(items), size)]
+    try:
+        pool = _pool(processes)
+        futures = [pool.submit(_render_chunk, key, template, fallbacks, chunk) for chunk in chunks]
+        results: list[bytes | CertificateError] = []
+        for future in futures:
+            results.extend(future.result())
+        return results
+    except BrokenProcessPool as error:  # a worker died (out of memory, killed): start afresh next time
+        log.warning("certificate render pool broke (%s); rendering this batch in-process", error)
+        _forget_pool()
+        return get_renderer(template, fallback_fonts=fallbacks).render_batch(items)
+
+
+# In the worker processes ------------------------------------------------------------------------
+
+_worker_renderers: dict[str, Renderer] = {}
+
+
+def _warm_worker() -> None:
+    from certificates.scripts import FontChain
+    from certificates.template import load_template
+
+    FontChain()  # parses every bundled font once
+    get_renderer(load_template("default"))
+
+
+def _ping() -> int:
+    return os.getpid()
+
+
+def _render_chunk(key: str, template: Template, fallbacks: tuple[str, ...],
+                  items: list[RenderItem]) -> list[bytes | CertificateError]:
+    renderer = _worker_renderers.get(key)
+    if renderer is None:
+        renderer = _worker_renderers[key] = Renderer(template, fallback_fonts=fallbacks)
+    return renderer.render_batch(items)
