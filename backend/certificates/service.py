@@ -41,11 +41,14 @@ from backend.storage.base import Storage, setting_value
 from backend.storage.registry import get_storage
 from certificates import (
     CertificateError,
+    RenderItem,
+    Template,
     get_renderer,
     missing_fields,
     new_code,
     normalize_code,
     prepare_values,
+    render_many,
     required_fields,
 )
 from models import Job, Recipient, utcnow
@@ -120,6 +123,22 @@ def _current(session: Session, job_id: int, recipient_ids: list[int]) -> dict[in
     return {row.recipient_id: row for row in rows}  # the newest issue wins
 
 
+@dataclass
+class _Issue:
+    """A new certificate between its values and its stored PDF."""
+
+    recipient_id: int
+    email: str
+    code: str
+    issued_at: datetime
+    expires_at: datetime | None
+    link: str
+    values: dict
+    key: str = ""
+    sha256: str = ""
+    size: int = 0
+
+
 def prepare_batch(*, session: Session, job: Job, recipients: Sequence[Recipient]) -> dict[int, CertificateResult]:
     """Issue (or reuse) each recipient's certificate; set its certificate_url and certificate_code.
 
@@ -127,22 +146,47 @@ def prepare_batch(*, session: Session, job: Job, recipients: Sequence[Recipient]
     no new render and no new upload. A recipient whose certificate cannot be made gets a result
     with `error`; the others go on. A storage failure raises (StorageError) so the batch is retried.
     All rows are flushed once; the caller commits.
+
+    This is `plan_batch`, `issue_planned` and `record_batch` in one session. A worker runs them in
+    three steps instead, so no database transaction (SQLite's write lock) stays open while the
+    certificates render.
     """
-    results: dict[int, CertificateResult] = {}
+    plan = plan_batch(session=session, job=job, recipients=recipients)
+    issue_planned(plan)
+    return record_batch(session=session, plan=plan)
+
+
+@dataclass
+class BatchPlan:
+    """What a batch's certificate step found (reads only), then made (renders and uploads)."""
+
+    job_id: int
+    job_uuid: str
+    template: Template | None
+    attach: bool
+    ttl: int
+    storages: _Storages | None
+    results: dict[int, CertificateResult]
+    issues: list[_Issue]
+
+
+def plan_batch(*, session: Session, job: Job, recipients: Sequence[Recipient]) -> BatchPlan:
+    """Reuse current certificates, prepare the values of new ones; reads only."""
+    plan = BatchPlan(job.id, job.uuid, None, False, 0, None, {}, [])
     if not recipients:
-        return results
+        return plan
     settings = get_settings()
     data = job.template_data or {}
     try:
-        template = job_template(data, settings=settings)
-        renderer = get_renderer(template, fallback_fonts=fallback_fonts(settings))
+        plan.template = job_template(data, settings=settings)
+        get_renderer(plan.template, fallback_fonts=fallback_fonts(settings))  # a font or image gone: every row fails
         expiry_days = _expiry_days(data)
     except UnusableInput as error:  # the template went away since submit: every row fails the same way
-        return {r.id: CertificateResult(code=None, url=None, error=str(error)) for r in recipients}
-    attach = _attach(data)
-    storages = _Storages(session=session, job=job, settings=settings)
-    storage = storages.current
-    ttl = int(setting_value(settings, "presigned_url_ttl", 604800))
+        plan.results = {r.id: CertificateResult(code=None, url=None, error=str(error)) for r in recipients}
+        return plan
+    plan.attach = _attach(data)
+    plan.storages = storages = _Storages(session=session, job=job, settings=settings)
+    plan.ttl = ttl = int(setting_value(settings, "presigned_url_ttl", 604800))
     existing = _current(session, job.id, [r.id for r in recipients])
     for recipient in recipients:
         certificate = existing.get(recipient.id)
@@ -150,41 +194,68 @@ def prepare_batch(*, session: Session, job: Job, recipients: Sequence[Recipient]
             stored_in = storages.named(certificate.storage_backend)
             url = stored_in.url(certificate.storage_key, ttl=ttl)
             try:
-                pdf = stored_in.get(certificate.storage_key) if attach else None
+                pdf = stored_in.get(certificate.storage_key) if plan.attach else None
             except NotFound:  # frozen as issued: never silently re-rendered
-                results[recipient.id] = CertificateResult(code=None, url=None, error=(
+                plan.results[recipient.id] = CertificateResult(code=None, url=None, error=(
                     f"certificate {certificate.code} is missing from storage; revoke it and retry to issue a new one"))
                 continue
-            results[recipient.id] = CertificateResult(certificate.code, url, pdf, reused=True,
-                                                      verify_url=verify_url(certificate.code, settings=settings))
-        else:
-            code = new_code()
-            issued_at = utcnow()
-            expires_at = issued_at + timedelta(days=expiry_days) if expiry_days else None
-            link = verify_url(code, settings=settings)
-            try:
-                values = prepare_values(template, recipient_data(job, recipient), code=code, verify_url=link,
-                                        issued_at=issued_at, expires_at=expires_at)
-                pdf = renderer.render(values, created_at=issued_at)
-            except CertificateError as error:
-                results[recipient.id] = CertificateResult(code=None, url=None, error=str(error))
-                continue
-            key = storage_key(job.uuid, recipient.id, code)
-            storage.put(key, pdf, content_type="application/pdf")
-            certificate = Certificate(
-                code=code, job_id=job.id, recipient_id=recipient.id, email=recipient.email,
-                fullname=values["fullname"][:512], course_name=values.get("course_name", "")[:512],
-                template=template.name, issued_at=issued_at, expires_at=expires_at,
-                storage_backend=storage.name, storage_key=key, sha256=hashlib.sha256(pdf).hexdigest(), size=len(pdf),
-            )
-            session.add(certificate)
-            url = storage.url(key, ttl=ttl)
-            results[recipient.id] = CertificateResult(code, url, pdf if attach else None, verify_url=link)
-        recipient.certificate_url = url
-        recipient.certificate_code = certificate.code
-        session.add(recipient)
+            plan.results[recipient.id] = CertificateResult(certificate.code, url, pdf, reused=True,
+                                                           verify_url=verify_url(certificate.code, settings=settings))
+            continue
+        code = new_code()
+        issued_at = utcnow()
+        expires_at = issued_at + timedelta(days=expiry_days) if expiry_days else None
+        link = verify_url(code, settings=settings)
+        try:
+            values = prepare_values(plan.template, recipient_data(job, recipient), code=code, verify_url=link,
+                                    issued_at=issued_at, expires_at=expires_at)
+        except CertificateError as error:
+            plan.results[recipient.id] = CertificateResult(code=None, url=None, error=str(error))
+            continue
+        plan.issues.append(_Issue(recipient.id, recipient.email, code, issued_at, expires_at, link, values))
+    return plan
+
+
+def issue_planned(plan: BatchPlan) -> None:
+    """Render every new certificate of the plan (on every core) and store it; no database work."""
+    if not plan.issues:
+        return
+    storage = plan.storages.current
+    # Every new certificate of the batch at once: one fpdf2 document per run of them.
+    pdfs = render_many(plan.template, [RenderItem(i.values, created_at=i.issued_at) for i in plan.issues],
+                       fallback_fonts=fallback_fonts())
+    for issue, pdf in zip(plan.issues, pdfs):
+        if isinstance(pdf, CertificateError):
+            plan.results[issue.recipient_id] = CertificateResult(code=None, url=None, error=str(pdf))
+            continue
+        issue.key = storage_key(plan.job_uuid, issue.recipient_id, issue.code)
+        storage.put(issue.key, pdf, content_type="application/pdf")
+        issue.sha256, issue.size = hashlib.sha256(pdf).hexdigest(), len(pdf)
+        plan.results[issue.recipient_id] = CertificateResult(
+            issue.code, storage.url(issue.key, ttl=plan.ttl), pdf if plan.attach else None, verify_url=issue.link)
+
+
+def record_batch(*, session: Session, plan: BatchPlan) -> dict[int, CertificateResult]:
+    """Write the certificates issued and every recipient's link, in one flush; the caller commits."""
+    if plan.storages is None:
+        return plan.results
+    storage = plan.storages.current
+    for issue in plan.issues:
+        if issue.key:
+            session.add(Certificate(
+                code=issue.code, job_id=plan.job_id, recipient_id=issue.recipient_id, email=issue.email,
+                fullname=issue.values["fullname"][:512], course_name=issue.values.get("course_name", "")[:512],
+                template=plan.template.name, issued_at=issue.issued_at, expires_at=issue.expires_at,
+                storage_backend=storage.name, storage_key=issue.key, sha256=issue.sha256, size=issue.size,
+            ))
+    linked = {rid: result for rid, result in plan.results.items() if result.error is None}
+    if linked:
+        for recipient in session.exec(select(Recipient).where(Recipient.id.in_(list(linked)))):
+            recipient.certificate_url = linked[recipient.id].url
+            recipient.certificate_code = linked[recipient.id].code
+            session.add(recipient)
     session.flush()
-    return results
+    return plan.results
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -78,12 +78,14 @@ class Settings(BaseSettings):
     login_url: str = "http://localhost/login/index.php"
     template_dir: Path | None = None
 
-    # Certificates: where a code is verified, fonts for scripts DejaVu lacks, extra templates,
-    # and local storage (an http base URL makes local certificate links public).
+    # Certificates: where a code is verified, fonts beyond the bundled Noto ones, extra templates,
+    # processes that render them (0: one per core), and local storage (an http base URL makes
+    # local certificate links public).
     # `mani serve` answers /verify/{code}; set the public URL it is reached at.
     certificate_verify_url: str = "http://localhost:8080/verify/{code}"
     certificate_fallback_font: str | None = None
     certificate_template_dir: Path | None = None
+    certificate_render_processes: int = Field(default=0, ge=0)
     storage_dir: Path | None = None
     public_base_url: str | None = None
 
