@@ -127,13 +127,18 @@ def _prepare_certificates(*, claim: Claim, sessions: SessionFactory) -> dict:
     if claim.job.action not in ("certificate", "both") or not claim.rows:
         return {}
     # Deferred: the certificate service loads fpdf2, which a mail-only worker never needs.
-    from backend.certificates.service import prepare_batch
+    from backend.certificates.service import issue_planned, record_batch
+    from backend.certificates.service import plan_batch as plan_certificates
 
+    # Three short steps: no transaction (SQLite's write lock) stays open while the batch renders.
     with sessions() as session:
         recipients = list(session.execute(
             select(Recipient).where(Recipient.id.in_([row["id"] for row in claim.rows])).order_by(Recipient.id)
         ).scalars())
-        results = prepare_batch(session=session, job=session.get(Job, claim.job.id), recipients=recipients)
+        plan = plan_certificates(session=session, job=session.get(Job, claim.job.id), recipients=recipients)
+    issue_planned(plan)
+    with sessions() as session:
+        results = record_batch(session=session, plan=plan)
     for row in claim.rows:
         result = results.get(row["id"])
         if result is not None and not getattr(result, "error", None):
