@@ -166,7 +166,11 @@ def submit(
 
         # The in-process worker's start and stop lines are noise next to a progress bar.
         logging.getLogger("dramatiq").setLevel(logging.WARNING)
-        embedded = start_worker(threads=8, settings=settings)
+        embedded = start_worker(threads=8, settings=settings, poll_ms=100)
+        if job.action in ("certificate", "both"):
+            from certificates.pool import warm_up
+
+            warm_up()  # render processes start (one per core) while the job is being dispatched
     try:
         queued = enqueue_after_commit(created.followups)
         if not as_json:

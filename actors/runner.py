@@ -42,8 +42,12 @@ class RunningWorker:
         broker_setup.note_local_worker(running=False)
 
 
-def start_worker(*, threads: int = 8, settings: Settings | None = None, sweep: bool = True) -> RunningWorker:
-    """Worker threads on the broker in use, with a sweeper beside them unless `sweep` is False."""
+def start_worker(*, threads: int = 8, settings: Settings | None = None, sweep: bool = True,
+                 poll_ms: int | None = None) -> RunningWorker:
+    """Worker threads on the broker in use, with a sweeper beside them unless `sweep` is False.
+
+    `poll_ms`: how often idle worker threads look up (Dramatiq's 1 s by default); stopping waits
+    for that, so `--wait` polls every 100 ms and returns as soon as the job is done."""
     settings = settings or get_settings()
     broker = broker_setup.current()
     broker.emit_after("process_boot")
@@ -51,7 +55,8 @@ def start_worker(*, threads: int = 8, settings: Settings | None = None, sweep: b
     if sweeper is not None:
         broker.add_middleware(sweeper)
     broker_setup.note_local_worker(running=True)
-    worker = dramatiq.Worker(broker, worker_threads=threads)
+    options = {"worker_timeout": poll_ms} if poll_ms else {}
+    worker = dramatiq.Worker(broker, worker_threads=threads, **options)
     worker.start()  # the sweeper starts in `after_worker_boot`
     return RunningWorker(broker=broker, worker=worker, sweeper=sweeper, stop_event=threading.Event())
 
@@ -82,6 +87,8 @@ def run_forever(*, processes: int, threads: int, settings: Settings | None = Non
         return
     context = multiprocessing.get_context("spawn")
     parent = os.getpid()
+    # Each worker process renders certificates in a pool of its own: share the cores among them.
+    os.environ.setdefault("MANI_CERTIFICATE_RENDER_PROCESSES", str(max(1, (os.cpu_count() or 1) // processes)))
 
     def spawn() -> multiprocessing.Process:
         process = context.Process(target=_child_main, args=(threads, parent), name="mani-worker")
