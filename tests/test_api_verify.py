@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import httpx
 from sqlalchemy import select
 
@@ -11,6 +13,8 @@ from models import Recipient
 from models.db import session_scope
 from tests.support.engine import run_inline, submit, write_csv
 
+
+pytestmark = pytest.mark.usefixtures("qpdf_checked")  # qpdf checks every PDF made here
 
 
 def test_the_verification_page_answers_people_and_scripts(sqlite_db, tmp_path, serve_app):  # noqa: F811

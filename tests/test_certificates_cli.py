@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import zipfile
@@ -14,6 +16,8 @@ from cli import certificates_app as app
 from models import Recipient
 from models.db import session_scope
 from tests.test_certificates_service import make_job
+
+pytestmark = pytest.mark.usefixtures("qpdf_checked")  # qpdf checks every PDF made here
 
 runner = CliRunner()
 

@@ -28,6 +28,8 @@ from models.certificates import Certificate
 from models.db import session_scope
 
 
+pytestmark = pytest.mark.usefixtures("qpdf_checked")  # qpdf checks every PDF made here
+
 PEOPLE = [
     ("zoe@example.com", "Zoë", "Ångström-Kovačević"),
     ("dmitri@example.com", "Дмитрий", "Шостакович"),
