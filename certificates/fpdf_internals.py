@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import unicodedata
 import zlib
 
 import fpdf
@@ -143,7 +144,7 @@ class CertificateOutput(OutputProducer):
         # Shaped glyphs (ligatures, conjuncts, joined Arabic letters) map to every character of
         # their cluster, so copy and search give the text back.
         entries = [
-            f"<{cid:04X}> <{''.join(_utf16_hex(code) for code in glyph.unicode)}>\n"
+            f"<{cid:04X}> <{''.join(_utf16_hex(code) for code in _as_extracted(glyph.unicode))}>\n"
             for glyph, cid in used
             if cid and isinstance(glyph.unicode, tuple) and glyph.unicode
         ]
@@ -168,6 +169,28 @@ class CertificateOutput(OutputProducer):
         font.subset.pick.cache_clear()
         font.subset.get_glyph.cache_clear()
         return composite
+
+
+def _presentation_forms() -> dict[tuple[int, ...], int]:
+    """Right-to-left ligatures (lam-alef, Allah) -> their Unicode presentation form."""
+    forms: dict[tuple[int, ...], int] = {}
+    for code in (*range(0xFB1D, 0xFB50), *range(0xFB50, 0xFE00), *range(0xFE70, 0xFEFF)):
+        decomposed = unicodedata.normalize("NFKC", chr(code))
+        if len(decomposed) > 1 and unicodedata.bidirectional(decomposed[0]) in ("R", "AL"):
+            forms.setdefault(tuple(map(ord, decomposed)), code)
+    return forms
+
+
+_PRESENTATION_FORMS = _presentation_forms()
+
+
+def _as_extracted(codes: tuple[int, ...]) -> tuple[int, ...]:
+    """A right-to-left ligature maps to its presentation form (lam-alef: U+FEFB), whose NFKC
+    normalisation is the letters in order; mapped to the letters themselves, extractors that
+    reverse right-to-left lines (poppler) reverse them inside the ligature too ("لا" -> "ال")."""
+    if len(codes) > 1:
+        return (_PRESENTATION_FORMS[codes],) if codes in _PRESENTATION_FORMS else codes
+    return codes
 
 
 def _utf16_hex(code: int) -> str:
