@@ -146,6 +146,10 @@ def submit(
 ) -> None:
     """Create a job from a CSV file and hand it to the workers."""
     settings = get_settings()
+    if wait and not settings.redis_url and (job_type == "certificate" or action in ("certificate", "both")):
+        from certificates.pool import warm_up
+
+        warm_up()  # render processes start (one per core) while the CSV is read and the job written
     with session_scope() as session:
         created = submit_csv(
             session=session, path=csv_path, job_type=job_type, company_id=company,
@@ -167,10 +171,6 @@ def submit(
         # The in-process worker's start and stop lines are noise next to a progress bar.
         logging.getLogger("dramatiq").setLevel(logging.WARNING)
         embedded = start_worker(threads=8, settings=settings, poll_ms=100)
-        if job.action in ("certificate", "both"):
-            from certificates.pool import warm_up
-
-            warm_up()  # render processes start (one per core) while the job is being dispatched
     try:
         queued = enqueue_after_commit(created.followups)
         if not as_json:

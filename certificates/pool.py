@@ -10,7 +10,8 @@ sending a handful of certificates to another process costs more than it saves.
 
 `processes` defaults to `certificate_render_processes` (0, the default, means one per core).
 `warm_up()` starts the workers ahead of the first batch (`mani submit --wait` does, while the job
-is being queued); otherwise they start on first use and stay for the life of the process.
+is being written); otherwise they start on first use and stay for the life of the process. Until
+they are up (a second or two: each imports fpdf2 and parses fonts), batches render here.
 Workers are spawned, never forked: the caller has threads (Dramatiq's, the lease keeper's) and
 forking a process with threads can deadlock the child.
 """
@@ -42,6 +43,7 @@ MIN_PER_WORKER = 12
 _lock = threading.Lock()
 _executor: ProcessPoolExecutor | None = None
 _executor_size = 0
+_ready = threading.Event()  # every worker has started and parsed its fonts
 
 
 def configured_processes() -> int:
@@ -58,34 +60,47 @@ def _pool(processes: int) -> ProcessPoolExecutor:
         if _executor is None or _executor_size != processes:
             if _executor is not None:
                 _executor.shutdown(wait=False, cancel_futures=True)
+            _ready.clear()
             _executor = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_warm_worker)
             _executor_size = processes
+            pings = [_executor.submit(_ping) for _ in range(processes)]
+            pending = set(pings)
+
+            def started(done) -> None:
+                with _lock:
+                    pending.discard(done)
+                    if not pending and all(not p.cancelled() and p.exception() is None for p in pings):
+                        _ready.set()
+
+            for ping in pings:
+                ping.add_done_callback(started)
         return _executor
 
 
 def warm_up(processes: int | None = None) -> int:
-    """Start the worker processes now (each parses the bundled fonts); returns how many."""
+    """Start the worker processes now (each imports the renderer and parses the default fonts);
+    returns how many. Until they are up, `render_many` renders in the calling process."""
     processes = processes or configured_processes()
     if processes > 1:
-        pool = _pool(processes)
-        for future in [pool.submit(_ping) for _ in range(processes)]:
-            future.add_done_callback(lambda done: done.exception())  # a failed start shows up on first use
+        _pool(processes)
     return processes
 
 
 def shutdown() -> None:
     global _executor, _executor_size
     with _lock:
-        if _executor is not None:
-            _executor.shutdown(wait=True, cancel_futures=True)
-        _executor, _executor_size = None, 0
+        executor, _executor, _executor_size = _executor, None, 0
+        _ready.clear()
+    if executor is not None:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _forget_pool() -> None:
     global _executor, _executor_size
     with _lock:
         _executor, _executor_size = None, 0
+        _ready.clear()
 
 
 atexit.register(shutdown)
@@ -97,7 +112,10 @@ def render_many(template: Template, items: Sequence[RenderItem], *, fallback_fon
     fallbacks = tuple(str(p) for p in fallback_fonts if p)
     processes = processes or configured_processes()
     workers = min(processes, len(items) // MIN_PER_WORKER)
-    if workers <= 1:
+    if workers > 1:
+        _pool(processes)  # starts the workers on first use
+    if workers <= 1 or not _ready.is_set():
+        # A spawned worker takes a second or two to import and parse fonts: never wait for it.
         return get_renderer(template, fallback_fonts=fallbacks).render_batch(items)
     key = hashlib.sha1(pickle.dumps((template, fallbacks))).hexdigest()
     size = -(-len(items) // workers)
@@ -121,11 +139,9 @@ _worker_renderers: dict[str, Renderer] = {}
 
 
 def _warm_worker() -> None:
-    from certificates.scripts import FontChain
     from certificates.template import load_template
 
-    FontChain()  # parses every bundled font once
-    get_renderer(load_template("default"))
+    get_renderer(load_template("default"))  # imports everything and parses the default template's fonts
 
 
 def _ping() -> int:

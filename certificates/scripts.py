@@ -83,11 +83,10 @@ class FontChain:
         for path, bold in zip(SYSTEM_CJK, (False, True)):
             if path.is_file():
                 faces.append(ChainFace("system-cjk", path, bold))
-        self.faces = faces
-        # Eagerly parse the small bundled faces; the large system ones load when first needed.
+        self.faces = faces  # bundled and system faces are parsed when a character first reaches them
         for chain_face in faces:
-            if chain_face.key != "system-cjk":
-                chain_face.face  # noqa: B018 - parse now, not mid-batch
+            if chain_face.key.startswith("extra"):
+                chain_face.face  # noqa: B018 - configured files are checked now: a bad one is a set-up error
 
     def face_for(self, char: str, *, bold: bool) -> ChainFace | None:
         """The first face of the chain that draws `char`, preferring the requested weight."""
