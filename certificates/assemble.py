@@ -15,8 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import pikepdf
-from pikepdf.models.metadata import encode_pdf_date
+import logging
+
+logging.getLogger("pikepdf._core").setLevel(logging.WARNING)  # its start-up line is noise in the CLI
+
+import pikepdf  # noqa: E402
+from pikepdf.models.metadata import encode_pdf_date  # noqa: E402
 
 PRODUCER = f"mani (fpdf2, pikepdf {pikepdf.__version__})"
 FIXED_LAYER = "/ManiFixedLayer"

@@ -4,7 +4,8 @@ fontTools' subsetter is thorough and slow (it decompiles glyf, post, GSUB... for
 document). A certificate needs a few dozen glyphs of a font whose tables were read once per
 process, so this module copies their raw glyf bytes into a fresh font whose glyph ids *are*
 the CIDs fpdf2 assigned: the PDF then uses `/CIDToGIDMap /Identity` and no 128 KiB map.
-Composite glyphs (accented letters in DejaVu) pull their components in, renumbered.
+Composite glyphs (accented letters, Arabic letters with their dots) pull their components in,
+renumbered.
 """
 
 from __future__ import annotations
