@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import insert, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from backend.certificates.issue import (  # shared with the cloud worker, which keeps no database
@@ -236,25 +238,28 @@ def issue_planned(plan: BatchPlan) -> None:
 
 
 def record_batch(*, session: Session, plan: BatchPlan) -> dict[int, CertificateResult]:
-    """Write the certificates issued and every recipient's link, in one flush; the caller commits."""
+    """Write the certificates issued and every recipient's link: two executemany statements."""
     if plan.storages is None:
         return plan.results
     storage = plan.storages.current
-    for issue in plan.issues:
-        if issue.key:
-            session.add(Certificate(
-                code=issue.code, job_id=plan.job_id, recipient_id=issue.recipient_id, email=issue.email,
-                fullname=issue.values["fullname"][:512], course_name=issue.values.get("course_name", "")[:512],
-                template=plan.template.name, issued_at=issue.issued_at, expires_at=issue.expires_at,
-                storage_backend=storage.name, storage_key=issue.key, sha256=issue.sha256, size=issue.size,
-            ))
+    rows = [
+        {"code": i.code, "job_id": plan.job_id, "recipient_id": i.recipient_id, "email": i.email,
+         "fullname": i.values["fullname"][:512], "course_name": i.values.get("course_name", "")[:512],
+         "template": plan.template.name, "issued_at": i.issued_at, "expires_at": i.expires_at,
+         "revoked_at": None, "revoke_reason": None, "storage_backend": storage.name, "storage_key": i.key,
+         "sha256": i.sha256, "size": i.size}
+        for i in plan.issues if i.key
+    ]
+    if rows:
+        session.execute(insert(Certificate), rows)
     linked = {rid: result for rid, result in plan.results.items() if result.error is None}
     if linked:
-        for recipient in session.exec(select(Recipient).where(Recipient.id.in_(list(linked)))):
-            recipient.certificate_url = linked[recipient.id].url
-            recipient.certificate_code = linked[recipient.id].code
-            session.add(recipient)
-    session.flush()
+        session.execute(update(Recipient), [{"id": rid, "certificate_url": r.url, "certificate_code": r.code}
+                                            for rid, r in linked.items()])
+        for loaded in list(session.identity_map.values()):  # the caller's Recipient objects see the links too
+            if isinstance(loaded, Recipient) and loaded.id in linked:
+                set_committed_value(loaded, "certificate_url", linked[loaded.id].url)
+                set_committed_value(loaded, "certificate_code", linked[loaded.id].code)
     return plan.results
 
 
