@@ -26,7 +26,7 @@ from certificates.errors import CertificateError
 from certificates.faces import FontFace, family_file, load_face
 from certificates.fpdf_internals import output_pdf, raw_operators, use_face
 from certificates.qr import qr_ops
-from certificates.scripts import ChainFace, Coverage, FontChain, covered, missing_message
+from certificates.scripts import Coverage, FontChain, covered, missing_message
 from certificates.template import (
     OPTIONAL_FIELDS,
     ImageElement,
