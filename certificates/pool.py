@@ -87,6 +87,11 @@ def warm_up(processes: int | None = None) -> int:
     return processes
 
 
+def wait_ready(timeout: float) -> bool:
+    """Whether the workers are up, waiting at most `timeout` seconds for them."""
+    return _ready.wait(timeout)
+
+
 def shutdown() -> None:
     global _executor, _executor_size
     with _lock:

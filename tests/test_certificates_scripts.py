@@ -147,7 +147,12 @@ def test_the_process_pool_renders_every_certificate_in_order(default):
         code = new_code()
         items.append(RenderItem(prepare_values(default, {"fullname": f"Αριστοτέλης {index}", "course_name": "C"},
                                                code=code, verify_url=f"https://x/verify/{code}", issued_at=NOW)))
-    results = render_many(default, items, processes=2)
+    from certificates import pool
+
+    pool.warm_up(2)
+    assert pool.wait_ready(120), "the render processes did not start"
+    results = render_many(default, items, processes=2)  # two runs of 15, one per process
+    pool.shutdown()
     assert len(results) == 30
     for index, pdf in enumerate(results):
         qpdf_check(pdf)  # rendered in another process: the fixture does not see these
