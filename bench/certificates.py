@@ -210,7 +210,7 @@ def job_rates(count: int) -> None:
 
     scratch = Path(tempfile.mkdtemp(prefix="mani-bench-"))
     os.environ.update(MANI_DATA_DIR=str(scratch / "data"), MANI_CONFIG=str(scratch / "none.toml"))
-    from backend.settings import reset_settings_cache
+    from backend.core.settings import reset_settings_cache
 
     reset_settings_cache()
     import cli

@@ -48,7 +48,7 @@ _ready = threading.Event()  # every worker has started and parsed its fonts
 
 def configured_processes() -> int:
     """`certificate_render_processes`, with 0 meaning one per core."""
-    from backend.settings import get_settings
+    from backend.core.settings import get_settings
 
     wanted = int(getattr(get_settings(), "certificate_render_processes", 0) or 0)
     return wanted if wanted > 0 else (os.cpu_count() or 1)
