@@ -4,14 +4,14 @@ The backend calls one function:
 
     render_many(template, items, *, fallback_fonts=(), processes=None) -> [bytes | CertificateError, ...]
 
-It splits `items` (RenderItems, in order) into one run of certificates per worker process and
-returns one result per item, in order. Small lists, and `processes=1`, render in this process:
-sending a handful of certificates to another process costs more than it saves.
+It cuts `items` (RenderItems, in order) into runs shared by the worker processes and the calling
+thread, and returns one result per item, in order. Small lists, and `processes=1`, render in this
+process: sending a handful of certificates to another process costs more than it saves.
 
 `processes` defaults to `certificate_render_processes` (0, the default, means one per core).
 `warm_up()` starts the workers ahead of the first batch (`mani submit --wait` does, while the job
 is being written); otherwise they start on first use and stay for the life of the process. Until
-they are up (a second or two: each imports fpdf2 and parses fonts), batches render here.
+they are up (a second or two: each imports fpdf2 and parses fonts), the calling thread renders.
 Workers are spawned, never forked: the caller has threads (Dramatiq's, the lease keeper's) and
 forking a process with threads can deadlock the child.
 """
@@ -26,7 +26,8 @@ import os
 import pickle
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -36,9 +37,9 @@ from certificates.template import Template
 
 log = logging.getLogger(__name__)
 
-# Fewer certificates than this per worker are rendered here instead (pickling and a round trip
-# cost about what two certificates do).
-MIN_PER_WORKER = 12
+# Runs of certificates are at least this long: each run is one batch document, with its fixed
+# layer and font subsets, and a round trip to a worker costs about what two certificates do.
+MIN_PER_WORKER = 16
 
 _lock = threading.Lock()
 _executor: ProcessPoolExecutor | None = None
@@ -113,29 +114,43 @@ atexit.register(shutdown)
 
 def render_many(template: Template, items: Sequence[RenderItem], *, fallback_fonts: Iterable[str | Path] = (),
                 processes: int | None = None) -> list[bytes | CertificateError]:
-    """One PDF (or the CertificateError that stopped it) per item, in order, on every core."""
+    """One PDF (or the CertificateError that stopped it) per item, in order, on every core.
+
+    The items are cut into runs. The worker processes take runs from the front, at most one
+    each at a time, once they are up; this thread renders runs from the back meanwhile. So no run
+    waits for a worker that is still starting, and the calling process's core works too.
+    """
     fallbacks = tuple(str(p) for p in fallback_fonts if p)
     processes = processes or configured_processes()
-    workers = min(processes, len(items) // MIN_PER_WORKER)
-    if workers > 1:
-        _pool(processes)  # starts the workers on first use
-    if workers <= 1 or not _ready.is_set():
-        # A spawned worker takes a second or two to import and parse fonts: never wait for it.
-        return get_renderer(template, fallback_fonts=fallbacks).render_batch(items)
+    renderer = get_renderer(template, fallback_fonts=fallbacks)
+    if processes <= 1 or len(items) < 2 * MIN_PER_WORKER:
+        return renderer.render_batch(items)
+    pool = _pool(processes)  # starts the workers on first use
+    size = max(MIN_PER_WORKER, min(64, -(-len(items) // (2 * processes + 1))))
+    pending = deque((start, list(items[start : start + size])) for start in range(0, len(items), size))
+    results: list[bytes | CertificateError | None] = [None] * len(items)
+    in_flight: dict = {}
     key = hashlib.sha1(pickle.dumps((template, fallbacks))).hexdigest()
-    size = -(-len(items) // workers)
-    chunks = [list(items[start : start + size]) for start in range(0, len(items), size)]
     try:
-        pool = _pool(processes)
-        futures = [pool.submit(_render_chunk, key, template, fallbacks, chunk) for chunk in chunks]
-        results: list[bytes | CertificateError] = []
-        for future in futures:
-            results.extend(future.result())
-        return results
+        while pending or in_flight:
+            while _ready.is_set() and pending and len(in_flight) < processes:
+                start, chunk = pending.popleft()
+                in_flight[pool.submit(_render_chunk, key, template, fallbacks, chunk)] = (start, chunk)
+            if pending:
+                start, chunk = pending.pop()
+                results[start : start + len(chunk)] = renderer.render_batch(chunk)
+            elif in_flight:
+                wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in [f for f in in_flight if f.done()]:
+                start, chunk = in_flight.pop(future)
+                results[start : start + len(chunk)] = future.result()
     except BrokenProcessPool as error:  # a worker died (out of memory, killed): start afresh next time
-        log.warning("certificate render pool broke (%s); rendering this batch in-process", error)
+        log.warning("certificate render pool broke (%s); rendering the rest of this batch in-process", error)
         _forget_pool()
-        return get_renderer(template, fallback_fonts=fallbacks).render_batch(items)
+        for start, chunk in [*in_flight.values(), *pending]:
+            if results[start] is None:
+                results[start : start + len(chunk)] = renderer.render_batch(chunk)
+    return results  # type: ignore[return-value] - every slot is filled
 
 
 # In the worker processes ------------------------------------------------------------------------
