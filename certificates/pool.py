@@ -12,8 +12,9 @@ process: sending a handful of certificates to another process costs more than it
 `warm_up()` starts the workers ahead of the first batch (`mani submit --wait` does, while the job
 is being written); otherwise they start on first use and stay for the life of the process. Until
 they are up (a second or two: each imports fpdf2 and parses fonts), the calling thread renders.
-Workers are spawned, never forked: the caller has threads (Dramatiq's, the lease keeper's) and
-forking a process with threads can deadlock the child.
+Workers never fork from the caller, which has threads (Dramatiq's, the lease keeper's): forking a
+process with threads can deadlock the child. They fork from a fork server that imported the
+renderer and parsed the fonts first (`certificates/warm.py`), so they are up in milliseconds.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ _lock = threading.Lock()
 _executor: ProcessPoolExecutor | None = None
 _executor_size = 0
 _ready = threading.Event()  # every worker has started and parsed its fonts
+_starting = 0  # the size of a pool being started in the background
 
 
 def configured_processes() -> int:
@@ -62,8 +64,7 @@ def _pool(processes: int) -> ProcessPoolExecutor:
             if _executor is not None:
                 _executor.shutdown(wait=False, cancel_futures=True)
             _ready.clear()
-            _executor = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_warm_worker)
+            _executor = ProcessPoolExecutor(max_workers=processes, mp_context=_context(), initializer=_warm_worker)
             _executor_size = processes
             pings = [_executor.submit(_ping) for _ in range(processes)]
             pending = set(pings)
@@ -79,13 +80,48 @@ def _pool(processes: int) -> ProcessPoolExecutor:
         return _executor
 
 
+def _context() -> multiprocessing.context.BaseContext:
+    """A fork server that imported the renderer and parsed the default fonts, where possible.
+
+    The fork server is a fresh single-threaded process, so forking it is safe even though this
+    process has threads; its children start in milliseconds with everything loaded. Where there
+    is no fork server (not POSIX), workers are spawned and import everything themselves.
+    """
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["certificates.warm"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
 def warm_up(processes: int | None = None) -> int:
-    """Start the worker processes now (each imports the renderer and parses the default fonts);
-    returns how many. Until they are up, `render_many` renders in the calling process."""
+    """Start the worker processes in the background (starting the fork server takes a second);
+    returns how many. Until they are up, `render_many` renders in the calling thread."""
     processes = processes or configured_processes()
     if processes > 1:
-        _pool(processes)
+        _start(processes)
     return processes
+
+
+def _start(processes: int) -> None:
+    """`_pool(processes)` in a background thread, unless a pool of that size exists or is starting."""
+    global _starting
+    with _lock:
+        if (_executor is not None and _executor_size == processes) or _starting == processes:
+            return
+        _starting = processes
+
+    def build() -> None:
+        global _starting
+        try:
+            _pool(processes)
+        except Exception as error:  # noqa: BLE001 - no pool: everything renders in-process
+            log.warning("certificate render processes could not start (%s); rendering in-process", error)
+        finally:
+            with _lock:
+                _starting = 0
+
+    threading.Thread(target=build, name="mani-render-pool-start", daemon=True).start()
 
 
 def wait_ready(timeout: float) -> bool:
@@ -125,7 +161,7 @@ def render_many(template: Template, items: Sequence[RenderItem], *, fallback_fon
     renderer = get_renderer(template, fallback_fonts=fallbacks)
     if processes <= 1 or len(items) < 2 * MIN_PER_WORKER:
         return renderer.render_batch(items)
-    pool = _pool(processes)  # starts the workers on first use
+    _start(processes)  # on first use, in the background
     size = max(MIN_PER_WORKER, min(64, -(-len(items) // (2 * processes + 1))))
     pending = deque((start, list(items[start : start + size])) for start in range(0, len(items), size))
     results: list[bytes | CertificateError | None] = [None] * len(items)
@@ -133,7 +169,8 @@ def render_many(template: Template, items: Sequence[RenderItem], *, fallback_fon
     key = hashlib.sha1(pickle.dumps((template, fallbacks))).hexdigest()
     try:
         while pending or in_flight:
-            while _ready.is_set() and pending and len(in_flight) < processes:
+            pool = _executor if _ready.is_set() and _executor_size == processes else None
+            while pool is not None and pending and len(in_flight) < processes:
                 start, chunk = pending.popleft()
                 in_flight[pool.submit(_render_chunk, key, template, fallbacks, chunk)] = (start, chunk)
             if pending:
