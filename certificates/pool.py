@@ -70,10 +70,15 @@ def _pool(processes: int) -> ProcessPoolExecutor:
             pending = set(pings)
 
             def started(done) -> None:
+                failed = done.cancelled() or done.exception() is not None
                 with _lock:
                     pending.discard(done)
                     if not pending and all(not p.cancelled() and p.exception() is None for p in pings):
                         _ready.set()
+                if failed:  # a worker could not start: forget this pool, the next batch starts another
+                    log.warning("a certificate render process did not start: %r",
+                                None if done.cancelled() else done.exception())
+                    _forget_pool()
 
             for ping in pings:
                 ping.add_done_callback(started)

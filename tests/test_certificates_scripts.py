@@ -149,8 +149,11 @@ def test_the_process_pool_renders_every_certificate_in_order(default):
                                                code=code, verify_url=f"https://x/verify/{code}", issued_at=NOW)))
     from certificates import pool
 
-    pool.warm_up(2)
-    assert pool.wait_ready(120), "the render processes did not start"
+    for _ in range(3):  # a start that fails is forgotten; warm_up then starts another
+        pool.warm_up(2)
+        if pool.wait_ready(60):
+            break
+    assert pool.wait_ready(0), "the render processes did not start"
     results = render_many(default, items, processes=2)  # two runs of 15, one per process
     pool.shutdown()
     assert len(results) == 30
