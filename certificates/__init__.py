@@ -18,8 +18,6 @@ from certificates.loader import load_template
 from certificates.pool import render_many
 from certificates.renderer import RenderItem, Renderer, get_renderer, prepare_values
 from certificates.template import Template, missing_fields, required_fields
-from certificates.renderer import RenderItem, Renderer, get_renderer, prepare_values
-from certificates.template import Template, missing_fields, required_fields
 from certificates.validate import validate_template
 
 __all__ = [

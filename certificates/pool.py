@@ -32,7 +32,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from backend.core.settings import get_settings
 from certificates.errors import CertificateError
+from certificates.loader import load_template
 from certificates.renderer import RenderItem, Renderer, get_renderer
 from certificates.template import Template
 
@@ -51,8 +53,6 @@ _starting = 0  # the size of a pool being started in the background
 
 def configured_processes() -> int:
     """`certificate_render_processes`, with 0 meaning one per core."""
-    from backend.core.settings import get_settings
-
     wanted = int(getattr(get_settings(), "certificate_render_processes", 0) or 0)
     return wanted if wanted > 0 else (os.cpu_count() or 1)
 
@@ -201,8 +201,6 @@ _worker_renderers: dict[str, Renderer] = {}
 
 
 def _warm_worker() -> None:
-    from certificates.template import load_template
-
     get_renderer(load_template("default"))  # imports everything and parses the default template's fonts
 
 

@@ -6,6 +6,6 @@ those pages with its siblings (copy on write).
 """
 
 from certificates.renderer import get_renderer
-from certificates.template import load_template
+from certificates.loader import load_template
 
 get_renderer(load_template("default"))

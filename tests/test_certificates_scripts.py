@@ -141,6 +141,7 @@ def test_a_batch_mixes_scripts_and_fails_only_the_undrawable(default):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("workers")  # it starts processes of its own
 def test_the_process_pool_renders_every_certificate_in_order(default):
     items = []
     for index in range(30):
