@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 # layer and font subsets, and a round trip to a worker costs about what two certificates do.
 MIN_PER_WORKER = 16
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a ping that is already done runs its callback at once
 _executor: ProcessPoolExecutor | None = None
 _executor_size = 0
 _ready = threading.Event()  # every worker has started and parsed its fonts
@@ -60,29 +60,33 @@ def configured_processes() -> int:
 def _pool(processes: int) -> ProcessPoolExecutor:
     global _executor, _executor_size
     with _lock:
-        if _executor is None or _executor_size != processes:
-            if _executor is not None:
-                _executor.shutdown(wait=False, cancel_futures=True)
-            _ready.clear()
-            _executor = ProcessPoolExecutor(max_workers=processes, mp_context=_context(), initializer=_warm_worker)
-            _executor_size = processes
-            pings = [_executor.submit(_ping) for _ in range(processes)]
-            pending = set(pings)
+        if _executor is not None and _executor_size == processes:
+            return _executor
+        if _executor is not None:
+            _executor.shutdown(wait=False, cancel_futures=True)
+        _ready.clear()
+        executor = _executor = ProcessPoolExecutor(max_workers=processes, mp_context=_context(),
+                                                   initializer=_warm_worker)
+        _executor_size = processes
+        pings = [executor.submit(_ping) for _ in range(processes)]
+    pending = set(pings)
 
-            def started(done) -> None:
-                failed = done.cancelled() or done.exception() is not None
-                with _lock:
-                    pending.discard(done)
-                    if not pending and all(not p.cancelled() and p.exception() is None for p in pings):
-                        _ready.set()
-                if failed:  # a worker could not start: forget this pool, the next batch starts another
-                    log.warning("a certificate render process did not start: %r",
-                                None if done.cancelled() else done.exception())
-                    _forget_pool()
+    def started(done) -> None:
+        failed = done.cancelled() or done.exception() is not None
+        with _lock:
+            pending.discard(done)
+            if not pending and not failed and all(not p.cancelled() and p.exception() is None for p in pings):
+                if _executor is executor:  # not a pool forgotten meanwhile
+                    _ready.set()
+        if failed:  # a worker could not start: forget this pool, the next batch starts another
+            log.warning("a certificate render process did not start: %r",
+                        None if done.cancelled() else done.exception())
+            _forget_pool(executor)
 
-            for ping in pings:
-                ping.add_done_callback(started)
-        return _executor
+    # Outside the lock: a ping that is already done runs `started` in this thread, at once.
+    for ping in pings:
+        ping.add_done_callback(started)
+    return executor
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -143,9 +147,12 @@ def shutdown() -> None:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _forget_pool() -> None:
+def _forget_pool(executor: ProcessPoolExecutor | None = None) -> None:
+    """Forget the pool (only `executor`, if given, so a late failure cannot forget its successor)."""
     global _executor, _executor_size
     with _lock:
+        if executor is not None and _executor is not executor:
+            return
         _executor, _executor_size = None, 0
         _ready.clear()
 
