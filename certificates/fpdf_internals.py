@@ -13,7 +13,7 @@ cell, get_string_width, output). Three things need more, for speed or correctnes
    script is "Inherited" (Arabic harakat, combining accents, ZWJ/ZWNJ), which breaks the joining
    of a vowelled Arabic name. UAX #24 says such a character belongs to the run before it; the
    patched `get_unicode_script` says so.
-4. Raw path operators for the QR code (`FPDF._out`): hundreds of rectangles as one path.
+4. Raw content operators for the QR code (`FPDF._out`): one inline image mask.
 
 tests/test_certificates_fpdf2_surface.py fails, naming what changed, when an fpdf2 upgrade
 moves any of this; the tested versions are `TESTED_FPDF2_VERSIONS`.
@@ -219,7 +219,7 @@ def output_pdf(pdf: FPDF) -> bytes:
 
 
 def raw_operators(pdf: FPDF, operators: str) -> None:
-    """Append content-stream operators to the current page (the QR code's one path)."""
+    """Append content-stream operators to the current page (the QR code's image mask)."""
     pdf._out(operators)  # noqa: SLF001
 
 
