@@ -12,7 +12,7 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from backend.certificates import service
-from cli import certificates_app as app
+from cli_certificates import certificates_app as app
 from models import Recipient
 from models.db import session_scope
 from tests.test_certificates_service import make_job

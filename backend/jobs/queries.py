@@ -177,6 +177,11 @@ def company_choices(*, session: Session) -> list[tuple[str, str]]:
     return [(row.id, row.name) for row in session.execute(select(table.id, table.name).order_by(table.name, table.id))]
 
 
+def job_company_ids(*, session: Session) -> list[str]:
+    """Every company id some job names (a Job JSON tenant need not be added as a company)."""
+    return list(session.execute(select(J.company_id).where(J.company_id.is_not(None)).distinct()).scalars())
+
+
 # One job ----------------------------------------------------------------------------------------------
 
 
