@@ -6,6 +6,7 @@ from models.callbacks import ApiToken, CallbackAttempt, CallbackDelivery, SeenCa
 from models.certificates import Certificate
 from models.companies import Company, GlobalSetting
 from models.jobs import Batch, Job, Recipient, Rejection
+from models.schedules import SCHEDULE_RUN_OPEN, Schedule, ScheduleRun, ScheduleRunStatus
 from models.statuses import (
     BATCH_FINAL,
     BATCH_WAITING,
@@ -55,6 +56,10 @@ __all__ = [
     "Recipient",
     "RecipientStatus",
     "Rejection",
+    "SCHEDULE_RUN_OPEN",
+    "Schedule",
+    "ScheduleRun",
+    "ScheduleRunStatus",
     "SeenCallback",
     "WebhookEvent",
     "utcnow",

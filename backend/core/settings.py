@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=2.0, gt=0)
     broker_heartbeat_timeout_ms: int = 60_000
 
+    # The Moodle/IOMAD database mani reads recipients from (read-only login), and its table prefix.
+    moodle_database_url: str | None = None
+    moodle_table_prefix: str = "mdl_"
+
     site_name: str = "Moodle"
     login_url: str = "http://localhost/login/index.php"
     template_dir: Path | None = None
