@@ -35,7 +35,7 @@ from backend.core.settings import Settings, get_settings
 from backend.jobs.create import create_job
 from backend.jobs.moodle_source import moodle_job_rows, select_moodle_recipients
 from backend.moodle.source import MoodleSourceError, MoodleUnreachable
-from backend.schedules.definition import recurrence_of, selection_options, window_for
+from backend.schedules.definition import initial_since, recurrence_of, selection_options, window_for
 from backend.schedules.moodle_access import open_company_moodle
 from backend.schedules.queries import resolve_schedule_ref
 from models import SCHEDULE_RUN_OPEN, Schedule, ScheduleRun, ScheduleRunStatus, utcnow
@@ -85,6 +85,11 @@ def _claim_one(*, session: Session, schedule_id: int, seen: datetime, now: datet
     following = recurrence.next_at_or_after(now + timedelta(microseconds=1))
     windows = []
     covered = schedule.covered_until
+    first_since = initial_since(schedule, at=missed[0])
+    if covered is None and first_since is not None:
+        # The first window starts where the first occurrence's `--since` says, even when a
+        # worker that was down runs only the latest occurrence: nobody in between is skipped.
+        covered = first_since - 1
     for occurrence in occurrences:
         since, at = window_for(schedule, at=occurrence, covered_until=covered)
         windows.append((occurrence, since, at))
