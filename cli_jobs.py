@@ -57,6 +57,8 @@ def jobs_list(
     ))
 
 
+@jobs_app.command("show")
+@handles_errors
 def jobs_show(job: JobRef, as_json: JsonOption = False) -> None:
     """A job's summary, counts and batches."""
     with session_scope(read_only=True) as session:
