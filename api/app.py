@@ -11,12 +11,14 @@ import uvicorn
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api import events, jobs, verify
 from api.common import ApiConfig
+from api.errors import RequestIdAndErrors
 from backend.ops import deadletters, metrics
 from models.db import session_scope
 
@@ -78,7 +80,7 @@ def create_app(*, config: ApiConfig | None = None, http_client: httpx.Client | N
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdAndErrors)])
     app.state.config = config
     app.state.registry = metrics.build_registry()
     app.state.http_client = client

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -40,8 +41,11 @@ def _from_settings(settings: Settings, name: str, default):
 class ApiConfig:
     # Job JSON of 50,000 recipients is about 8 MiB; the limit leaves room for fat extra fields.
     max_job_body: int = 64 * MIB
-    # Worker callbacks and provider webhooks are small; a smaller limit costs nothing.
+    # Worker callbacks (up to 1000 updates each) are small; a smaller limit costs nothing.
     max_event_body: int = 8 * MIB
+    # Provider webhooks carry one event (SNS caps a message at 256 KiB). They are read before
+    # their signature can be checked, so this limit is what an anonymous caller can make mani hold.
+    max_webhook_body: int = 512 * 1024
     # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDR networks).
     trusted_proxies: tuple[str, ...] = ()
     sns_cert_url_pattern: str = DEFAULT_SNS_CERT_PATTERN
@@ -61,6 +65,7 @@ class ApiConfig:
         return cls(
             max_job_body=_from_settings(settings, "api_max_body_bytes", 64 * MIB),
             max_event_body=_from_settings(settings, "api_max_event_body_bytes", 8 * MIB),
+            max_webhook_body=_from_settings(settings, "api_max_webhook_body_bytes", 512 * 1024),
             trusted_proxies=_from_settings(settings, "api_trusted_proxies", ()),
             sns_cert_url_pattern=_from_settings(settings, "sns_cert_url_pattern", DEFAULT_SNS_CERT_PATTERN),
             sns_topic_arns=_from_settings(settings, "sns_topic_arns", ()),
@@ -126,17 +131,32 @@ class BodyTooLarge(ApiError):
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, counted as it streams in: past `limit` bytes it stops reading (413)."""
+    """The whole body, counted as it streams in: past `limit` bytes it stops reading (413).
+
+    Call it only once the caller is authenticated (or, for signed bodies, once the signature
+    header has the right shape): until then a request costs the server nothing but its headers.
+    """
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
-    chunks, size = [], 0
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise BodyTooLarge(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return bytes(body)
+
+
+_HEX_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def signature_shape(value: str | None) -> ApiError | None:
+    """The refusal for an `X-Signature` header that cannot be an HMAC-SHA256 in hex, or None."""
+    if value is None:
+        return ApiError(401, "bad_signature", "The X-Signature header is missing.")
+    if not _HEX_SIGNATURE.fullmatch(value.strip()):
+        return ApiError(401, "bad_signature", "The X-Signature header is not a hex HMAC-SHA256 (64 characters).")
+    return None
 
 
 def bearer_token(request: Request) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from starlette.concurrency import run_in_threadpool
@@ -17,25 +16,43 @@ from api.common import (
     client_address,
     http_error,
     read_body,
+    signature_shape,
 )
 from backend.companies.resolution import resolve
-from backend.core import audit
-from backend.core.errors import ManiError, NotFound, UnusableInput
+from backend.core import audit, contract
+from backend.core.errors import InvalidFields, ManiError, NotFound, UnusableInput
+from backend.core.json_body import json_object
 from backend.moodle import callbacks, webhooks
+from backend.moodle.contracts import MailgunWebhookIn, SnsMessageIn
 from backend.moodle.inbound import receive_worker_callback
 from models.db import session_scope
 
 log = logging.getLogger("mani.api")
 
 
-async def _body(request: Request, action: str) -> tuple[bytes | None, str | None, JSONResponse | None]:
+async def _body(request: Request, action: str, limit: int) -> tuple[bytes | None, str | None, JSONResponse | None]:
     config: ApiConfig = request.app.state.config
     address = client_address(request, config)
     try:
-        return await read_body(request, config.max_event_body), address, None
+        return await read_body(request, limit), address, None
     except ApiError as error:
         await run_in_threadpool(audit_rejection, action=action, address=address, error=error)
         return None, address, error.response()
+
+
+def _webhook_json(body: bytes, model, what: str) -> dict:
+    """The body as a JSON object that fits `model`: 400 when it is not JSON, 422 naming the field."""
+    try:
+        payload = json_object(body)
+    except InvalidFields as error:
+        raise ApiError(422, "invalid", str(error), error.errors) from None
+    except ManiError:
+        raise ApiError(400, "malformed_json", f"The body is not {what}.") from None
+    try:
+        contract.validate(model, payload, what=what[0].upper() + what[1:])
+    except InvalidFields as error:
+        raise ApiError(422, "invalid", str(error), error.errors) from None
+    return payload
 
 
 # /api/v1/callbacks ----------------------------------------------------------------------------
@@ -60,10 +77,16 @@ def handle_worker_callback(*, body: bytes, signature: str | None, address: str |
 
 
 async def post_worker_callback(request: Request) -> JSONResponse:
-    body, address, refused = await _body(request, "api.callback.rejected")
+    config: ApiConfig = request.app.state.config
+    # Refused before a byte of the body is read: an anonymous caller costs its headers only.
+    refused = signature_shape(request.headers.get("x-signature"))
+    if refused is not None:
+        await run_in_threadpool(audit_rejection, action="api.callback.rejected",
+                                address=client_address(request, config), error=refused, actor="worker")
+        return refused.response()
+    body, address, refused = await _body(request, "api.callback.rejected", config.max_event_body)
     if refused is not None:
         return refused
-    config: ApiConfig = request.app.state.config
     return await run_in_threadpool(handle_worker_callback, body=body, signature=request.headers.get("x-signature"),
                                    address=address, window=config.callback_window)
 
@@ -95,11 +118,8 @@ def _mailgun_keys(config: ApiConfig, company_id: str | None) -> list[str]:
 
 def handle_mailgun(*, body: bytes, company_id: str | None, address: str | None, config: ApiConfig) -> JSONResponse:
     try:
-        try:
-            payload = json.loads(body)
-            signature = payload["signature"]
-        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
-            raise ApiError(400, "malformed_json", "The body is not a Mailgun JSON webhook.") from None
+        payload = _webhook_json(body, MailgunWebhookIn, "a Mailgun JSON webhook")
+        signature = payload["signature"]
         keys = _mailgun_keys(config, company_id)
         if not keys:
             raise ApiError(401, "not_configured", "No Mailgun webhook signing key is configured.")
@@ -117,7 +137,8 @@ def handle_mailgun(*, body: bytes, company_id: str | None, address: str | None, 
 
 
 async def post_mailgun(request: Request) -> JSONResponse:
-    body, address, refused = await _body(request, "webhook.mailgun.rejected")
+    body, address, refused = await _body(request, "webhook.mailgun.rejected",
+                                         request.app.state.config.max_webhook_body)
     if refused is not None:
         return refused
     return await run_in_threadpool(handle_mailgun, body=body, company_id=request.path_params.get("company_id"),
@@ -126,11 +147,8 @@ async def post_mailgun(request: Request) -> JSONResponse:
 
 def handle_sns(*, body: bytes, address: str | None, config: ApiConfig, http_client) -> JSONResponse:
     try:
-        try:
-            message = json.loads(body)
-            kind = message["Type"]
-        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
-            raise ApiError(400, "malformed_json", "The body is not an SNS message.") from None
+        message = _webhook_json(body, SnsMessageIn, "an SNS message")
+        kind = message["Type"]
         try:
             webhooks.verify_sns(message, http_client=http_client, cert_pattern=config.sns_cert_url_pattern,
                                 topic_arns=list(config.sns_topic_arns) or None)
@@ -162,7 +180,7 @@ def handle_sns(*, body: bytes, address: str | None, config: ApiConfig, http_clie
 
 
 async def post_ses(request: Request) -> JSONResponse:
-    body, address, refused = await _body(request, "webhook.ses.rejected")
+    body, address, refused = await _body(request, "webhook.ses.rejected", request.app.state.config.max_webhook_body)
     if refused is not None:
         return refused
     return await run_in_threadpool(handle_sns, body=body, address=address, config=request.app.state.config,

@@ -66,12 +66,15 @@ def _existing(session: Session, job_uuid: str, caller: Caller) -> JSONResponse |
     return JSONResponse(_job_answer(session, job.id, existing=True), status_code=200)
 
 
-def submit_job(*, body: bytes, request_token: str | None, address: str | None) -> JSONResponse:
-    """Authenticate, validate everything, then create the job in one transaction and enqueue it."""
-    caller = None
+def authenticate_request(*, request_token: str | None, address: str | None) -> Caller:
+    """The caller of a token (ApiError 401 otherwise), checked before any of the body is read."""
+    with session_scope() as session:
+        return authenticate(session=session, request_token=request_token, address=address)
+
+
+def submit_job(*, body: bytes, caller: Caller, address: str | None) -> JSONResponse:
+    """Validate everything, then create the job in one transaction and enqueue it."""
     try:
-        with session_scope() as session:
-            caller = authenticate(session=session, request_token=request_token, address=address)
         payload = parse_body(body)
         request = parse_job_request(payload, max_field_length=get_settings().max_field_length)
         if request.tenant_id != caller.company_id:
@@ -107,8 +110,7 @@ def submit_job(*, body: bytes, request_token: str | None, address: str | None) -
     except (ApiError, ManiError) as raised:
         error = raised if isinstance(raised, ApiError) else http_error(raised)
         audit_rejection(action="api.job.rejected", address=address, error=error,
-                        actor=caller.actor if caller else "api:anonymous",
-                        target=_target_of(body), details={"errors": error.errors[:20]})
+                        actor=caller.actor, target=_target_of(body), details={"errors": error.errors[:20]})
         return error.response()
     # Not enqueued = stored for the workers' sweeper, which dispatches it within seconds.
     queued = enqueue_after_commit(created.followups)
@@ -155,12 +157,16 @@ def job_status(*, job_uuid: str, request_token: str | None, address: str | None)
 async def post_job(request: Request) -> JSONResponse:
     config: ApiConfig = request.app.state.config
     address = client_address(request, config)
+    caller = None
     try:
+        # The token first: a caller without one never makes mani read (or hold) its body.
+        caller = await run_in_threadpool(authenticate_request, request_token=bearer_token(request), address=address)
         body = await read_body(request, config.max_job_body)
     except ApiError as error:
-        await run_in_threadpool(audit_rejection, action="api.job.rejected", address=address, error=error)
+        await run_in_threadpool(audit_rejection, action="api.job.rejected", address=address, error=error,
+                                actor=caller.actor if caller else "api:anonymous")
         return error.response()
-    return await run_in_threadpool(submit_job, body=body, request_token=bearer_token(request), address=address)
+    return await run_in_threadpool(submit_job, body=body, caller=caller, address=address)
 
 
 async def get_job(request: Request) -> JSONResponse:

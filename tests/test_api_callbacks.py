@@ -141,6 +141,6 @@ def test_a_late_update_does_not_reopen_a_final_recipient_and_unknown_users_are_r
 def test_an_oversized_event_body_is_413_and_audited(serve_app):
     url = serve_app(create_app(config=ApiConfig(max_event_body=1024)))
     answer = httpx.post(f"{url}/api/v1/callbacks", content=b"{" + b" " * 4096 + b"}",
-                        headers={"X-Signature": "x"})
+                        headers={"X-Signature": "0" * 64})
     assert answer.status_code == 413
     assert _rejections()[0].details["status"] == 413

@@ -11,9 +11,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.core import contract
+from backend.core.contract import SafeStr, Scalar, ShortStr, WholeNumber
 from backend.core.errors import InvalidFields
 from backend.core.json_body import json_object
 from backend.jobs.intake import RecipientRow, RejectedRow, validate_record
@@ -37,6 +41,39 @@ JOB_TYPES: dict[str, tuple[str, str | None]] = {
 TEMPLATE_DATA_ALIASES = {"completion_percentage": "completion_percent"}
 MAX_REPORTED_ERRORS = 200
 _FIELD_IN_REASON = re.compile(r"field '([^']*)'")
+
+
+class RecipientIn(BaseModel):
+    """One recipient; any further field (text or a number) is a template variable."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Scalar]
+    userid: WholeNumber | ShortStr | None = None
+    email: Annotated[SafeStr, Field(max_length=1000)]
+    firstname: SafeStr | None = None
+    lastname: SafeStr | None = None
+
+
+class JobJsonIn(BaseModel):
+    """The seeds' Job JSON (seed 000, "Job JSON Example"), as `POST /api/v1/jobs` takes it."""
+
+    model_config = ConfigDict(extra="allow")
+    job_id: ShortStr = Field(description="A UUID chosen by Moodle; posting it again answers with the same job.")
+    tenant_id: WholeNumber | ShortStr = Field(description="The company id; must be the token's company.")
+    type: ShortStr = Field(json_schema_extra={"enum": sorted(JOB_TYPES)},
+                           description="The job type (case-insensitive).")
+    recipients: list[RecipientIn] = Field(min_length=1, max_length=1_000_000)
+    template_id: Annotated[SafeStr, Field(max_length=128)] | None = None
+    template_data: dict[ShortStr, Scalar] | None = None
+    generate_certificate: bool = False
+    certificate_template: ShortStr | None = None
+    callback_url: Annotated[SafeStr, Field(max_length=2048)] | None = Field(
+        None, description="Where mani posts signed status callbacks (http or https, not mani itself).")
+    timestamp: ShortStr | Annotated[float, Field(ge=0, le=4_102_444_800, allow_inf_nan=False)] | None = None
+    allow_duplicates: bool = False
+    created_by: WholeNumber | ShortStr | None = None
+    courseid: WholeNumber | ShortStr | None = None
+    course_id: WholeNumber | ShortStr | None = None
 
 
 @dataclass(slots=True)
@@ -154,6 +191,10 @@ def parse_job_request(payload: Mapping[str, Any], *, max_field_length: int) -> J
         bad("allow_duplicates", "must be true or false")
 
     rows, fields = _recipients(payload.get("recipients"), max_field_length=max_field_length, bad=bad)
+    # The published model catches what the field checks above do not look at (the types of
+    # template_data values, of recipients' extra fields, bounds); their own messages come first.
+    named = {e["field"] for e in errors}
+    errors.extend(e for e in contract.problems(JobJsonIn, dict(payload)) if e["field"] not in named)
     if errors:
         shown = errors[:MAX_REPORTED_ERRORS]
         more = len(errors) - len(shown)

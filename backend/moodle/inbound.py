@@ -17,10 +17,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from backend.companies.resolution import resolve
+from backend.core import contract
 from backend.core.errors import Conflict, InvalidFields, MalformedInput, NotAuthorized, NotFound
 from backend.core.followups import Followups
 from backend.mail.addresses import normalize_email
 from backend.moodle import callbacks, signing
+from backend.moodle.contracts import CallbackIn
 from models import RECIPIENT_DELIVERED, RECIPIENT_FINAL, RECIPIENT_OPEN, Job, Recipient, RecipientStatus, utcnow
 from models.callbacks import SeenCallback
 
@@ -53,10 +55,13 @@ class InboundResult:
 
 
 def _job_of(session: Session, body: bytes) -> Job | None:
+    """The job a body names, read before its signature is checked (it says which key checks it)."""
     try:
-        job_uuid = json.loads(body).get("job_id")
-    except (ValueError, UnicodeDecodeError, AttributeError):
+        # Only the job_id is wanted here; the body is checked in full once its signature is.
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
+    job_uuid = payload.get("job_id") if isinstance(payload, dict) else None
     if not isinstance(job_uuid, str) or len(job_uuid) > 36:
         return None
     return session.exec(select(Job).where(Job.uuid == job_uuid)).first()
@@ -80,6 +85,7 @@ def guard_replay(*, session: Session, body: bytes, now: datetime, window: int) -
 
 
 def _validate(payload: dict) -> list[dict]:
+    """The updates, checked against the published Callback JSON and for what it cannot say."""
     updates = payload.get("recipient_updates")
     if not isinstance(updates, list):
         raise InvalidFields("recipient_updates must be a list.",
@@ -94,12 +100,10 @@ def _validate(payload: dict) -> list[dict]:
             errors.append({"field": f"{where}.userid", "message": "userid or email is required"})
         if str(entry.get("status", "")).lower() not in WORKER_STATUS:
             errors.append({"field": f"{where}.status", "message": f"must be one of {', '.join(WORKER_STATUS)}"})
-        if entry.get("timesent") is not None and not isinstance(entry.get("timesent"), (int, float)):
-            errors.append({"field": f"{where}.timesent", "message": "must be unix seconds"})
-        if entry.get("attempts") is not None and not isinstance(entry.get("attempts"), int):
-            errors.append({"field": f"{where}.attempts", "message": "must be a whole number"})
+    named = {e["field"] for e in errors}
+    errors.extend(e for e in contract.problems(CallbackIn, payload) if e["field"] not in named)
     if errors:
-        raise InvalidFields(f"{len(errors)} update(s) are not valid; nothing was applied.", errors[:200])
+        raise InvalidFields(f"{len(errors)} field(s) are not valid; nothing was applied.", errors[:200])
     return updates
 
 

@@ -25,8 +25,11 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from backend.core.errors import ManiError, UnusableInput
+from backend.core import contract
+from backend.core.errors import InvalidFields, ManiError, UnusableInput
+from backend.core.json_body import json_object
 from backend.moodle import callbacks
+from backend.moodle.contracts import SesNotification
 from models import Job, Recipient, RecipientStatus, utcnow
 from models.callbacks import WebhookEvent
 
@@ -182,9 +185,12 @@ def confirm_subscription(message: dict, *, http_client: httpx.Client,
 def parse_ses(message: dict) -> list[ProviderEvent]:
     """Events in an SNS Notification from SES (notifications or configuration-set events)."""
     try:
-        body = json.loads(message.get("Message") or "")
-    except ValueError:
+        body = json_object((message.get("Message") or "").encode("utf-8", "surrogatepass"))
+    except InvalidFields as error:
+        raise InvalidFields(f"Message.{error}", [{**e, "field": f"Message.{e['field']}"} for e in error.errors]) from None
+    except ManiError:
         raise UnusableInput("The SNS Message is not SES JSON.") from None
+    contract.validate(SesNotification, body, what="The SES notification in Message")
     kind_name = body.get("notificationType") or body.get("eventType")
     mail = body.get("mail") or {}
     ids = [mail.get("messageId"), (mail.get("commonHeaders") or {}).get("messageId")]
