@@ -3,7 +3,8 @@
 In the manner of Dramatiq's own middleware that keep a thread (`TimeLimit`, `Prometheus`): the
 thread starts in a boot hook and stops in a shutdown hook, so a worker never runs without its
 sweeper and a stopped worker leaves no sweeper behind. The sweep itself is
-`backend.delivery.sweeper.sweep`, which returns the messages to send as `Followups`.
+`backend.delivery.sweeper.sweep`, which returns the messages to send as `Followups`. Each sweep
+then fires the schedules that are due (`backend.schedules.runs.run_due`): no extra daemon.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from actors import broker as broker_setup
 from actors.enqueue import enqueue_after_commit
 from backend.core.settings import Settings
 from backend.delivery.sweeper import sweep
+from backend.schedules.runs import run_due
 from models.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,17 @@ def sweep_once(*, settings: Settings) -> bool:
         return True
     log.info("sweep: %s", followups.describe())
     return enqueue_after_commit(followups)
+
+
+def run_schedules_once(*, settings: Settings) -> int:
+    """Fire due schedules: claim them (once, whichever process gets there first), run their runs,
+    and send the new jobs' messages. The number of runs that made a job."""
+    made = 0
+    for outcome in run_due(settings=settings):
+        if outcome.followups:
+            enqueue_after_commit(outcome.followups)
+        made += outcome.job_id is not None
+    return made
 
 
 class SweeperMiddleware(dramatiq.Middleware):
@@ -74,3 +87,7 @@ class SweeperMiddleware(dramatiq.Middleware):
                 log.warning("sweep failed (%s: %s); retrying", type(error).__name__, error)
                 continue
             self.failures = 0 if sent else self.failures + 1
+            try:
+                run_schedules_once(settings=self.settings)
+            except Exception as error:  # noqa: BLE001 - the store is down: the next sweep tries again
+                log.warning("schedules: the sweep could not run them (%s: %s)", type(error).__name__, error)
