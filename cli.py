@@ -14,6 +14,7 @@ from cli_certificates import certificates_app
 from cli_common import ManiTyper
 from cli_companies import companies_app, settings_app
 from cli_jobs import jobs_app
+from cli_schedules import schedules_app
 from cli_service import db_app, keys_app, service_app
 from cli_submit import submit_app
 
@@ -28,6 +29,7 @@ app.add_typer(companies_app, name="companies")
 app.add_typer(settings_app, name="settings")
 app.add_typer(callbacks_app, name="callbacks")
 app.add_typer(certificates_app, name="certificates")
+app.add_typer(schedules_app, name="schedules")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 
