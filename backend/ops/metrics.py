@@ -16,12 +16,14 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from backend.ops import deadletters
-from models import Batch, BatchStatus, Job, Recipient, utcnow
+from models import SCHEDULE_RUN_OPEN, Batch, BatchStatus, Job, Recipient, Schedule, ScheduleRun, utcnow
 from models.callbacks import CallbackAttempt, CallbackDelivery
 from models.db import session_scope
 
 log = logging.getLogger(__name__)
 SEND_RATE_WINDOW = 300
+# A schedule due for longer than this is overdue (the sweeper runs every few seconds).
+SCHEDULE_OVERDUE_SECONDS = 300
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -70,7 +72,36 @@ def collect_families(session) -> list[GaugeMetricFamily]:
     attempts = _gauge("mani_callback_failed_attempts_last_hour", "Callback attempts that failed in the last hour.")
     attempts.add_metric([], failed_attempts)
 
-    return [jobs, recipients, rate, depth, dead, callbacks, attempts]
+    return [jobs, recipients, rate, depth, dead, callbacks, attempts, schedule_family(session, now)]
+
+
+def schedule_family(session, now) -> GaugeMetricFamily:
+    """Schedules due (their time has come), overdue (due for more than 5 minutes: no worker is
+    sweeping, or a run keeps failing) and failed (their latest run failed or is being retried)."""
+    late = now - timedelta(seconds=SCHEDULE_OVERDUE_SECONDS)
+    due_since: dict[int, object] = dict(session.execute(
+        select(Schedule.id, Schedule.next_run_at).where(Schedule.enabled.is_(True), Schedule.next_run_at <= now)
+    ).all())
+    for schedule_id, scheduled_for in session.execute(
+        select(ScheduleRun.schedule_id, ScheduleRun.scheduled_for)
+        .join(Schedule, Schedule.id == ScheduleRun.schedule_id)
+        .where(Schedule.enabled.is_(True), ScheduleRun.status.in_(sorted(SCHEDULE_RUN_OPEN)),
+               ScheduleRun.next_attempt_at <= now)
+    ):
+        known = due_since.get(schedule_id)
+        due_since[schedule_id] = scheduled_for if known is None else min(known, scheduled_for)
+    due = len(due_since)
+    overdue = sum(1 for moment in due_since.values() if moment < late)
+    latest = select(func.max(ScheduleRun.id)).group_by(ScheduleRun.schedule_id).scalar_subquery()
+    failed = session.execute(
+        select(func.count()).where(ScheduleRun.id.in_(latest), ScheduleRun.status.in_(["failed", "retrying"]))
+    ).scalar_one()
+    family = _gauge("mani_schedules", "Schedules due, overdue (due for over 5 minutes) and failed (latest run "
+                    "failed or retrying).", ["state"])
+    family.add_metric(["due"], due)
+    family.add_metric(["overdue"], overdue)
+    family.add_metric(["failed"], failed)
+    return family
 
 
 def broker_families() -> list[GaugeMetricFamily]:
