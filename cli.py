@@ -17,6 +17,7 @@ from cli_jobs import jobs_app
 from cli_schedules import schedules_app
 from cli_service import db_app, keys_app, service_app
 from cli_submit import submit_app
+from cli_suppressions import suppressions_app
 
 app = ManiTyper(name="mani", help="Bulk email and certificates for Moodle/IOMAD, tracked per recipient.",
                 add_completion=False)
@@ -32,6 +33,7 @@ app.add_typer(certificates_app, name="certificates")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(suppressions_app, name="suppressions")
 
 
 def main() -> None:

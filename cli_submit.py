@@ -123,6 +123,12 @@ def preview_document(preview: Preview) -> dict:
         # The first rows of each kind (the counts above are complete).
         "rejected": [{"line": row.line, "email": row.email, "reason": row.reason} for row in preview.rejected],
         "duplicates": [{"line": row.line, "email": row.email} for row in preview.duplicates],
+        # On the company's suppression list: the job would store them `suppressed`, unsent.
+        "suppressed_count": preview.suppressed_count,
+        "suppressed": [{"line": row.line, "email": row.email} for row in preview.suppressed],
+        # No username where the template shows one: the mail says to log in with the email address.
+        "without_username_count": preview.without_username_count,
+        "without_username": [{"line": row.line, "email": row.email} for row in preview.without_username],
         "first_message": None if message is None else {
             "to": preview.message_to, "subject": message.subject, "text": message.text, "html": message.html,
         },
@@ -140,12 +146,21 @@ def _dry_run(*, csv_path: Path, job_type: str, company: str | None, template_dat
     def human() -> None:
         typer.echo(f"Dry run, nothing written: {plural(preview.rows_read, 'row')} read, "
                    f"{preview.accepted:,} would be sent, {preview.skipped_duplicates:,} skipped as recent "
-                   f"duplicates, {plural(preview.rejected_count, 'row')} rejected.")
+                   f"duplicates, {preview.suppressed_count:,} suppressed, "
+                   f"{plural(preview.rejected_count, 'row')} rejected.")
         for row in preview.rejected[:SHOWN_REJECTIONS]:
             typer.echo(f"  line {row.line}: {row.reason}" + (f" ({row.email})" if row.email else ""))
         if preview.rejected_count > SHOWN_REJECTIONS:
             typer.echo(f"  ... and {preview.rejected_count - SHOWN_REJECTIONS:,} more (--json lists "
                        f"the first {len(preview.rejected):,}).")
+        if preview.without_username_count:
+            typer.echo(f"{plural(preview.without_username_count, 'row')} without a username: their mail says to "
+                       "log in with the email address (Moodle's \"Allow log in via email\" must be on).")
+            for row in preview.without_username[:SHOWN_REJECTIONS]:
+                typer.echo(f"  line {row.line}: {row.email}")
+            if preview.without_username_count > SHOWN_REJECTIONS:
+                typer.echo(f"  ... and {preview.without_username_count - SHOWN_REJECTIONS:,} more (--json lists "
+                           f"the first {len(preview.without_username):,}).")
         message = preview.message
         if message is not None:
             typer.echo(f"\nFirst message, to {preview.message_to}:\nSubject: {message.subject}\n\n{message.text}")
@@ -165,7 +180,9 @@ def _warn_if_no_worker() -> None:
 def _print_submitted(document: dict, rejected: list, *, queued: bool, wait: bool, embedded: bool) -> None:
     typer.echo(
         f"Job {document['id']} ({document['job_id']}): {plural(document['accepted'], 'recipient')} accepted, "
-        f"{document['skipped_duplicates']:,} skipped as recent duplicates, {plural(len(rejected), 'row')} rejected."
+        f"{document['skipped_duplicates']:,} skipped as recent duplicates, "
+        + (f"{document['counts'].get('suppressed', 0):,} suppressed, " if document['counts'].get('suppressed') else "")
+        + f"{plural(len(rejected), 'row')} rejected."
     )
     for row in rejected[:SHOWN_REJECTIONS]:
         typer.echo(f"  line {row.line}: {row.reason}" + (f" ({row.email})" if row.email else ""))

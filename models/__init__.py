@@ -7,6 +7,7 @@ from models.certificates import Certificate
 from models.companies import Company, GlobalSetting
 from models.jobs import Batch, Job, Recipient, Rejection
 from models.schedules import SCHEDULE_RUN_OPEN, Schedule, ScheduleRun, ScheduleRunStatus
+from models.suppressions import NO_COMPANY, Suppression
 from models.statuses import (
     BATCH_FINAL,
     BATCH_WAITING,
@@ -18,6 +19,7 @@ from models.statuses import (
     RECIPIENT_CANCELLABLE,
     RECIPIENT_DELIVERED,
     RECIPIENT_FINAL,
+    RECIPIENT_LEFT_OUT,
     RECIPIENT_OPEN,
     RECIPIENT_PROBLEM,
     RECIPIENT_RETRYABLE,
@@ -50,17 +52,20 @@ __all__ = [
     "RECIPIENT_CANCELLABLE",
     "RECIPIENT_DELIVERED",
     "RECIPIENT_FINAL",
+    "RECIPIENT_LEFT_OUT",
     "RECIPIENT_OPEN",
     "RECIPIENT_PROBLEM",
     "RECIPIENT_RETRYABLE",
     "Recipient",
     "RecipientStatus",
+    "NO_COMPANY",
     "Rejection",
     "SCHEDULE_RUN_OPEN",
     "Schedule",
     "ScheduleRun",
     "ScheduleRunStatus",
     "SeenCallback",
+    "Suppression",
     "WebhookEvent",
     "utcnow",
 ]

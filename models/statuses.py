@@ -58,6 +58,9 @@ class RecipientStatus(StrEnum):
     COMPLAINED = "complained"
     # Skipped as a duplicate of a recent send (seed 003, duplicate prevention).
     SKIPPED = "skipped"
+    # On the company's suppression list when the job was created (a past hard bounce or
+    # complaint, or added by an admin); `last_error` says why. Never sent, never retried.
+    SUPPRESSED = "suppressed"
     CANCELLED = "cancelled"
 
 
@@ -75,6 +78,8 @@ RECIPIENT_RETRYABLE = frozenset({RecipientStatus.FAILED, RecipientStatus.PERMANE
 # What an admin reads as "went wrong" (the job detail's "problems" filter).
 RECIPIENT_PROBLEM = RECIPIENT_RETRYABLE | {RecipientStatus.RETRY_PENDING, RecipientStatus.BOUNCED,
                                           RecipientStatus.COMPLAINED}
+# Left out when the job was created: never sent, and not a failure of this job.
+RECIPIENT_LEFT_OUT = frozenset({RecipientStatus.SKIPPED, RecipientStatus.SUPPRESSED})
 # Reached the provider (a later bounce does not un-send it).
 RECIPIENT_DELIVERED = frozenset({RecipientStatus.SENT, RecipientStatus.BOUNCED, RecipientStatus.COMPLAINED})
 

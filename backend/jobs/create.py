@@ -16,6 +16,7 @@ from sqlalchemy import insert, or_, select
 from sqlmodel import Session
 
 from backend.companies.resolution import resolve
+from backend.companies.suppressions import suppressed_among
 from backend.core.errors import UnusableInput
 from backend.core.field_cipher import field_cipher
 from backend.core.followups import Followups
@@ -40,6 +41,8 @@ class JobCreated:
     skipped_duplicates: int
     rejected: list[RejectedRow]
     counts: dict[str, int] = field(default_factory=dict)
+    # Rows on the company's suppression list: stored `suppressed`, never sent.
+    suppressed: int = 0
 
     @property
     def followups(self) -> Followups:
@@ -153,6 +156,7 @@ class _JobWriter:
         self.batch_number = 0
         self.accepted = 0
         self.skipped = 0
+        self.suppressed = 0
         self.rejected: list[RejectedRow] = []
         self._encrypt = None
         self.now = utcnow()
@@ -179,11 +183,18 @@ class _JobWriter:
             "attempts": 0,
         }
 
-    def add_chunk(self, chunk: list[RecipientRow | RejectedRow], duplicates: set[str]) -> None:
+    def add_chunk(self, chunk: list[RecipientRow | RejectedRow], duplicates: set[str],
+                  suppressed: dict[str, str] | None = None) -> None:
         skipped_rows = []
+        suppressed = suppressed or {}
+        suppressed_values = []
         for row in chunk:
             if isinstance(row, RejectedRow):
                 self.rejected.append(row)
+            elif row.email_norm in suppressed:
+                value = self._recipient_values(row, RecipientStatus.SUPPRESSED, None)
+                value["last_error"] = f"suppressed: {suppressed[row.email_norm]}"[:2000]
+                suppressed_values.append(value)
             elif row.email_norm in duplicates:
                 skipped_rows.append(row)
             else:
@@ -194,6 +205,9 @@ class _JobWriter:
             for value in values:
                 value["last_error"] = "skipped: sent the same type within the duplicate window"
             self.session.execute(insert(Recipient.__table__), values)
+        if suppressed_values:
+            self.suppressed += len(suppressed_values)
+            self.session.execute(insert(Recipient.__table__), suppressed_values)
         while len(self.pending) >= self.batch_size:
             self._write_batch(self.pending[: self.batch_size])
             del self.pending[: self.batch_size]
@@ -286,10 +300,15 @@ def create_job(
                 session=session, job_type=job_type, company_id=company_id, emails=emails, since=since,
                 exclude_job_id=job.id,
             )
-        writer.add_chunk(chunk, duplicates)
+        # The suppression list, like the duplicate look-up, costs one query per chunk.
+        suppressed = suppressed_among(
+            session=session, company_id=company_id,
+            emails=[row.email_norm for row in chunk if isinstance(row, RecipientRow)],
+        )
+        writer.add_chunk(chunk, duplicates, suppressed)
     writer.finish()
 
-    if writer.accepted == 0 and writer.skipped == 0:
+    if writer.accepted == 0 and writer.skipped == 0 and writer.suppressed == 0:
         first = "; ".join(f"line {r.line}: {r.reason}" for r in writer.rejected[:3])
         detail = f" ({first})" if first else ""
         raise UnusableInput(f"no valid rows: {len(writer.rejected)} of {rows_read} rows were rejected{detail}")
@@ -299,7 +318,7 @@ def create_job(
     job.rejected_count = len(writer.rejected)
     job.batch_count = writer.batch_number
     if writer.accepted == 0:
-        # Every row was a recent duplicate: nothing to send, and that is a finished job.
+        # Every row was a recent duplicate or suppressed: nothing to send, and that is a finished job.
         job.status = JobStatus.COMPLETED
         job.finished_at = utcnow()
     session.add(job)
@@ -309,6 +328,8 @@ def create_job(
         counts[RecipientStatus.PENDING.value] = writer.accepted
     if writer.skipped:
         counts[RecipientStatus.SKIPPED.value] = writer.skipped
+    if writer.suppressed:
+        counts[RecipientStatus.SUPPRESSED.value] = writer.suppressed
     return JobCreated(
         job=job,
         rows_read=rows_read,
@@ -316,6 +337,7 @@ def create_job(
         skipped_duplicates=writer.skipped,
         rejected=writer.rejected,
         counts=counts,
+        suppressed=writer.suppressed,
     )
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from sqlmodel import Session
 
+from backend.companies.suppressions import suppressed_among
 from backend.core.settings import Settings, get_settings
 from backend.jobs.create import DUPLICATE_CHUNK, in_chunks, recent_duplicates, validate_job_options
 from backend.jobs.intake import RecipientRow, RejectedRow, open_csv
-from backend.mail.templates import RenderedMessage, render_recipient
+from backend.mail.templates import RenderedMessage, render_recipient, template_variables
 from models import utcnow
 
 # Rejected and duplicate rows kept for display; the counts are always complete.
@@ -32,6 +33,12 @@ class Preview:
     duplicates: list[RecipientRow] = field(default_factory=list)
     message: RenderedMessage | None = None
     message_to: str | None = None
+    # Accepted rows with no username, when the type's templates use one: their mail says to
+    # log in with the email address instead (counted in full, the first KEEP kept).
+    suppressed_count: int = 0
+    suppressed: list[RecipientRow] = field(default_factory=list)
+    without_username_count: int = 0
+    without_username: list[RecipientRow] = field(default_factory=list)
 
 
 def preview_csv(
@@ -55,6 +62,7 @@ def preview_csv(
         available_variables=set(source.columns) | {"fullname"}, template_data=template_data, settings=settings,
     )
     preview = Preview(job_type=job_type, columns=list(source.columns))
+    uses_username = action != "certificate" and "username" in template_variables(job_type, settings=settings)
     since = utcnow() - timedelta(hours=settings.duplicate_window_hours)
     for chunk in in_chunks(source, DUPLICATE_CHUNK):
         preview.rows_read += len(chunk)
@@ -63,17 +71,26 @@ def preview_csv(
             session=session, job_type=job_type, company_id=company_id,
             emails=[row.email_norm for row in rows], since=since, exclude_job_id=-1,
         )
+        suppressed = suppressed_among(session=session, company_id=company_id, emails=[row.email_norm for row in rows])
         for row in chunk:
             if isinstance(row, RejectedRow):
                 preview.rejected_count += 1
                 if len(preview.rejected) < KEEP:
                     preview.rejected.append(row)
+            elif row.email_norm in suppressed:
+                preview.suppressed_count += 1
+                if len(preview.suppressed) < KEEP:
+                    preview.suppressed.append(row)
             elif row.email_norm in duplicates:
                 preview.skipped_duplicates += 1
                 if len(preview.duplicates) < KEEP:
                     preview.duplicates.append(row)
             else:
                 preview.accepted += 1
+                if uses_username and not row.username:
+                    preview.without_username_count += 1
+                    if len(preview.without_username) < KEEP:
+                        preview.without_username.append(row)
                 if len(preview.sample) < sample:
                     preview.sample.append(row)
     if preview.sample and action != "certificate":

@@ -208,6 +208,19 @@ class AuditEntryPublic(Public):
     details: dict
 
 
+class SuppressionPublic(Public):
+    """An address on a company's suppression list: `mani suppressions list --json`, the console."""
+
+    id: int
+    company_id: str | None  # None: the list of jobs without a company
+    email: str
+    source: str  # bounce, complaint, admin, import
+    reason: str
+    job_id: int | None
+    created_by: str | None
+    created_at: Timestamp
+
+
 class DashboardPublic(Public):
     """The console's live view: counters, and the active jobs with their progress and problems."""
 

@@ -32,10 +32,12 @@ from backend.jobs.public import (
     RecipientPagePublic,
     RecipientPublic,
     RejectionPublic,
+    SuppressionPublic,
 )
 from models import (
     JOB_OPEN,
     JOB_WAITING,
+    NO_COMPANY,
     RECIPIENT_CANCELLABLE,
     RECIPIENT_DELIVERED,
     RECIPIENT_OPEN,
@@ -51,6 +53,7 @@ from models import (
     Recipient,
     RecipientStatus,
     Rejection,
+    Suppression,
     utcnow,
 )
 
@@ -458,6 +461,28 @@ def audit_entries(
     return [
         AuditEntryPublic(id=r.id, at=r.at, actor=r.actor, source=r.source, action=r.action, target=r.target,
                          address=r.address, details=r.details or {})
+        for r in rows
+    ], total
+
+
+# Suppression lists ------------------------------------------------------------------------------
+
+
+def suppressions(
+    *, session: Session, company_id: str | None, search: str | None = None, limit: int = 200, offset: int = 0
+) -> tuple[list[SuppressionPublic], int]:
+    """One company's suppression list, newest first; `search` matches the address or the reason."""
+    S = Suppression.__table__.c
+    conditions = [S.company_key == (NO_COMPANY if company_id is None else company_id)]
+    text = (search or "").strip().lower()
+    if text:
+        conditions.append(or_(S.email_norm.contains(text, autoescape=True), S.reason.contains(text, autoescape=True)))
+    total = session.execute(select(func.count()).select_from(Suppression.__table__).where(*conditions)).scalar_one()
+    rows = session.execute(select(Suppression.__table__).where(*conditions)
+                           .order_by(S.created_at.desc(), S.id.desc()).limit(limit).offset(offset)).all()
+    return [
+        SuppressionPublic(id=r.id, company_id=r.company_key or None, email=r.email_norm, source=r.source,
+                          reason=r.reason, job_id=r.job_id, created_by=r.created_by, created_at=r.created_at)
         for r in rows
     ], total
 

@@ -41,7 +41,9 @@ CERTIFICATE_VARIABLES = frozenset({"certificate_url", "certificate_code", "certi
 COMMON_DEFAULTS: dict[str, Any] = {"firstname": None, "lastname": None, "userid": None}
 OPTIONAL_DEFAULTS: dict[str, dict[str, Any]] = {
     # No password column: the mail points to the login page's password reset instead.
-    "welcome_std": {"password": None},
+    # No username column: the mail says to log in with the email address (Moodle's
+    # "Allow log in via email", authloginviaemail).
+    "welcome_std": {"password": None, "username": None},
     "welcome_lic": {"course_url": None},
     "reengagement": {"course_url": None},
     "reminder": {"course_url": None},
@@ -159,15 +161,20 @@ def _undeclared(environment: ImmutableSandboxedEnvironment, name: str, visited: 
     return found
 
 
-def required_variables(job_type: str, *, settings: Settings | None = None) -> set[str]:
-    """The variables the type's three templates need that have no default."""
-    defaults = defaults_for(job_type)
+def template_variables(job_type: str, *, settings: Settings | None = None) -> set[str]:
+    """Every variable the type's three templates read, optional ones included."""
+    _check_type(job_type)
     environment = _environment(_template_dir(settings))
     visited: set[str] = set()
-    needed: set[str] = set()
+    found: set[str] = set()
     for name in TEMPLATE_FILES:
-        needed |= _undeclared(environment, f"{job_type}/{name}", visited)
-    return needed - defaults.keys()
+        found |= _undeclared(environment, f"{job_type}/{name}", visited)
+    return found
+
+
+def required_variables(job_type: str, *, settings: Settings | None = None) -> set[str]:
+    """The variables the type's three templates need that have no default."""
+    return template_variables(job_type, settings=settings) - defaults_for(job_type).keys()
 
 
 def check_variables(

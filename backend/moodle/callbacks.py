@@ -46,6 +46,8 @@ MOODLE_STATUS = {
     RecipientStatus.PERMANENTLY_FAILED: "failed",
     RecipientStatus.BOUNCED: "failed",
     RecipientStatus.CANCELLED: "failed",
+    # Not sent: the address is on the company's suppression list (error_message says why).
+    RecipientStatus.SUPPRESSED: "failed",
 }
 MOODLE_JOB_STATUS = {"completed": "completed", "partial_failure": "completed", "failed": "failed",
                      "cancelled": "failed"}

@@ -32,7 +32,7 @@ WORKER_STATUS = {
     "completed": S.SENT, "sent": S.SENT, "delivered": S.SENT, "failed": S.PERMANENTLY_FAILED,
     "permanently_failed": S.PERMANENTLY_FAILED, "bounced": S.BOUNCED, "complained": S.COMPLAINED,
     "processing": S.PROCESSING, "pending": S.PENDING, "retry_pending": S.RETRY_PENDING, "retrying": S.RETRY_PENDING,
-    "skipped": S.SKIPPED, "cancelled": S.CANCELLED,
+    "skipped": S.SKIPPED, "suppressed": S.SUPPRESSED, "cancelled": S.CANCELLED,
 }
 _CHUNK = 500
 

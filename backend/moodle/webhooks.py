@@ -2,7 +2,8 @@
 
 Each event is checked for its provider's signature, matched to a recipient by the provider's
 message id (`recipients.external_id`), and moves a sent recipient to `bounced` or
-`complained` once: an event seen again changes nothing.
+`complained` once: an event seen again changes nothing. Either puts the address on the job's
+company's suppression list (`backend.companies.suppressions`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from backend.companies import suppressions
 from backend.core import contract
 from backend.core.errors import InvalidFields, ManiError, UnusableInput
 from backend.core.json_body import json_object
@@ -37,6 +39,7 @@ BOUNCED, COMPLAINED = RecipientStatus.BOUNCED, RecipientStatus.COMPLAINED
 # Where a bounce or complaint may come from; anything else is left as it is.
 MOVES_FROM = {BOUNCED: {RecipientStatus.SENT}, COMPLAINED: {RecipientStatus.SENT, RecipientStatus.BOUNCED}}
 COUNTER = {BOUNCED: "bounced_count", COMPLAINED: "complained_count"}
+SUPPRESSION_SOURCE = {BOUNCED: "bounce", COMPLAINED: "complaint"}
 OUR_MESSAGE_ID = re.compile(r"^mani\.([0-9a-fA-F-]{36})\.(\d+)@")
 DEFAULT_SNS_CERT_PATTERN = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
 # Mailgun retries a webhook for hours; replays are harmless (events are deduplicated by id).
@@ -288,9 +291,16 @@ def apply_event(*, session: Session, event: ProviderEvent) -> WebhookEvent:
         note = f"{event.kind}: {event.reason}" if event.reason else event.kind
         moved = set_recipient_status(session=session, recipient=recipient, status=event.kind, error=note[:2000])
         outcome = "applied" if moved else "ignored"
+        job = session.get(Job, recipient.job_id)
         if moved:
-            job = session.get(Job, recipient.job_id)
             callbacks.on_recipients_changed(session=session, job=job, recipient_ids=[recipient.id])
+        # A hard bounce or a complaint keeps the address out of the company's later jobs.
+        suppressions.add(
+            session=session, company_id=job.company_id,
+            entries=[suppressions.Entry(email=recipient.email_norm, reason=note[:suppressions.MAX_REASON])],
+            source=SUPPRESSION_SOURCE[event.kind], actor=f"webhook:{event.provider}", audit_source="api",
+            job_id=job.id,
+        )
     stored = WebhookEvent(provider=event.provider, event_id=event.event_id[:255], event_type=event.kind,
                           outcome=outcome, job_id=recipient.job_id if recipient else None,
                           recipient_id=recipient.id if recipient else None, email=(event.email or "")[:320] or None,

@@ -69,6 +69,8 @@ class PreviewView:
     subject: str
     text: str
     html: str
+    # Rows with no username whose mail says to log in with the email address.
+    without_username: int = 0
 
     @classmethod
     def of(cls, preview: Any) -> PreviewView:
@@ -97,7 +99,8 @@ class PreviewView:
             accepted, sample = len(accepted), accepted
         return cls(accepted=int(accepted), sample=list(sample), rejected=list(pick("rejected", default=[])),
                    duplicates=list(duplicates), duplicate_count=int(count if count is not None else len(duplicates)),
-                   subject=part("subject"), text=part("text"), html=part("html"))
+                   subject=part("subject"), text=part("text"), html=part("html"),
+                   without_username=int(pick("without_username_count", default=0)))
 
 
 def _field(row: Any, name: str) -> str:
@@ -223,10 +226,14 @@ asks first and says how many recipients get mail."""
             " · ", (f"{view.duplicate_count:,} duplicates skipped", "bold yellow"),
             f" · {form[0]} · {form[1] or 'no company'} · {Path(form[2]).name}",
         )
+        if view.without_username:
+            summary.append(f" · {view.without_username:,} without username (log in with email)", style="yellow")
         self.query_one("#bulk-summary", Static).update(summary)
         fields = ("line", "email", "firstname", "lastname", "username")
+        no_username = Text("(email login)", style="yellow") if view.without_username else ""
         self.query_one("#bulk-accepted", FitTable).set_rows(
-            (None, {name: _field(row, name) for name in fields}) for row in view.sample)
+            (None, {**{name: _field(row, name) for name in fields},
+                    "username": _field(row, "username") or no_username}) for row in view.sample)
         self.query_one("#bulk-rejected", FitTable).set_rows(
             (None, {"line": _field(row, "line"), "email": _field(row, "email"),
                     "reason": Text(_field(row, "reason"), style="red")}) for row in view.rejected)

@@ -29,7 +29,7 @@ from models import RECIPIENT_PROBLEM, RECIPIENT_RETRYABLE
 
 STATUS_FILTERS = [("All statuses", "all"), ("Problems", "problems"), ("Retryable (failed)", "retryable")] + [
     (status, status) for status in ("pending", "processing", "sent", "failed", "retry_pending", "permanently_failed",
-                                    "bounced", "complained", "skipped", "cancelled")
+                                    "bounced", "complained", "skipped", "suppressed", "cancelled")
 ]
 
 # What goes first when the terminal is narrow is the highest `drop`.

@@ -24,6 +24,7 @@ STATUS_STYLES = {
     "complained": "red",
     "cancelled": "dim strike",
     "skipped": "dim",
+    "suppressed": "dim yellow",
 }
 
 
