@@ -87,6 +87,12 @@ class Batch(SQLModel, table=True):
     finished_at: datetime | None = _ts()
     lease_until: datetime | None = _ts()
     next_attempt_at: datetime | None = _ts()
+    # Handed to the company's own cloud worker (cloud_mode sqs or api_gateway): when, what the
+    # queue or endpoint answered (SQS message ids), and when the worker last reported on it.
+    # Such a batch stays `processing`, with no lease, until the worker's callbacks settle it.
+    handoff_at: datetime | None = _ts()
+    handoff_ref: str | None = Field(default=None, sa_column=Column(Text))
+    reported_at: datetime | None = _ts()
 
 
 class Recipient(SQLModel, table=True):

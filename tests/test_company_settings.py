@@ -33,11 +33,13 @@ def test_catalogue_covers_the_seed_settings():
     for key in ("enabled", "email_provider", "threshold", "sender", "sender_name", "aws_region", "aws_access_key_id",
                 "aws_secret_access_key", "sqs_queue_url", "mailgun_domain", "mailgun_api_key", "sendgrid_api_key",
                 "smtp_url", "storage", "bucket", "rate_limit", "callback_url", "callback_secret", "ses_endpoint_url",
-                "s3_endpoint_url", "mailgun_api_url", "sendgrid_api_url"):
+                "s3_endpoint_url", "mailgun_api_url", "sendgrid_api_url", "cloud_mode", "cloud_endpoint",
+                "cloud_auth_token", "cloud_callback_secret"):
         assert key in COMPANY_CATALOGUE
+    assert "public_url" in GLOBAL_CATALOGUE and "cloud_stuck_after" in GLOBAL_CATALOGUE
     secret = {k for k, spec in {**GLOBAL_CATALOGUE, **COMPANY_CATALOGUE}.items() if spec.secret}
     assert secret == {"cloud_callback_secret", "aws_secret_access_key", "mailgun_api_key", "sendgrid_api_key",
-                      "smtp_url", "callback_secret"}
+                      "smtp_url", "callback_secret", "cloud_auth_token"}
 
 
 def test_resolution_company_then_global_then_settings_then_default(session, monkeypatch):
@@ -142,7 +144,8 @@ def test_companies_crud(session):
     assert actions == ["company.add", "company.add", "company.rename"]
     shown = show_company(session=session, company_id="acme")
     assert shown["name"] == "Acme Academy" and shown["settings"]["threshold"]["source"] == "default"
-    assert "cloud_mode" not in shown["settings"]  # global-only keys are not a company's to set
+    assert "cloud_mode" in shown["settings"]  # a company may hand its jobs to its own AWS
+    assert "public_url" not in shown["settings"]  # global-only keys are not a company's to set
     assert "enabled" not in describe(session=session)["settings"]
 
 

@@ -8,7 +8,11 @@ company's cloud setup checked for real, one line each.
 - SendGrid: the key's scopes include `mail.send` (GET /v3/scopes);
 - SMTP: connect, TLS as configured, and log in;
 - storage: write, read back and delete a small object (S3/R2 bucket or local folder);
-- SQS queue and callback URL, when set: the queue's attributes, a TCP connection.
+- SQS queue and callback URL, when set: the queue's attributes, a TCP connection;
+- a handoff company (`cloud_mode` sqs or api_gateway): its handoff settings, the queue (its
+  attributes and dead-letter queue; no test message, which the worker would take for a job) or
+  the ingest endpoint (an authenticated `GET /health`), and `public_url` (mani's `/healthz`).
+  The email provider is the stack's SES then, so mani's own provider is not checked.
 
 Nothing raises for a failed check; no detail holds a secret.
 """
@@ -24,7 +28,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from backend.companies.readiness import CLOUD_PROVIDERS, cloud_provider_of, configuration_problems, connect_problem
+from backend.companies.readiness import (
+    CLOUD_PROVIDERS,
+    cloud_provider_of,
+    configuration_problems,
+    connect_problem,
+    handoff_mode_of,
+    handoff_problems,
+    sqs_client,
+)
 from backend.companies.resolution import resolve
 from backend.core.secrets import mask_text
 from backend.core.settings import get_settings
@@ -64,6 +76,9 @@ def check_company_connections(
     resolved = resolve(session=session, company_id=company_id, settings=settings)
     provider = cloud_provider_of(resolved)
     storage = resolved.get("storage") or "local"
+    mode = handoff_mode_of(resolved)
+    if mode:
+        return _handoff_checks(resolved, mode, settings, storage, timeout)
     results: list[CheckResult] = []
     problems = configuration_problems(resolved, provider, certificates=storage != "local") if provider in CLOUD_PROVIDERS else []
     results.append(CheckResult("settings", not problems, "; ".join(problems) or f"complete for {provider} and {storage} storage"))
@@ -83,6 +98,62 @@ def check_company_connections(
     if resolved.get("callback_url"):
         results.append(_run("callback url", _callback, resolved, timeout))
     return results
+
+
+def _handoff_checks(resolved, mode: str, settings, storage: str, timeout: float) -> list[CheckResult]:
+    problems = handoff_problems(resolved, mode)
+    results = [CheckResult("handoff settings", not problems, "; ".join(problems) or f"complete for cloud_mode {mode}")]
+    if mode == "sqs" and resolved.get("sqs_queue_url"):
+        results.append(_run("sqs queue", _sqs_handoff, resolved, timeout))
+    elif mode == "api_gateway" and resolved.get("cloud_endpoint") and resolved.get("cloud_auth_token"):
+        results.append(_run("cloud endpoint", _cloud_endpoint, resolved, timeout))
+    if storage != "local":  # the claim check stores batches too big for a message there
+        results.append(_run(f"storage ({storage})", _storage, resolved, settings))
+    if resolved.get("public_url"):
+        results.append(_run("public url", _public_url, resolved, timeout))
+    if resolved.get("callback_url"):
+        results.append(_run("callback url", _callback, resolved, timeout))
+    return results
+
+
+def _sqs_handoff(resolved, timeout):
+    url = resolved.get("sqs_queue_url")
+    answer = sqs_client(resolved, timeout=timeout).get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "RedrivePolicy", "VisibilityTimeout"])
+    attributes = answer.get("Attributes", {})
+    depth = attributes.get("ApproximateNumberOfMessages", "?")
+    if not attributes.get("RedrivePolicy"):
+        return False, f"the queue answers ({depth} messages waiting) but has no dead-letter queue: is it the stack's JobQueueUrl?"
+    return True, f"the queue answers ({depth} messages waiting), with a dead-letter queue"
+
+
+def health_url(endpoint: str) -> str:
+    """The stack's `GET /health` beside its `POST /jobs` (the IngestUrl)."""
+    base = endpoint.rstrip("/")
+    return (base[: -len("/jobs")] if base.endswith("/jobs") else base) + "/health"
+
+
+def _cloud_endpoint(resolved, timeout):
+    url = health_url(resolved.get("cloud_endpoint"))
+    response = httpx.get(url, headers={"Authorization": f"Bearer {resolved.get('cloud_auth_token')}"}, timeout=timeout)
+    if response.status_code == 401:
+        return False, f"{url} refused cloud_auth_token (401)"
+    if response.status_code != 200:
+        return False, f"{url} answered {response.status_code}"
+    try:
+        queued = response.json().get("queued", "?")
+    except ValueError:
+        queued = "?"
+    return True, f"{url} answered with the token ({queued} messages waiting)"
+
+
+def _public_url(resolved, timeout):
+    url = resolved.get("public_url").rstrip("/") + "/healthz"
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as error:
+        return False, f"{url} did not answer ({type(error).__name__}): the worker's callbacks could not reach mani"
+    return response.status_code == 200, f"{url} answered {response.status_code}"
 
 
 # SES ----------------------------------------------------------------------------------------
@@ -227,17 +298,8 @@ def _storage(resolved, settings):
 
 
 def _sqs(resolved, timeout):
-    import boto3
-    from botocore.config import Config
-
     url = resolved.get("sqs_queue_url")
-    parts = urlsplit(url)
-    client = boto3.session.Session().client(
-        "sqs", endpoint_url=f"{parts.scheme}://{parts.netloc}",
-        aws_access_key_id=resolved.get("aws_access_key_id"), aws_secret_access_key=resolved.get("aws_secret_access_key"),
-        config=Config(region_name=resolved.get("aws_region") or "us-east-1", retries={"total_max_attempts": 1},
-                      connect_timeout=timeout, read_timeout=timeout),
-    )
+    client = sqs_client(resolved, timeout=timeout)
     attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
     depth = attributes.get("Attributes", {}).get("ApproximateNumberOfMessages", "?")
     return True, f"the queue answers ({depth} messages waiting)"

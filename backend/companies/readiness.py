@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from backend.mail.mime import MessageError, split_sender
 
 CLOUD_PROVIDERS = ("ses", "mailgun", "sendgrid", "smtp")
+# cloud_mode values that hand a job to the company's own AWS worker instead of mani's workers.
+HANDOFF_MODES = ("sqs", "api_gateway")
 DEFAULT_ENDPOINTS = {"mailgun": "https://api.mailgun.net", "sendgrid": "https://api.sendgrid.com"}
 REACH_TIMEOUT = 2.0
 
@@ -39,8 +41,6 @@ def configuration_problems(resolved: Any, provider: str, *, certificates: bool =
     needs_aws = provider == "ses" or (certificates and get("storage") in ("s3", "r2"))
     if needs_aws and bool(get("aws_access_key_id")) != bool(get("aws_secret_access_key")):
         problems.append("set both aws_access_key_id and aws_secret_access_key, or neither (IAM role)")
-    if get("cloud_mode", "workers") not in (None, "workers"):
-        problems.append(f"cloud_mode {get('cloud_mode')} is not available yet (use workers)")
     if certificates and get("storage") in ("s3", "r2"):
         if not get("bucket"):
             problems.append(f"storage is {get('storage')} but bucket is not set")
@@ -55,9 +55,41 @@ def configuration_problems(resolved: Any, provider: str, *, certificates: bool =
     return problems
 
 
-def endpoint_of(resolved: Any, provider: str) -> tuple[str, int] | None:
-    """(host, port) the provider talks to, or None when it cannot be told."""
+def handoff_mode_of(resolved: Any) -> str | None:
+    """`sqs` or `api_gateway` when the company hands its cloud jobs to its own worker, else None."""
+    mode = resolved.get("cloud_mode")
+    return mode if mode in HANDOFF_MODES else None
+
+
+def handoff_problems(resolved: Any, mode: str) -> list[str]:
+    """What is missing for handing jobs to the company's worker by `mode` (sqs or api_gateway)."""
     get = resolved.get
+    problems: list[str] = []
+    if mode == "sqs":
+        if not get("sqs_queue_url"):
+            problems.append("sqs_queue_url is not set (the stack's JobQueueUrl)")
+        if bool(get("aws_access_key_id")) != bool(get("aws_secret_access_key")):
+            problems.append("set both aws_access_key_id and aws_secret_access_key, or neither (IAM role)")
+    else:
+        problems += [f"{key} is not set (the stack's {what})" for key, what in
+                     (("cloud_endpoint", "IngestUrl"), ("cloud_auth_token", "ingest token")) if not get(key)]
+    if not get("cloud_callback_secret"):
+        problems.append("cloud_callback_secret is not set (the stack's CallbackSecret)")
+    if not get("public_url"):
+        problems.append("public_url is not set (the worker reports to {public_url}/api/v1/callbacks)")
+    return problems
+
+
+def endpoint_of(resolved: Any, provider: str) -> tuple[str, int] | None:
+    """(host, port) the provider (or handoff mode) talks to, or None when it cannot be told."""
+    get = resolved.get
+    if provider in HANDOFF_MODES:
+        url = get("sqs_queue_url") if provider == "sqs" else get("cloud_endpoint")
+        try:
+            parts = urlsplit(url or "")
+            return (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)) if parts.hostname else None
+        except ValueError:
+            return None
     if provider == "smtp":
         url = get("smtp_url") or ""
         try:
@@ -94,3 +126,23 @@ def connect_problem(label: str, host: str, port: int, *, timeout: float = REACH_
     except OSError as error:
         why = "timed out" if isinstance(error, (socket.timeout, TimeoutError)) else (error.strerror or str(error)).lower()
         return f"{label} is unreachable ({why} at {host}:{port})"
+
+
+def queue_endpoint(queue_url: str) -> str:
+    """The SQS endpoint a queue URL lives at (its scheme and host), so a local queue stays local."""
+    parts = urlsplit(queue_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def sqs_client(resolved: Any, *, timeout: float, attempts: int = 1):
+    """A boto3 SQS client for the company's queue: its region and keys, or the host's IAM role."""
+    # Deferred: boto3 loads in about a second, and only the SQS handoff and its check need it.
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "sqs", endpoint_url=queue_endpoint(resolved.get("sqs_queue_url")),
+        aws_access_key_id=resolved.get("aws_access_key_id"), aws_secret_access_key=resolved.get("aws_secret_access_key"),
+        config=Config(region_name=resolved.get("aws_region") or "us-east-1", retries={"total_max_attempts": attempts},
+                      connect_timeout=timeout, read_timeout=timeout),
+    )

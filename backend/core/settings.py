@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     presigned_url_ttl: int = Field(default=604800, ge=1, le=604800)
     certificate_generation_mode: str = "cloud_if_enabled"
     cloud_fallback_behavior: str = "queue_local"
+    # mani's public base URL: the cloud worker's callbacks come to {public_url}/api/v1/callbacks.
+    public_url: str | None = None
+    # Seconds a batch handed to a company's cloud worker may go unreported before it is flagged stuck.
+    cloud_stuck_after: int = Field(default=3600, ge=60)
     storage_backend: str = "local"
 
     email_provider: str = "outbox"

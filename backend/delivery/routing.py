@@ -10,6 +10,10 @@ A cloud path that is switched off, misconfigured or unreachable (a TCP connect t
 with a short timeout) is "unavailable", and `cloud_fallback_behavior` decides: `queue_local`
 takes the local path and says why; `fail` raises RouteUnavailable with the reason (the engine
 fails the job with it). The local path's provider is the global `email_provider`.
+
+With `cloud_mode = sqs` or `api_gateway` the cloud path is a handoff to the company's own AWS
+worker: the route's provider is the mode, and its settings and endpoint (the queue, or the
+ingest URL) are what must be usable (`backend.delivery.handoff` does the handing).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from backend.companies.readiness import (
     REACH_TIMEOUT,
     cloud_provider_of,
     configuration_problems,
+    handoff_mode_of,
+    handoff_problems,
     reachability_problem,
 )
 from backend.companies.resolution import resolve
@@ -73,14 +79,17 @@ def choose_route(*, session, job, settings: Any | None = None, timeout: float = 
             return Route("local", local, f"{who}: {_n(total)} < threshold {_n(threshold)} -> {local}")
         why = f"cloud enabled, {_n(total)} ≥ threshold {_n(threshold)}"
 
-    provider = cloud_provider_of(resolved)
+    # A handoff mode (sqs, api_gateway) is the job's "provider": the company's own worker sends.
+    handoff = handoff_mode_of(resolved)
+    provider = handoff or cloud_provider_of(resolved)
     problem = None
     if not system.get("cloud_offload_enabled"):
         problem = "cloud offload is off globally"
     elif not resolved.get("enabled"):
         problem = "its cloud is not enabled"
     else:
-        problems = configuration_problems(resolved, provider, certificates=job.action in ("certificate", "both"))
+        problems = (handoff_problems(resolved, handoff) if handoff else
+                    configuration_problems(resolved, provider, certificates=job.action in ("certificate", "both")))
         problem = f"{provider} is misconfigured ({'; '.join(problems)})" if problems else reachability_problem(
             resolved, provider, timeout=timeout
         )

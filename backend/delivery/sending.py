@@ -19,6 +19,7 @@ from backend.companies.resolution import resolve
 from backend.core.field_cipher import field_cipher
 from backend.core.followups import Followups
 from backend.core.settings import Settings, get_settings
+from backend.delivery import handoff
 from backend.delivery.engine import (
     Claim,
     Outcomes,
@@ -77,6 +78,14 @@ def run_batch(*, batch_id: int, settings: Settings | None = None, sessions: Sess
         if claim is None or isinstance(claim, Followups):
             return claim or Followups()
         plan = plan_batch(session=session, job=claim.job, settings=settings)
+    if handoff.is_handoff(claim.job):
+        done = handoff.hand_off(claim=claim, settings=settings, sessions=sessions,
+                                keep_lease=lambda: LeaseKeeper(batch_id=batch_id, settings=settings, sessions=sessions))
+        if not done.send_locally:
+            return done.followups
+        # cloud_fallback_behavior queue_local: this batch goes out with mani's own provider now.
+        with sessions() as session:
+            plan = plan_batch(session=session, job=claim.job, settings=settings)
     try:
         with LeaseKeeper(batch_id=batch_id, settings=settings, sessions=sessions):
             certificates = _prepare_certificates(claim=claim, sessions=sessions)
@@ -116,7 +125,9 @@ class LeaseKeeper:
                 with self.sessions() as session:
                     session.execute(
                         update(table)
-                        .where(table.c.id == self.batch_id, table.c.status == BatchStatus.PROCESSING)
+                        # A handed-off batch has no lease: the worker's reports settle it.
+                        .where(table.c.id == self.batch_id, table.c.status == BatchStatus.PROCESSING,
+                               table.c.handoff_at.is_(None))
                         .values(lease_until=utcnow() + timedelta(seconds=self.settings.batch_lease_seconds))
                     )
             except Exception as error:  # noqa: BLE001 - the database may be down for a moment

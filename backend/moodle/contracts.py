@@ -22,6 +22,8 @@ class RecipientUpdateIn(BaseModel):
 
     model_config = Open
     userid: WholeNumber | ShortStr | None = Field(None, description="Moodle user id; or give `email`.")
+    recipient_id: WholeNumber | None = Field(
+        None, description="mani's recipient id, as the handoff message gave it (matched before userid and email).")
     email: ShortStr | None = None
     # Case-insensitive on the wire; the schema lists the canonical spellings.
     status: Annotated[ShortStr, Field(json_schema_extra={"enum": list(WORKER_STATUSES)})] = Field(
@@ -40,6 +42,7 @@ class CallbackIn(BaseModel):
     recipient_updates: list[RecipientUpdateIn] = Field(max_length=100_000)
     timestamp: UnixSeconds = Field(description="Unix seconds; refused when more than 300 s from the server's clock.")
     source: ShortStr | None = Field(None, description="Who signed the body; `mani` is refused (mani's own callbacks).")
+    batch: WholeNumber | None = Field(None, description="The batch number of the handoff message reported on.")
 
 
 class MailgunSignature(BaseModel):

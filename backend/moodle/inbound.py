@@ -2,6 +2,12 @@
 
 The same contract as mani's own callbacks to Moodle: the Callback JSON, `X-Signature` over the
 raw body, a 300 s window. A body already accepted inside its window is refused as a replay.
+
+A job whose batches mani handed to the company's own worker (`backend.delivery.handoff`) is
+checked with the company's `cloud_callback_secret` (the stack's `CallbackSecret`), and its
+updates name mani's `recipient_id`. Each batch closes when none of its recipients is open any
+more, with the batch callback to Moodle that mani's own path sends; a temporary password is
+wiped once its recipient is reported final.
 """
 
 from __future__ import annotations
@@ -23,7 +29,18 @@ from backend.core.followups import Followups
 from backend.mail.addresses import normalize_email
 from backend.moodle import callbacks, signing
 from backend.moodle.contracts import CallbackIn
-from models import RECIPIENT_DELIVERED, RECIPIENT_FINAL, RECIPIENT_OPEN, Job, Recipient, RecipientStatus, utcnow
+from models import (
+    BATCH_FINAL,
+    RECIPIENT_DELIVERED,
+    RECIPIENT_FINAL,
+    RECIPIENT_OPEN,
+    Batch,
+    BatchStatus,
+    Job,
+    Recipient,
+    RecipientStatus,
+    utcnow,
+)
 from models.callbacks import SeenCallback
 
 S = RecipientStatus
@@ -67,7 +84,14 @@ def _job_of(session: Session, body: bytes) -> Job | None:
     return session.exec(select(Job).where(Job.uuid == job_uuid)).first()
 
 
+def handed_off(session: Session, job_id: int) -> bool:
+    """Whether any batch of the job went to the company's own worker."""
+    return session.exec(select(Batch.id).where(Batch.job_id == job_id, Batch.handoff_at.is_not(None)).limit(1)).first() is not None
+
+
 def _secret(session: Session, job: Job | None) -> str | None:
+    if job is not None and handed_off(session, job.id):
+        return callbacks.resolved_value(resolve(session=session, company_id=job.company_id), "cloud_callback_secret")
     if job is not None:
         return callbacks.resolve_target(session=session, job=job)[1]
     return callbacks.resolved_value(resolve(session=session, company_id=None), "cloud_callback_secret")
@@ -96,8 +120,11 @@ def _validate(payload: dict) -> list[dict]:
         if not isinstance(entry, dict):
             errors.append({"field": where, "message": "must be an object"})
             continue
-        if entry.get("userid") is None and not isinstance(entry.get("email"), str):
-            errors.append({"field": f"{where}.userid", "message": "userid or email is required"})
+        rid = entry.get("recipient_id")
+        if rid is not None and (isinstance(rid, bool) or not isinstance(rid, int)):
+            errors.append({"field": f"{where}.recipient_id", "message": "must be mani's recipient id (a whole number)"})
+        if rid is None and entry.get("userid") is None and not isinstance(entry.get("email"), str):
+            errors.append({"field": f"{where}.userid", "message": "recipient_id, userid or email is required"})
         if str(entry.get("status", "")).lower() not in WORKER_STATUS:
             errors.append({"field": f"{where}.status", "message": f"must be one of {', '.join(WORKER_STATUS)}"})
     named = {e["field"] for e in errors}
@@ -107,10 +134,16 @@ def _validate(payload: dict) -> list[dict]:
     return updates
 
 
-def _lookup(session: Session, job_id: int, updates: list[dict]) -> tuple[dict, dict]:
-    userids = sorted({str(u["userid"]) for u in updates if u.get("userid") is not None})
-    emails = sorted({normalize_email(u["email"]) for u in updates if u.get("userid") is None})
-    by_userid, by_email = {}, {}
+def _lookup(session: Session, job_id: int, updates: list[dict]) -> tuple[dict, dict, dict]:
+    ids = sorted({u["recipient_id"] for u in updates if u.get("recipient_id") is not None})
+    userids = sorted({str(u["userid"]) for u in updates if u.get("recipient_id") is None and u.get("userid") is not None})
+    emails = sorted({normalize_email(u["email"]) for u in updates
+                     if u.get("recipient_id") is None and u.get("userid") is None})
+    by_id, by_userid, by_email = {}, {}, {}
+    for start in range(0, len(ids), _CHUNK):
+        for row in session.exec(select(Recipient).where(
+                Recipient.job_id == job_id, Recipient.id.in_(ids[start:start + _CHUNK]))):
+            by_id[row.id] = row
     for start in range(0, len(userids), _CHUNK):
         for row in session.exec(select(Recipient).where(
                 Recipient.job_id == job_id, Recipient.userid.in_(userids[start:start + _CHUNK]))):
@@ -119,22 +152,29 @@ def _lookup(session: Session, job_id: int, updates: list[dict]) -> tuple[dict, d
         for row in session.exec(select(Recipient).where(
                 Recipient.job_id == job_id, Recipient.email_norm.in_(emails[start:start + _CHUNK]))):
             by_email.setdefault(row.email_norm, row)
-    return by_userid, by_email
+    return by_id, by_userid, by_email
 
 
 def apply_updates(*, session: Session, job: Job, updates: list[dict], now: datetime) -> InboundResult:
     """Write the updates in bulk; a final status is never moved back to an open one (late arrivals)."""
     result = InboundResult(job_id=job.id, job_uuid=job.uuid)
-    by_userid, by_email = _lookup(session, job.id, updates)
+    handoff = handed_off(session, job.id)
+    by_id, by_userid, by_email = _lookup(session, job.id, updates)
     changes: dict[int, dict] = {}
+    batches: set[int] = set()
     for entry in updates:
-        if entry.get("userid") is not None:
+        if entry.get("recipient_id") is not None:
+            row = by_id.get(entry["recipient_id"])
+        elif entry.get("userid") is not None:
             row = by_userid.get(str(entry["userid"]))
         else:
             row = by_email.get(normalize_email(entry["email"]))
         if row is None:
-            result.unknown.append(entry.get("userid") if entry.get("userid") is not None else entry.get("email"))
+            result.unknown.append(next((entry.get(k) for k in ("recipient_id", "userid", "email")
+                                        if entry.get(k) is not None), None))
             continue
+        if row.batch_id is not None:
+            batches.add(row.batch_id)
         status = WORKER_STATUS[str(entry["status"]).lower()]
         current = changes.get(row.id, {}).get("status", row.status)
         if current in RECIPIENT_FINAL and status in RECIPIENT_OPEN:
@@ -150,6 +190,8 @@ def apply_updates(*, session: Session, job: Job, updates: list[dict], now: datet
             "last_error": None if status == S.SENT else (entry.get("error_message") or row.last_error),
             "attempts": entry["attempts"] if entry.get("attempts") is not None else row.attempts,
             "certificate_url": entry.get("certificate_url") or row.certificate_url,
+            # The worker had the password in its message; once it reports, mani keeps no copy.
+            "secret": None if status in RECIPIENT_FINAL else row.secret,
         }
     if changes:
         session.execute(update(Recipient), list(changes.values()))
@@ -164,9 +206,41 @@ def apply_updates(*, session: Session, job: Job, updates: list[dict], now: datet
         complained_count=counts.get(S.COMPLAINED, 0), last_progress_at=now, updated_at=now,
     ))
     result.open_remaining = sum(counts.get(s, 0) for s in RECIPIENT_OPEN)
-    if changes:
+    if handoff:
+        result.delivery_ids = close_reported_batches(session=session, batch_ids=sorted(batches), now=now)
+    elif changes:
         result.delivery_ids = callbacks.on_recipients_changed(session=session, job=job, recipient_ids=list(changes))
     return result
+
+
+def close_reported_batches(*, session: Session, batch_ids: list[int], now: datetime) -> list[int]:
+    """Stamp the handed-off batches reported on; close those with no open recipient left (with the
+    batch callback to Moodle, as mani's own path sends). Returns the callback deliveries."""
+    if not batch_ids:
+        return []
+    table = Batch.__table__
+    session.execute(update(table).where(table.c.id.in_(batch_ids), table.c.handoff_at.is_not(None))
+                    .values(reported_at=now))
+    counts: dict[int, dict] = {}
+    for batch_id, status, count in session.execute(
+            select(Recipient.batch_id, Recipient.status, func.count())
+            .where(Recipient.batch_id.in_(batch_ids)).group_by(Recipient.batch_id, Recipient.status)):
+        counts.setdefault(batch_id, {})[status] = count
+    delivery_ids: list[int] = []
+    for batch in session.exec(select(Batch).where(Batch.id.in_(batch_ids), Batch.handoff_at.is_not(None))
+                              .with_for_update()):
+        own = counts.get(batch.id, {})
+        if batch.status in BATCH_FINAL or any(own.get(s) for s in RECIPIENT_OPEN):
+            continue
+        batch.sent_count = sum(own.get(s, 0) for s in RECIPIENT_DELIVERED)
+        batch.failed_count = own.get(S.PERMANENTLY_FAILED, 0)
+        batch.status = (BatchStatus.COMPLETED if batch.failed_count == 0 else
+                        BatchStatus.PARTIAL_FAILURE if batch.sent_count else BatchStatus.FAILED)
+        batch.finished_at, batch.lease_until = now, None
+        session.add(batch)
+        session.flush()
+        delivery_ids += callbacks.on_batch_finished(session=session, batch=batch)
+    return delivery_ids
 
 
 def receive_worker_callback(*, session: Session, body: bytes, signature: str | None,
