@@ -1,7 +1,7 @@
 """batches handed off to a company's cloud worker: handoff_at, handoff_ref, reported_at
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-26 04:10:00
 """
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 
 import models.base
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
