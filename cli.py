@@ -15,6 +15,7 @@ from cli_common import ManiTyper
 from cli_companies import companies_app, settings_app
 from cli_jobs import jobs_app
 from cli_schedules import schedules_app
+from cli_moodle import moodle_app
 from cli_service import db_app, keys_app, service_app
 from cli_submit import submit_app
 from cli_suppressions import suppressions_app
@@ -34,6 +35,7 @@ app.add_typer(schedules_app, name="schedules")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(suppressions_app, name="suppressions")
+app.add_typer(moodle_app, name="moodle")
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""`mani submit`: a job from a CSV file, or (`--dry-run`) the preview of one, which writes nothing."""
+"""`mani submit`: a job from a CSV file or a Moodle selection (`--moodle`), or (`--dry-run`) the
+preview of a CSV's, which writes nothing (`mani moodle preview` is a selection's)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from actors import broker as broker_setup
 from actors.enqueue import enqueue_after_commit
 from actors.runner import start_worker
 from backend.core.audit import record
+from backend.core.errors import UnusableInput
 from backend.core.settings import Settings, get_settings
 from backend.jobs import queries
 from backend.jobs.create import submit_csv
+from backend.jobs.moodle_source import NothingToSend
 from backend.jobs.preview import Preview, preview_csv
 from cli_common import (
     CloudPreference,
@@ -31,6 +34,7 @@ from cli_common import (
     plural,
     who,
 )
+import cli_moodle
 from models import JOB_FINAL, Job
 from models.db import session_scope
 
@@ -44,22 +48,41 @@ SHOWN_REJECTIONS = 20
 @submit_app.command()
 @handles_errors
 def submit(
-    csv_path: Annotated[Path, typer.Option("--csv", help="The CSV file: an `email` column, and any others.")],
     job_type: Annotated[JobType, typer.Option("--type", help="What to send.")],
-    company: Annotated[Optional[str], typer.Option("--company", help="Send through this company's settings.")] = None,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="The CSV file: an `email` column, and any others.")] = None,
+    moodle: Annotated[bool, typer.Option(
+        "--moodle", help="Select the recipients in the Moodle database (`mani moodle preview` shows them).")] = False,
+    company: Annotated[Optional[str], typer.Option(
+        "--company", help="Send through this company's settings; with --moodle, also whose users.")] = None,
     data: Annotated[Optional[list[str]], typer.Option(
         "--data", metavar="KEY=VALUE", help="Template data; give --data once per value.")] = None,
     action: Annotated[JobAction, typer.Option(help="Email, certificate, or both.")] = JobAction.email,
     cloud: Annotated[CloudPreference, typer.Option(help="Where to send from.")] = CloudPreference.auto,
     callback_url: Annotated[Optional[str], typer.Option("--callback-url", help="Where status callbacks go.")] = None,
     allow_duplicates: Annotated[bool, typer.Option(
-        "--allow-duplicates", help="Send even to recent recipients of the same type.")] = False,
+        "--allow-duplicates",
+        help="Send even to recent recipients of the same type (--moodle certificate: issue again).")] = False,
+    since: cli_moodle.SinceOption = None,
+    course: cli_moodle.CourseOption = None,
+    inactive_for: cli_moodle.InactiveOption = None,
+    include_completed: cli_moodle.IncludeCompletedOption = False,
+    unless_activity: cli_moodle.UnlessActivityOption = None,
+    at: cli_moodle.AtOption = None,
     wait: Annotated[bool, typer.Option("--wait", help="Return when the job is final, with a progress bar.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Check the file and show what would be sent; write nothing.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a job from a CSV file and hand it to the workers."""
+    """Create a job from a CSV file, or from a Moodle selection (--moodle), and hand it to the workers."""
+    if (csv_path is None) == (not moodle):
+        raise UnusableInput("give either --csv FILE or --moodle (exactly one of them).")
+    if moodle and not company:
+        raise UnusableInput("--moodle needs --company: the company whose users it selects.")
+    if moodle and dry_run:
+        raise UnusableInput("--dry-run is for --csv; `mani moodle preview` shows what --moodle would select.")
+    if not moodle:
+        cli_moodle.moodle_only_options_given(since=since, course=course, inactive_for=inactive_for,
+                                             include_completed=include_completed, unless_activity=unless_activity, at=at)
     settings = get_settings()
     template_data = parse_pairs(data, what="--data")
     if dry_run:
@@ -70,19 +93,37 @@ def submit(
         # Deferred: the renderer pool loads fpdf2, which only certificate jobs need.
         from certificates.pool import warm_up
 
-        warm_up()  # render processes start (one per core) while the CSV is read and the job written
-    with session_scope() as session:
-        created = submit_csv(
-            session=session, path=csv_path, job_type=job_type, company_id=company,
-            template_data=template_data, action=action, cloud_preference=cloud,
-            callback_url=callback_url, allow_duplicates=allow_duplicates, created_by=who(), settings=settings,
-        )
-        record(session=session, actor=who(), source="cli", action="job.submit", target=created.job.uuid,
-               details={"type": job_type, "accepted": created.accepted, "file": str(csv_path)})
+        warm_up()  # render processes start (one per core) while the rows are read and the job written
+    extra: dict = {}
+    try:
+        with session_scope() as session:
+            if moodle:
+                created, extra = cli_moodle.submit_selection(
+                    session=session, company=company, selection_type=job_type, since=since, course=course,
+                    inactive_for=inactive_for, include_completed=include_completed, unless_activity=unless_activity,
+                    at=at, template_data=template_data, action=action, cloud_preference=cloud,
+                    callback_url=callback_url, allow_duplicates=allow_duplicates, created_by=who(), settings=settings,
+                )
+            else:
+                created = submit_csv(
+                    session=session, path=csv_path, job_type=job_type, company_id=company,
+                    template_data=template_data, action=action, cloud_preference=cloud,
+                    callback_url=callback_url, allow_duplicates=allow_duplicates, created_by=who(), settings=settings,
+                )
+            record(session=session, actor=who(), source="cli", action="job.submit", target=created.job.uuid,
+                   details={"type": job_type, "accepted": created.accepted,
+                            **({"source": created.job.source_name} if moodle else {"file": str(csv_path)})})
+    except NothingToSend as nothing:
+        # A scheduled or repeated selection that finds nobody new is no failure: no job, exit 0.
+        emit({"job_id": None, "accepted": 0, "message": str(nothing)}, as_json=as_json,
+             human=lambda: typer.echo(str(nothing)))
+        return
     job = created.job
     document = {
         "job_id": job.uuid, "id": job.id, "status": job.status, "type": job.type, "company_id": job.company_id,
+        "source": job.source_name if moodle else str(csv_path),
         "total": created.rows_read, "accepted": created.accepted, "skipped_duplicates": created.skipped_duplicates,
+        **extra,
         "rejected": [{"line": r.line, "email": r.email, "reason": r.reason} for r in created.rejected],
         "counts": created.counts,
     }

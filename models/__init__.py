@@ -3,7 +3,7 @@
 from models.audit import AuditEntry
 from models.base import utcnow
 from models.callbacks import ApiToken, CallbackAttempt, CallbackDelivery, SeenCallback, WebhookEvent
-from models.certificates import Certificate
+from models.certificates import Certificate, MoodleCertificateClaim
 from models.companies import Company, GlobalSetting
 from models.jobs import Batch, Job, Recipient, Rejection
 from models.schedules import SCHEDULE_RUN_OPEN, Schedule, ScheduleRun, ScheduleRunStatus
@@ -48,6 +48,7 @@ __all__ = [
     "JOB_RUNNING",
     "JOB_WAITING",
     "Job",
+    "MoodleCertificateClaim",
     "JobStatus",
     "RECIPIENT_CANCELLABLE",
     "RECIPIENT_DELIVERED",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.base import UTCDateTime, utcnow
@@ -37,3 +37,22 @@ class Certificate(SQLModel, table=True):
     storage_key: str = Field(max_length=1024)
     sha256: str = Field(max_length=64)
     size: int = 0
+
+
+class MoodleCertificateClaim(SQLModel, table=True):
+    """One Moodle completion (site, user, course) that a job has taken on: the next run's
+    certificate selection leaves it out, so a completion gets one certificate across runs."""
+
+    __tablename__ = "moodle_certificate_claims"
+    __table_args__ = (
+        UniqueConstraint("site", "moodle_userid", "courseid", name="uq_moodle_certificate_claims_completion"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The Moodle database and prefix (host:port/database/prefix, never the login): user ids are
+    # per site, and a company may read another site than the global one.
+    site: str = Field(max_length=255)
+    moodle_userid: int
+    courseid: int
+    job_id: int = Field(foreign_key="jobs.id", index=True)
+    claimed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -92,6 +92,18 @@ def test_reminder_percent_accepts_common_spellings(settings):
     assert "You have completed" not in unknown.text and "You have completed" not in unknown.html
 
 
+def test_reminder_without_a_due_date_asks_without_a_date(settings):
+    """A Moodle course without an end date gives an empty due_date: no "due on" with nothing after it."""
+    context = context_for("reminder", settings)
+    dated = render("reminder", context, settings=settings)
+    assert "by 15 November 2025" in dated.subject and "is due on 15 November 2025" in dated.text
+    for undated in (render("reminder", {**context, "due_date": ""}, settings=settings),
+                    render("reminder", {k: v for k, v in context.items() if k != "due_date"}, settings=settings)):
+        assert undated.subject == "Reminder: complete Safety 101"
+        assert "due on" not in undated.text and "due on" not in undated.html
+        assert "Safety 101 is not complete yet." in undated.text
+
+
 def test_html_is_escaped_and_text_is_not(settings):
     context = context_for("welcome_std", settings, firstname='<script>alert("x")</script>', username="a&b")
     message = render("welcome_std", context, settings=settings)

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from backend.core.errors import UnusableInput
 from backend.core.secrets import MASK, mask, mask_url
 from backend.mail.mime import MessageError, split_sender
@@ -25,7 +28,7 @@ from backend.mail.providers.smtp import SmtpProvider
 @dataclass(frozen=True, slots=True)
 class SettingSpec:
     key: str
-    kind: str  # bool | int | float | choice | text | sender | url | smtp_url | domain | region | bucket | seconds_list
+    kind: str  # bool | int | float | choice | text | sender | url | smtp_url | database_url | table_prefix | domain | region | bucket | seconds_list
     default: Any
     scope: str  # global | company | both
     description: str
@@ -98,6 +101,15 @@ _SPECS = [
     _spec("s3_endpoint_url", "url", None, "both", "S3 API base URL: R2 (https://<account>.r2.cloudflarestorage.com) or another S3-compatible store."),
     _spec("mailgun_api_url", "url", None, "both", "Mailgun API base URL (EU: https://api.eu.mailgun.net)."),
     _spec("sendgrid_api_url", "url", None, "both", "SendGrid API base URL."),
+    _spec("moodle_database_url", "database_url", None, "both",
+          "The Moodle database, read-only: mysql+pymysql://user:pass@host/moodle or postgresql+psycopg://...",
+          secret=True, settings_attr="moodle_database_url"),
+    _spec("moodle_table_prefix", "table_prefix", "mdl_", "both", "The Moodle tables' prefix.",
+          settings_attr="moodle_table_prefix"),
+    _spec("moodle_site_url", "url", None, "both", "The Moodle site's address, for course links (https://moodle.example.org).",
+          settings_attr="moodle_site_url"),
+    _spec("moodle_company_id", "int", None, "company", "This company's IOMAD company id (mdl_company.id).",
+          minimum=1, maximum=2**31 - 1),
 ]
 GLOBAL_CATALOGUE: dict[str, SettingSpec] = {s.key: s for s in _SPECS if s.scope in ("global", "both")}
 COMPANY_CATALOGUE: dict[str, SettingSpec] = {s.key: s for s in _SPECS if s.scope in ("company", "both")}
@@ -108,10 +120,15 @@ _TRUE, _FALSE = {"1", "true", "yes", "on", "y"}, {"0", "false", "no", "off", "n"
 _DOMAIN = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z|localhost\Z")
 _REGION = re.compile(r"[a-z]{2}(-gov)?-[a-z]+-\d{1,2}\Z|auto\Z")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_TABLE_PREFIX = re.compile(r"[a-z0-9_]{0,40}\Z")
+# The drivers the Moodle reader uses (backend.moodle.source.connection checks the same, deeper).
+_MOODLE_DATABASES = {"mysql", "mariadb", "mysql+pymysql", "mariadb+pymysql", "postgresql", "postgres",
+                     "postgresql+psycopg", "postgres+psycopg"}
 _PATTERNS = {
     "domain": (_DOMAIN, "must be a domain name like mg.example.com"),
     "region": (_REGION, "must be an AWS region like eu-west-1 (or auto for R2)"),
     "bucket": (_BUCKET, "must be 3-63 lowercase letters, digits, dots or hyphens"),
+    "table_prefix": (_TABLE_PREFIX, "must be lowercase letters, digits and underscores, like mdl_"),
 }
 
 
@@ -170,12 +187,27 @@ def parse_value(spec: SettingSpec, raw: Any, *, scope: str = "company") -> Any:
         except ProviderError as error:
             raise ValueError(str(error).rstrip(".")) from None
         return text
+    if kind == "database_url":
+        return _database_url(text)
     if kind in _PATTERNS:
         pattern, why = _PATTERNS[kind]
         if not pattern.match(text.lower() if kind == "domain" else text) or ".." in text:
             raise ValueError(why)
         return text.lower() if kind == "domain" else text
     raise ValueError(f"has an unknown kind {kind}")  # pragma: no cover - a catalogue bug
+
+
+def _database_url(text: str) -> str:
+    """A Moodle database URL: MariaDB/MySQL or PostgreSQL, with a host and a database name."""
+    try:
+        url = make_url(text)
+    except (ArgumentError, ValueError):
+        raise ValueError("is not a database URL (mysql+pymysql://user:pass@host/moodle)") from None
+    if url.drivername not in _MOODLE_DATABASES:
+        raise ValueError("must be a mysql+pymysql:// (MariaDB, MySQL) or postgresql+psycopg:// URL")
+    if not url.database:
+        raise ValueError("names no database (.../moodle at its end)")
+    return text
 
 
 def _seconds_list(raw: Any) -> list[int]:
@@ -214,4 +246,4 @@ def shown(spec: SettingSpec | None, value: Any) -> Any:
         return value
     if value is UNREADABLE:
         return MASK + " (cannot decrypt)"
-    return mask_url(value) if spec.kind == "smtp_url" else mask(value)
+    return mask_url(value) if spec.kind in ("smtp_url", "database_url") else mask(value)

@@ -111,6 +111,13 @@ class Settings(BaseSettings):
     callback_timeout: float = 15.0
     callback_max_updates: int = Field(default=1000, ge=1)
 
+    # Moodle/IOMAD as a recipient source (`mani moodle`, `mani submit --moodle`): its database,
+    # read-only (a secret: encrypted at rest when stored in the database, masked everywhere), the
+    # table prefix, and the site's address for course links. Companies may override all three.
+    moodle_database_url: str | None = None
+    moodle_table_prefix: str = "mdl_"
+    moodle_site_url: str | None = None
+
     secret_key: str | None = None
     secret_key_file: Path | None = None
 

@@ -46,7 +46,8 @@ OPTIONAL_DEFAULTS: dict[str, dict[str, Any]] = {
     "welcome_std": {"password": None, "username": None},
     "welcome_lic": {"course_url": None},
     "reengagement": {"course_url": None},
-    "reminder": {"course_url": None},
+    # A course without an end date has no due date: the mail then asks to finish it, without a date.
+    "reminder": {"course_url": None, "due_date": None},
     "certificate": {"certificate_verify_url": None, "grade": None},
 }
 
