@@ -78,9 +78,13 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=2.0, gt=0)
     broker_heartbeat_timeout_ms: int = 60_000
 
-    # The Moodle/IOMAD database mani reads recipients from (read-only login), and its table prefix.
+    # Moodle/IOMAD as a recipient source (`mani moodle`, `mani submit --moodle`, schedules): its
+    # database, read-only (a secret: encrypted at rest when stored in the database, masked
+    # everywhere), the table prefix, and the site's address for course links. Companies may
+    # override all three (the settings catalogue).
     moodle_database_url: str | None = None
     moodle_table_prefix: str = "mdl_"
+    moodle_site_url: str | None = None
 
     site_name: str = "Moodle"
     login_url: str = "http://localhost/login/index.php"
@@ -110,13 +114,6 @@ class Settings(BaseSettings):
     )
     callback_timeout: float = 15.0
     callback_max_updates: int = Field(default=1000, ge=1)
-
-    # Moodle/IOMAD as a recipient source (`mani moodle`, `mani submit --moodle`): its database,
-    # read-only (a secret: encrypted at rest when stored in the database, masked everywhere), the
-    # table prefix, and the site's address for course links. Companies may override all three.
-    moodle_database_url: str | None = None
-    moodle_table_prefix: str = "mdl_"
-    moodle_site_url: str | None = None
 
     secret_key: str | None = None
     secret_key_file: Path | None = None
