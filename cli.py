@@ -14,8 +14,8 @@ from cli_certificates import certificates_app
 from cli_common import ManiTyper
 from cli_companies import companies_app, settings_app
 from cli_jobs import jobs_app
-from cli_schedules import schedules_app
 from cli_moodle import moodle_app
+from cli_schedules import schedules_app
 from cli_service import db_app, keys_app, service_app
 from cli_submit import submit_app
 from cli_suppressions import suppressions_app
