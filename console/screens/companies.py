@@ -19,6 +19,7 @@ from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
 from console.screens.company_form import CheckResultsModal, CompanyFormScreen
+from console.screens.suppressions import SuppressionsScreen
 from console.widgets.callbacks import bounce_cell, rates_text
 from console.widgets.confirm import PromptModal
 from console.widgets.fit_table import Col, FitTable
@@ -47,7 +48,8 @@ class CompaniesScreen(ManiScreen):
 seeds' 2 %; the line under the tables has the complaint rate too), and its effective cloud
 settings, with where each value comes from (company, global, file, default). Secrets are
 always masked. `e` or Enter edits the company's overrides in a form that checks each value as
-you type; `t` tests the connection (provider, storage, callback); `a` adds a company."""
+you type; `t` tests the connection (provider, storage, callback); `a` adds a company; `s`
+opens the company's suppression list."""
 
     BINDINGS = [
         Binding("e", "edit", "Edit", id="companies.edit", tooltip="Edit the selected company's settings"),
@@ -55,6 +57,8 @@ you type; `t` tests the connection (provider, storage, callback); `a` adds a com
         Binding("a", "add", "Add", id="companies.add", tooltip="Add a company"),
         Binding("g", "global_settings", "Global", id="companies.global", tooltip="Edit the global settings every company inherits"),
         Binding("ctrl+r,f5", "reload", "Refresh", show=False, id="companies.refresh", tooltip="Read again"),
+        Binding("s", "suppressions", "Suppressions", show=False, id="companies.suppressions",
+                tooltip="The selected company's suppression list"),
     ]
 
     def __init__(self) -> None:
@@ -180,6 +184,10 @@ you type; `t` tests the connection (provider, storage, callback); `a` adds a com
         if self.refuse_if_read_only():
             return
         self.app.push_screen(CompanyFormScreen(company_id), lambda saved: self.load() if saved else None)
+
+    def action_suppressions(self) -> None:
+        """Watching the list is a read: allowed in read-only mode too."""
+        self.app.push_screen(SuppressionsScreen(self.selected_id()))
 
     def action_global_settings(self) -> None:
         if self.refuse_if_read_only():
