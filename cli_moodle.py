@@ -15,7 +15,14 @@ from typing import Annotated, Optional
 import typer
 
 from backend.core.settings import get_settings
-from backend.jobs.moodle_source import MoodleTarget, moodle_target, select_moodle_recipients, submit_moodle
+from backend.jobs.moodle_source import (
+    MoodlePreview,
+    MoodleTarget,
+    moodle_target,
+    preview_moodle,
+    select_moodle_recipients,
+    submit_moodle,
+)
 from backend.moodle.source import (
     MoodleOptionsInvalid,
     MoodleSource,
@@ -212,7 +219,28 @@ def submit_selection(
     with target.open() as source:
         made = submit_moodle(session=session, source=source, target=target, options=options, settings=settings,
                              **job_options)
-    extra = {"selected": made.selection.recipients, "invalid": made.selection.invalid}
-    if options.type == SelectionType.CERTIFICATE:
-        extra["already_certified"] = made.already_certified
-    return made.created, extra
+    return made.created, selection_figures(made)
+
+
+def selection_figures(made) -> dict:
+    """What a Moodle job's JSON (or dry run) adds: users selected, unusable addresses, and for
+    certificates the completions an earlier job already took on."""
+    figures = {"selected": made.selection.recipients, "invalid": made.selection.invalid}
+    if made.selection.type == SelectionType.CERTIFICATE:
+        figures["already_certified"] = made.already_certified
+    return figures
+
+
+def preview_selection(
+    *, session, company: str, selection_type: str, since: str | None, course: int | None, inactive_for: str | None,
+    include_completed: bool, unless_activity: int | None, at: str | None, settings, **preview_options,
+) -> MoodlePreview:
+    """`mani submit --moodle --dry-run`: what the job would be, written nowhere."""
+    target = moodle_target(session=session, company=company, settings=settings)
+    options = selection_options(
+        selection_type=selection_type, iomad_company_id=target.iomad_company_id, since=since, course=course,
+        inactive_for=inactive_for, include_completed=include_completed, unless_activity=unless_activity, at=at,
+    )
+    with target.open() as source:
+        return preview_moodle(session=session, source=source, target=target, options=options, settings=settings,
+                              **preview_options)

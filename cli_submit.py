@@ -70,7 +70,7 @@ def submit(
     at: cli_moodle.AtOption = None,
     wait: Annotated[bool, typer.Option("--wait", help="Return when the job is final, with a progress bar.")] = False,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Check the file and show what would be sent; write nothing.")] = False,
+        "--dry-run", help="Check the file (or the Moodle selection) and show what would be sent; write nothing.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Create a job from a CSV file, or from a Moodle selection (--moodle), and hand it to the workers."""
@@ -78,14 +78,23 @@ def submit(
         raise UnusableInput("give either --csv FILE or --moodle (exactly one of them).")
     if moodle and not company:
         raise UnusableInput("--moodle needs --company: the company whose users it selects.")
-    if moodle and dry_run:
-        raise UnusableInput("--dry-run is for --csv; `mani moodle preview` shows what --moodle would select.")
     if not moodle:
         cli_moodle.moodle_only_options_given(since=since, course=course, inactive_for=inactive_for,
                                              include_completed=include_completed, unless_activity=unless_activity, at=at)
     settings = get_settings()
     template_data = parse_pairs(data, what="--data")
     if dry_run:
+        if moodle:
+            with session_scope(read_only=True) as session:
+                made = cli_moodle.preview_selection(
+                    session=session, company=company, selection_type=job_type, since=since, course=course,
+                    inactive_for=inactive_for, include_completed=include_completed, unless_activity=unless_activity,
+                    at=at, template_data=template_data, action=action, allow_duplicates=allow_duplicates,
+                    settings=settings,
+                )
+            _show_dry_run(made.preview, as_json=as_json, extra=cli_moodle.selection_figures(made),
+                          source=made.selection.source_name)
+            return
         _dry_run(csv_path=csv_path, job_type=job_type, company=company, template_data=template_data,
                  action=action, allow_duplicates=allow_duplicates, as_json=as_json, settings=settings)
         return
@@ -182,9 +191,17 @@ def _dry_run(*, csv_path: Path, job_type: str, company: str | None, template_dat
         preview = preview_csv(session=session, path=csv_path, job_type=job_type, company_id=company,
                               template_data=template_data, allow_duplicates=allow_duplicates, action=action,
                               settings=settings)
-    document = preview_document(preview)
+    _show_dry_run(preview, as_json=as_json)
+
+
+def _show_dry_run(preview: Preview, *, as_json: bool, extra: dict | None = None, source: str | None = None) -> None:
+    document = {**({"source": source} if source else {}), **preview_document(preview), **(extra or {})}
 
     def human() -> None:
+        if source:
+            typer.echo(source)
+        for name, value in (extra or {}).items():
+            typer.echo(f"{name.replace('_', ' ')}: {value:,}")
         typer.echo(f"Dry run, nothing written: {plural(preview.rows_read, 'row')} read, "
                    f"{preview.accepted:,} would be sent, {preview.skipped_duplicates:,} skipped as recent "
                    f"duplicates, {preview.suppressed_count:,} suppressed, "

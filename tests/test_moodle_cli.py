@@ -222,3 +222,19 @@ def test_submit_needs_exactly_one_source(moodle_env, tmp_path):
     assert "exactly one" in mani("submit", "--type", "welcome_std").output
     result = mani("submit", "--csv", str(tmp_path / "x.csv"), "--type", "welcome_std", "--since", "24h")
     assert result.exit_code == 2 and "--since applies to --moodle jobs only" in result.output
+
+
+def test_dry_run_shows_the_job_a_selection_would_make_and_writes_nothing(moodle_env):
+    args = ["submit", "--moodle", "--company", COMPANY, "--at", AT_ISO, "--dry-run", "--json"]
+    result = mani(*args, "--type", "reminder", "--course", COURSE)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["accepted"] == len(EXPECTED["reminder"]) and document["rejected_count"] == 1
+    assert document["source"].startswith(f"moodle: reminder, company 1, course {COURSE}")
+    assert document["first_message"]["subject"] == f"Reminder: complete {COURSE_NAME} by 2027-02-14"
+    assert job_count() == 0
+    certificate = ["--type", "certificate", "--since", "7d"]
+    assert json.loads(mani(*args, *certificate).stdout)["already_certified"] == 0
+    assert mani(*args[:-2], "--json", *certificate).exit_code == 0  # the real job
+    after = json.loads(mani(*args, *certificate).stdout)
+    assert (after["accepted"], after["already_certified"]) == (0, len(EXPECTED["certificate"]))

@@ -21,6 +21,7 @@ from backend.core.errors import ManiError, UnusableInput
 from backend.core.settings import Settings, get_settings
 from backend.jobs.create import JobCreated, create_job, in_chunks
 from backend.jobs.intake import RecipientRow, RejectedRow, checked_address
+from backend.jobs.preview import Preview, preview_rows
 from backend.moodle.source import (
     InvalidRow,
     MoodleNotFound,
@@ -213,3 +214,34 @@ def submit_moodle(
     if claims is not None:
         claims.record(created.job.id)
     return MoodleJobCreated(created=created, selection=selection, already_certified=claims.already if claims else 0)
+
+
+@dataclass(slots=True)
+class MoodlePreview:
+    """What `submit_moodle` would make of the selection now: the CSV preview's counts, sample and
+    first message, and the completions left out because an earlier job took them on."""
+
+    preview: Preview
+    selection: Selection
+    already_certified: int = 0
+
+
+def preview_moodle(
+    *, session: Session, source: MoodleSource, target: MoodleTarget, options: SelectionOptions,
+    template_data: dict | None = None, action: str = "email", allow_duplicates: bool = False, sample: int = 20,
+    settings: Settings | None = None,
+) -> MoodlePreview:
+    """The dry run of `submit_moodle` (the console's preview, `mani submit --moodle --dry-run`): writes nothing."""
+    selection = select_moodle_recipients(source=source, options=options, site_url=target.site_url)
+    rows: Iterable[RecipientRow | RejectedRow] = moodle_job_rows(selection)
+    claims = None
+    if options.type == SelectionType.CERTIFICATE:
+        claims = _CertificateClaims(session=session, site=site_key(source), reissue=allow_duplicates)
+        rows = claims.filter(rows)
+    preview = preview_rows(
+        session=session, rows=rows, columns=["userid", "email", *selection.available_variables],
+        available_variables=selection.available_variables, job_type=options.type.value, company_id=target.company_id,
+        template_data=template_data, allow_duplicates=allow_duplicates or claims is not None, action=action,
+        sample=sample, settings=settings,
+    )
+    return MoodlePreview(preview=preview, selection=selection, already_certified=claims.already if claims else 0)

@@ -3,6 +3,7 @@ message exactly as it would go out. Writes nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -55,23 +56,47 @@ def preview_csv(
 ) -> Preview:
     """Read and check the whole file as `mani submit` would; raises UnusableInput the same way."""
     settings = settings or get_settings()
-    template_data = dict(template_data or {})
     source = open_csv(path, max_field_length=settings.max_field_length, max_bytes=settings.max_csv_bytes)
+    return preview_rows(
+        session=session, rows=source, columns=list(source.columns), available_variables=set(source.columns) | {"fullname"},
+        job_type=job_type, company_id=company_id, template_data=template_data, allow_duplicates=allow_duplicates,
+        action=action, sample=sample, settings=settings,
+    )
+
+
+def preview_rows(
+    *,
+    session: Session,
+    rows: Iterable[RecipientRow | RejectedRow],
+    columns: list[str],
+    available_variables: Iterable[str],
+    job_type: str,
+    company_id: str | None = None,
+    template_data: dict | None = None,
+    allow_duplicates: bool = False,
+    action: str = "email",
+    sample: int = 20,
+    settings: Settings | None = None,
+) -> Preview:
+    """The preview of any rows the job writer takes (a CSV's, a Moodle selection's), streamed."""
+    settings = settings or get_settings()
+    template_data = dict(template_data or {})
     validate_job_options(
         session=session, job_type=job_type, company_id=company_id, action=action, cloud_preference="auto",
-        available_variables=set(source.columns) | {"fullname"}, template_data=template_data, settings=settings,
+        available_variables=available_variables, template_data=template_data, settings=settings,
     )
-    preview = Preview(job_type=job_type, columns=list(source.columns))
+    preview = Preview(job_type=job_type, columns=list(columns))
     uses_username = action != "certificate" and "username" in template_variables(job_type, settings=settings)
     since = utcnow() - timedelta(hours=settings.duplicate_window_hours)
-    for chunk in in_chunks(source, DUPLICATE_CHUNK):
+    for chunk in in_chunks(rows, DUPLICATE_CHUNK):
         preview.rows_read += len(chunk)
-        rows = [row for row in chunk if isinstance(row, RecipientRow)]
+        recipients = [row for row in chunk if isinstance(row, RecipientRow)]
         duplicates = set() if allow_duplicates else recent_duplicates(
             session=session, job_type=job_type, company_id=company_id,
-            emails=[row.email_norm for row in rows], since=since, exclude_job_id=-1,
+            emails=[row.email_norm for row in recipients], since=since, exclude_job_id=-1,
         )
-        suppressed = suppressed_among(session=session, company_id=company_id, emails=[row.email_norm for row in rows])
+        suppressed = suppressed_among(session=session, company_id=company_id,
+                                      emails=[row.email_norm for row in recipients])
         for row in chunk:
             if isinstance(row, RejectedRow):
                 preview.rejected_count += 1
