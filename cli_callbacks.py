@@ -83,7 +83,7 @@ def callbacks_show(
 @callbacks_app.command("redeliver")
 @handles_errors
 def callbacks_redeliver(
-    delivery_ids: Annotated[Optional[list[int]], typer.Argument(metavar="[ID]...", help="Delivery ids.")] = None,
+    delivery_ids: Annotated[Optional[list[int]], typer.Argument(metavar="ID", help="Delivery ids.")] = None,
     job: Annotated[Optional[str], typer.Option("--job", help="Every failed delivery of this job.")] = None,
     all_failed: Annotated[bool, typer.Option("--failed", help="Every failed delivery (of --job, or of all jobs).")] = False,
     as_json: JsonOption = False,

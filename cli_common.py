@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from backend.core.errors import ManiError, UnusableInput
 from backend.core.oswho import os_user
@@ -37,11 +37,18 @@ CloudPreference = StrEnum("CloudPreference", {name: name for name in CLOUD_PREFE
 
 
 def _flags_without_type(params: list) -> list:
-    """Typer's rich help writes `<bool>` after every flag (even --help); a flag takes no value."""
+    """Typer's rich help writes `<bool>` after every flag (even --help), though a flag takes no
+    value, and `<list[str]>` after an argument that has a metavar (`KEY=VALUE...`) saying it all."""
     for param in params:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
+        elif isinstance(param, TyperArgument) and param.metavar:
+            param.display_type_rich = _no_type
     return params
+
+
+def _no_type(ctx: typer.Context) -> None:
+    return None
 
 
 class ManiCommand(TyperCommand):

@@ -27,7 +27,7 @@ settings_app = ManiTyper(help="Global settings stored in the database (over MANI
 
 CompanyId = Annotated[str, typer.Argument(help="The company id (Moodle company id or Job JSON tenant_id).")]
 Assignments = Annotated[list[str], typer.Argument(
-    metavar="KEY=VALUE...", help="Settings to store; KEY= clears an override.", show_default=False)]
+    metavar="KEY=VALUE", help="Settings to store (repeatable); KEY= clears an override.", show_default=False)]
 
 
 def human_value(value: Any) -> str:

@@ -1,7 +1,8 @@
-"""Running mani: `mani worker`, `mani serve`, `mani rates`, `mani db` and `mani keys`."""
+"""Running mani: `mani worker`, `mani serve`, `mani rates`, `mani audit`, `mani db` and `mani keys`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,10 +12,19 @@ from actors.runner import run_forever
 from backend.core.secrets import generate_key, generate_key_file
 from backend.core.settings import get_settings
 from backend.jobs import queries
-from cli_common import JsonOption, ManiTyper, check_choice, emit, handles_errors, known_company_ids
+from cli_common import (
+    JsonOption,
+    ManiTyper,
+    WideOption,
+    check_choice,
+    emit,
+    handles_errors,
+    known_company_ids,
+    table,
+)
 from models.db import current_revision, ensure_schema, get_engine, head_revision, session_scope, upgrade
 
-# Registered without a name: worker, serve and rates are top-level commands.
+# Registered without a name: worker, serve, rates and audit are top-level commands.
 service_app = ManiTyper()
 db_app = ManiTyper(help="The database schema.")
 keys_app = ManiTyper(help="The key that encrypts stored secrets.")
@@ -112,3 +122,25 @@ def keys_generate(
     emit(document, as_json=as_json, human=lambda: typer.echo(
         f"wrote a new key to {target} (mode 0600); copy it to every host, or set MANI_SECRET_KEY_FILE to it"
     ))
+
+
+@service_app.command()
+@handles_errors
+def audit(
+    search: Annotated[Optional[str], typer.Option(help="Only entries whose actor, action, source or target match.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.", min=1)] = 50,
+    wide: WideOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The audit log: who changed what, from where, newest first."""
+    with session_scope(read_only=True) as session:
+        entries, _ = queries.audit_entries(session=session, search=search, limit=limit)
+    emit(entries, as_json=as_json, human=lambda: table(
+        ["AT", "ACTOR", "SOURCE", "ACTION", "TARGET", "DETAILS"],
+        [[e.at.strftime("%Y-%m-%d %H:%M"), e.actor, e.source, e.action, e.target or "",
+          to_json_line(e.details)] for e in entries],
+        wide=wide, no_wrap=("AT", "SOURCE", "ACTION")))
+
+
+def to_json_line(value) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(", ", ": "))

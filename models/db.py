@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,13 @@ from backend.core.settings import get_settings
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 _lock = threading.Lock()
+
+
+def json_text(value) -> str:
+    """JSON columns (audit details, Job JSON) keep Unicode as is: "Nëw Co", not "N\\u00ebw Co"."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 _engines: dict[tuple[str, bool], Engine] = {}
 _migrated: set[str] = set()
 
@@ -61,13 +69,15 @@ def get_engine(url: str | None = None, *, read_only: bool = False) -> Engine:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(
-                url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10, max_overflow=20
+                url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=10, max_overflow=20,
+                json_serializer=json_text,
             )
             _configure_sqlite(engine, immediate=not read_only)
         else:
             if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
                 parsed = parsed.set(drivername="postgresql+psycopg")
-            engine = create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            engine = create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                                   json_serializer=json_text)
         _engines[key] = engine
         return engine
 

@@ -19,7 +19,9 @@ Nothing raises for a failed check; no detail holds a secret.
 
 from __future__ import annotations
 
+import re
 import smtplib
+import socket
 import ssl
 import uuid
 from dataclasses import dataclass
@@ -64,8 +66,34 @@ def _run(name: str, check, *args: Any) -> CheckResult:
     try:
         ok, detail = check(*args)
     except Exception as error:  # noqa: BLE001 - a check reports its failure, it never raises
-        ok, detail = False, f"{type(error).__name__}: {error}"
+        ok, detail = False, describe_error(error)
     return CheckResult(name, bool(ok), mask_text(" ".join(str(detail).split()))[:400])
+
+
+_URL = re.compile(r"https?://[^\s/:'\"]+(?::\d+)?")
+
+
+def describe_error(error: BaseException) -> str:
+    """One plain sentence for a failed check; network failures say what failed, not the stack of
+    wrappers (requests, urllib3 and the provider's client each wrap the one before)."""
+    chain, seen = [], set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    text = " ".join(" ".join(str(e).split()) for e in chain)
+    where = _URL.search(text)
+    target = where.group(0) if where else "the server"
+    if any(isinstance(e, socket.gaierror) for e in chain) or "Failed to resolve" in text \
+            or "Name or service not known" in text:
+        return f"cannot resolve the host of {target}"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "Connection refused" in text:
+        return f"{target} refused the connection"
+    if any(isinstance(e, (TimeoutError, socket.timeout)) for e in chain) or "timed out" in text.lower():
+        return f"{target} did not answer in time"
+    first = " ".join(str(error).split())
+    return f"{type(error).__name__}: {first[:300]}" if first else type(error).__name__
 
 
 def check_company_connections(

@@ -8,6 +8,9 @@ import sys
 from backend.core.secrets import install_log_masking
 
 
+QUIET_LIBRARIES = ("alembic", "urllib3", "botocore", "boto3", "s3transfer", "httpx", "httpcore")
+
+
 def configure_logging(level: str, *, with_pid: bool = False) -> None:
     """Log to stderr at `level`; mask registered secrets and URL passwords in every record.
 
@@ -16,6 +19,11 @@ def configure_logging(level: str, *, with_pid: bool = False) -> None:
     process = " %(process)d" if with_pid else ""
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s{process} %(levelname)s %(name)s: %(message)s")
-    # Migrations announce every step at INFO; a person running `mani` wants only problems.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Libraries speak only of problems (migrations announce every step at INFO), unless asked.
+    debug = level.upper() == "DEBUG"
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)
+    # The Mailgun client logs CRITICAL for every network failure and then raises it; mani reports
+    # the raised error itself (one line per failed check in `companies test`), so this is a repeat.
+    logging.getLogger("mailgun").setLevel(logging.DEBUG if debug else logging.CRITICAL + 1)
     install_log_masking()

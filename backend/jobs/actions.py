@@ -16,7 +16,7 @@ from backend.core.audit import record
 from backend.core.errors import InvalidTransition, NotFound
 from backend.core.followups import Followups
 from backend.jobs.public import ActionResultPublic
-from backend.jobs.queries import cancellable_recipients, count_recipients, resolve_job_ref
+from backend.jobs.queries import cancellable_recipients, count_recipients, resolve_job_ref, retryable_recipients
 from backend.moodle import callbacks
 from models import (
     BATCH_FINAL,
@@ -69,8 +69,8 @@ def retry_job(
     if job.status in (JobStatus.CANCELLED, JobStatus.PAUSED):
         then = "resume" if job.status == JobStatus.PAUSED else "it cannot be retried"
         raise InvalidTransition(f"job {job.id} is {job.status}: {then} first")
-    retryable = sorted(RECIPIENT_RETRYABLE)
-    conditions = [RECIPIENTS.c.job_id == job.id, RECIPIENTS.c.status.in_(retryable)]
+    # The same recipients `queries.count_retryable` counts for the question asked before.
+    conditions = [retryable_recipients(job.id)]
     if email:
         norm = email.strip().lower()
         exists = session.execute(

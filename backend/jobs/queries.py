@@ -204,6 +204,15 @@ def count_cancellable(*, session: Session, job_id: int) -> int:
     return session.execute(select(func.count()).where(cancellable_recipients(job_id))).scalar_one()
 
 
+def retryable_recipients(job_id: int) -> ColumnElement:
+    """The recipients "retry all failed" sends again: the retry's UPDATE and its question share it."""
+    return and_(R.job_id == job_id, _in(R.status, RECIPIENT_RETRYABLE))
+
+
+def count_retryable(*, session: Session, job_id: int) -> int:
+    return session.execute(select(func.count()).where(retryable_recipients(job_id))).scalar_one()
+
+
 def count_recipients(*, session: Session, job_id: int, status: Statuses = None, search: str | None = None) -> int:
     query = select(func.count()).select_from(Recipient.__table__).where(*_recipient_filters(job_id, status, search))
     return session.execute(query).scalar_one()
@@ -231,7 +240,7 @@ def job_detail(*, session: Session, job_ref: int | str) -> JobDetailPublic:
         route_reason=job.route_reason, callback_url=job.callback_url, source=job.source, error=job.error,
         skipped_duplicates=job.skipped_duplicates, rejected=job.rejected_count, bounced=job.bounced_count,
         complained=job.complained_count, counts=counts,
-        retryable=sum(counts.get(s, 0) for s in RECIPIENT_RETRYABLE),
+        retryable=count_retryable(session=session, job_id=job.id),
         cancellable=count_cancellable(session=session, job_id=job.id),
         waiting=sum(counts.get(s, 0) for s in RECIPIENT_OPEN),
         batches=list_batches(session=session, job_id=job.id),
