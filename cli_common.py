@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from enum import StrEnum
 from typing import Annotated, Any, Callable, Iterable, Sequence
@@ -37,18 +38,24 @@ CloudPreference = StrEnum("CloudPreference", {name: name for name in CLOUD_PREFE
 
 
 def _flags_without_type(params: list) -> list:
-    """Typer's rich help writes `<bool>` after every flag (even --help), though a flag takes no
-    value, and `<list[str]>` after an argument that has a metavar (`KEY=VALUE...`) saying it all."""
+    """Typer's rich help writes Python types: `<bool>` after every flag (even --help), though a
+    flag takes no value, and `<list[str]>` for a repeatable value. Flags get no type; a repeatable
+    value shows its metavar, or its item type followed by `...`."""
     for param in params:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
-        elif isinstance(param, TyperArgument) and param.metavar:
-            param.display_type_rich = _no_type
+        elif isinstance(param, (TyperOption, TyperArgument)) and "display_type_rich" not in vars(param):
+            param.display_type_rich = functools.partial(_repeatable_type, param.display_type_rich, param.metavar)
     return params
 
 
-def _no_type(ctx: typer.Context) -> None:
-    return None
+def _repeatable_type(shown: Callable, metavar: str | None, ctx: typer.Context) -> str | None:
+    label = shown(ctx)
+    if not label or "list[" not in label:
+        return label
+    if metavar:
+        return None  # the metavar (KEY=VALUE) says it, in the name column or the usage line
+    return re.sub(r"list\[(.*?)\]", r"\1", label).rstrip(".") + "..."
 
 
 class ManiCommand(TyperCommand):

@@ -53,7 +53,7 @@ UnlessCourse = Annotated[Optional[bool], typer.Option(
     help="Leave out students who completed the course (suppress_course_completion).", show_default=False)]
 UnlessActivity = Annotated[Optional[int], typer.Option(
     "--unless-activity", metavar="CMID",
-    help="Leave out students who completed this activity (course module id; the seeds' suppresstarget). "
+    help="Leave out students who completed this activity (its course module id, as Moodle's suppresstarget names it). "
     "`edit --unless-activity 0` removes it.")]
 FrequencyOpt = Annotated[Optional[FrequencyChoice], typer.Option(
     "--frequency", help="daily, weekly (the start's weekday), monthly (the start's day; on the 29th-31st a "

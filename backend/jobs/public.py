@@ -71,7 +71,7 @@ class BatchPublic(Public):
 
 
 class DeliveryRatesPublic(Public):
-    """Bounces and complaints over messages that reached the provider (seed target: bounces < 2 %)."""
+    """Bounces and complaints over messages that reached the provider (aim: bounces under 2 %)."""
 
     delivered: int
     bounced: int
@@ -89,7 +89,7 @@ class DeliveryRatesPublic(Public):
 
 
 class CallbackStatsPublic(Public):
-    """A job's callbacks to Moodle by outcome (the seeds' target: > 99 % delivered)."""
+    """A job's callbacks to Moodle by outcome (aim: over 99 % delivered)."""
 
     total: int
     delivered: int
