@@ -4,6 +4,7 @@ from models.audit import AuditEntry
 from models.base import utcnow
 from models.callbacks import ApiToken, CallbackAttempt, CallbackDelivery, SeenCallback, WebhookEvent
 from models.certificates import Certificate, MoodleCertificateClaim
+from models.circuits import ProviderCircuit
 from models.companies import Company, GlobalSetting
 from models.jobs import Batch, Job, Recipient, Rejection
 from models.schedules import SCHEDULE_RUN_OPEN, Schedule, ScheduleRun, ScheduleRunStatus
@@ -57,6 +58,7 @@ __all__ = [
     "RECIPIENT_OPEN",
     "RECIPIENT_PROBLEM",
     "RECIPIENT_RETRYABLE",
+    "ProviderCircuit",
     "Recipient",
     "RecipientStatus",
     "NO_COMPANY",

@@ -120,7 +120,7 @@ def test_ses_unverified_sender_is_a_configuration_error(moto_server):
         provider.send(messages(3))
 
 
-def test_ses_bad_address_is_permanent_and_dead_endpoint_transient(moto_server, dead_url):
+def test_ses_bad_address_is_permanent_and_dead_endpoint_unavailable(moto_server, dead_url):
     moto_server.verify("mani.test")
     batch = messages(2)
     batch[1].to_address = "not an address"
@@ -128,7 +128,7 @@ def test_ses_bad_address_is_permanent_and_dead_endpoint_transient(moto_server, d
         results = provider.send(batch)
     assert [r.outcome for r in results] == [Outcome.SENT, Outcome.PERMANENT]
     with SesProvider(sender=SENDER, region="us-east-1", access_key_id="a", secret_access_key="b", endpoint_url=dead_url) as p:
-        assert {r.outcome for r in p.send(messages(3))} == {Outcome.TRANSIENT}
+        assert {r.outcome for r in p.send(messages(3))} == {Outcome.UNAVAILABLE}
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ def test_ses_bad_address_is_permanent_and_dead_endpoint_transient(moto_server, d
         ("BadRequestException", "Invalid address user@", 400, "permanent"),
         ("MessageRejected", "Email address is not verified: noreply@mani.test", 400, "config"),
         ("UnrecognizedClientException", "The security token included in the request is invalid", 403, "config"),
-        ("InternalFailure", "oops", 500, "transient"),
+        ("InternalFailure", "oops", 500, "unavailable"),
     ],
 )
 def test_ses_error_classification(code, message, status, expected):
@@ -205,12 +205,12 @@ def test_mailgun_throttling_and_rate(mailgun_server):
     assert excess <= rate + rate * 0.1
 
 
-def test_mailgun_bad_key_raises_and_dead_endpoint_is_transient(mailgun_server, dead_url):
+def test_mailgun_bad_key_raises_and_dead_endpoint_is_unavailable(mailgun_server, dead_url):
     provider = MailgunProvider(api_key="key-wrong", domain="mg.example.com", sender=SENDER, api_url=mailgun_server.url)
     with provider, pytest.raises(ProviderError, match="401"):
         provider.send(messages(2))
     with MailgunProvider(api_key="k", domain="mg.example.com", sender=SENDER, api_url=dead_url) as provider:
-        assert {r.outcome for r in provider.send(messages(2))} == {Outcome.TRANSIENT}
+        assert {r.outcome for r in provider.send(messages(2))} == {Outcome.UNAVAILABLE}
 
 
 # SendGrid -----------------------------------------------------------------------------------
@@ -266,12 +266,12 @@ def test_sendgrid_throttling_honours_reset_and_rate(sendgrid_server):
     assert excess <= rate + rate * 0.1
 
 
-def test_sendgrid_bad_key_raises_and_dead_endpoint_is_transient(sendgrid_server, dead_url):
+def test_sendgrid_bad_key_raises_and_dead_endpoint_is_unavailable(sendgrid_server, dead_url):
     with SendGridProvider(api_key="SG.wrong", sender=SENDER, api_url=sendgrid_server.url) as provider:
         with pytest.raises(ProviderError, match="401"):
             provider.send(messages(2))
     with SendGridProvider(api_key="SG.x", sender=SENDER, api_url=dead_url) as provider:
-        assert {r.outcome for r in provider.send(messages(2))} == {Outcome.TRANSIENT}
+        assert {r.outcome for r in provider.send(messages(2))} == {Outcome.UNAVAILABLE}
 
 
 # Through the registry, from a company's resolved settings -----------------------------------

@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     requeue_after_seconds: int = Field(default=300, ge=1)
     sweep_interval_seconds: float = Field(default=2.0, gt=0)
     broker_heartbeat_timeout_ms: int = 60_000
+    # Outages (backend.delivery.circuit): a provider that is unreachable or failing for everyone
+    # opens its route's circuit; batches wait `outage_backoff_seconds`, doubling up to
+    # `outage_backoff_max_seconds`, and count no attempt. After `max_outage_hours` the jobs
+    # waiting on it fail with the reason. `outage_transient_run` temporary failures in a row,
+    # with nothing sent between them, count as an outage too.
+    max_outage_hours: float = Field(default=24.0, gt=0)
+    outage_backoff_seconds: float = Field(default=5.0, gt=0)
+    outage_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    outage_transient_run: int = Field(default=10, ge=2)
 
     # Moodle/IOMAD as a recipient source (`mani moodle`, `mani submit --moodle`, schedules): its
     # database, read-only (a secret: encrypted at rest when stored in the database, masked

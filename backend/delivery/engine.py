@@ -15,16 +15,17 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 from sqlmodel import Session
 
 from backend.core.followups import Followups
 from backend.core.settings import Settings, get_settings
-from backend.delivery import routing
+from backend.delivery import circuit, routing
 from backend.moodle import callbacks
 from models import (
     BATCH_FINAL,
     JOB_FINAL,
+    JOB_RUNNING,
     RECIPIENT_DELIVERED,
     RECIPIENT_OPEN,
     Batch,
@@ -133,17 +134,35 @@ class Claim:
 def claim_batch(*, session: Session, batch_id: int, settings: Settings) -> Claim | Followups | None:
     """Take the batch under a lease and mark its due recipients `processing`.
 
-    None: someone else holds it, it is finished, or it is not due (a duplicate message).
-    Followups: the batch was settled without sending (paused, cancelled, given up on).
+    None: someone else holds it, it is finished, it is not due (a duplicate message), or its
+    job is not running (paused). Followups: the batch was put back to sleep (its route is down),
+    or settled without sending (cancelled, given up on, the outage lasted too long).
     """
     now = utcnow()
+    head = session.execute(
+        select(BATCHES.c.job_id, BATCHES.c.status, BATCHES.c.lease_until, BATCHES.c.next_attempt_at)
+        .where(BATCHES.c.id == batch_id)
+    ).first()
+    if head is None:
+        return None
+    job = session.get(Job, head.job_id, populate_existing=True)
+    is_due = head.next_attempt_at is None or head.next_attempt_at <= now + timedelta(seconds=1)
+    if head.status in (BatchStatus.QUEUED, BatchStatus.RETRY_PENDING) and is_due and job.status in JOB_RUNNING:
+        wait = circuit.gate(session=session, key=circuit.route_key(job), settings=settings, now=now)
+        if wait is not None and wait.expired:
+            return fail_for_outage(session=session, job_id=job.id, wait=wait, settings=settings)
+        if wait is not None:
+            return defer_batch(session=session, batch_id=batch_id, until=wait.until)
     lease_until = now + timedelta(seconds=settings.batch_lease_seconds)
     taken_over = and_(BATCHES.c.status == BatchStatus.PROCESSING, BATCHES.c.lease_until < now)
     claimable = or_(BATCHES.c.status.in_([BatchStatus.QUEUED, BatchStatus.RETRY_PENDING]), taken_over)
     due = or_(BATCHES.c.next_attempt_at.is_(None), BATCHES.c.next_attempt_at <= now + timedelta(seconds=1))
+    # The job's state is checked in the claiming statement itself: a pause or cancel that
+    # committed a moment ago is never overwritten by a claim that read the job before it.
+    job_runs = exists().where(JOBS.c.id == BATCHES.c.job_id, JOBS.c.status.in_(sorted(JOB_RUNNING)))
     result = session.execute(
         update(BATCHES)
-        .where(BATCHES.c.id == batch_id, claimable, due)
+        .where(BATCHES.c.id == batch_id, claimable, due, job_runs)
         .values(
             status=BatchStatus.PROCESSING,
             attempts=BATCHES.c.attempts + 1,
@@ -155,15 +174,12 @@ def claim_batch(*, session: Session, batch_id: int, settings: Settings) -> Claim
         )
     )
     if result.rowcount != 1:
+        job = session.get(Job, head.job_id, populate_existing=True)
+        dead_run = head.status == BatchStatus.PROCESSING and head.lease_until is not None and head.lease_until < now
+        if job.status in JOB_FINAL and dead_run:
+            return settle_batch(session=session, batch_id=batch_id)  # a cancelled job's batch a dead worker held
         return None
     batch = session.get(Batch, batch_id, populate_existing=True)
-    job = session.get(Job, batch.job_id, populate_existing=True)
-    if job.status in (JobStatus.PAUSED, JobStatus.PENDING):
-        batch.status, batch.lease_until = BatchStatus.QUEUED, None
-        session.add(batch)
-        return Followups()
-    if job.status in JOB_FINAL:
-        return settle_batch(session=session, batch_id=batch_id)
     if batch.recoveries >= settings.max_batch_attempts:
         reason = f"batch {batch.number} given up after {batch.recoveries} failed runs: {batch.last_error or 'worker lost'}"
         session.execute(
@@ -172,11 +188,11 @@ def claim_batch(*, session: Session, batch_id: int, settings: Settings) -> Claim
             .values(status=RecipientStatus.PERMANENTLY_FAILED, last_error=reason, secret=None, updated_at=now)
         )
         return settle_batch(session=session, batch_id=batch_id)
-    if job.status in (JobStatus.QUEUED, JobStatus.RETRY_PENDING):
-        job.status = JobStatus.PROCESSING
-        job.started_at = job.started_at or now
-        job.updated_at = now
-        session.add(job)
+    session.execute(
+        update(JOBS)
+        .where(JOBS.c.id == job.id, JOBS.c.status.in_([JobStatus.QUEUED, JobStatus.RETRY_PENDING]))
+        .values(status=JobStatus.PROCESSING, started_at=func.coalesce(JOBS.c.started_at, now), updated_at=now)
+    )
     session.execute(
         update(RECIPIENTS)
         .where(
@@ -197,6 +213,27 @@ def claim_batch(*, session: Session, batch_id: int, settings: Settings) -> Claim
     return Claim(job=job, batch=batch, rows=rows)
 
 
+def defer_batch(*, session: Session, batch_id: int, until) -> Followups:
+    """Put a waiting batch back to sleep until `until` without claiming it: no attempt is counted."""
+    now = utcnow()
+    session.execute(
+        update(BATCHES)
+        .where(BATCHES.c.id == batch_id, BATCHES.c.status.in_([BatchStatus.QUEUED, BatchStatus.RETRY_PENDING]))
+        .values(next_attempt_at=until, enqueued_at=now)
+    )
+    return Followups(delayed_batches=[(batch_id, max(0.0, (until - now).total_seconds()))])
+
+
+def fail_for_outage(*, session: Session, job_id: int, wait: circuit.Wait, settings: Settings) -> Followups:
+    """The job's provider has been down longer than `max_outage_hours`: fail the job with the reason."""
+    job = lock_job(session=session, job_id=job_id)
+    if job is None or job.status in JOB_FINAL or job.status == JobStatus.PAUSED:
+        return Followups()
+    fail_job(session=session, job=job, reason=circuit.outage_reason(job=job, wait=wait, settings=settings))
+    session.flush()
+    return Followups(callback_ids=_job_finished_callbacks(session=session, job=job))
+
+
 # --- record -------------------------------------------------------------------------------------
 
 
@@ -208,12 +245,17 @@ class Outcomes:
     retry: list[dict] = field(default_factory=list)
     permanent: list[dict] = field(default_factory=list)
     throttled: list[dict] = field(default_factory=list)
+    # The provider was down for everyone: back to waiting, no attempt counted (circuit opens).
+    unavailable: list[dict] = field(default_factory=list)
 
 
 def record_outcomes(
-    *, session: Session, job_id: int, batch_id: int, outcomes: Outcomes, settings: Settings
+    *, session: Session, job_id: int, batch_id: int, outcomes: Outcomes, settings: Settings,
+    circuit_key: str | None = None,
 ) -> str:
-    """Write one chunk's results and renew the lease; returns the job's current status."""
+    """Write one chunk's results and renew the lease; returns the job's current status.
+
+    A chunk that sent something closes the route's circuit (`circuit_key`): it is up again."""
     now = utcnow()
     guard = and_(RECIPIENTS.c.id == bindparam("rid"), RECIPIENTS.c.status == RecipientStatus.PROCESSING)
     sent = failed = 0
@@ -238,6 +280,12 @@ def record_outcomes(
             status=RecipientStatus.RETRY_PENDING, last_error=bindparam("err"),
             next_attempt_at=bindparam("nxt"), updated_at=now,
         ), outcomes.throttled)
+    if outcomes.unavailable:
+        _executemany(session, update(RECIPIENTS).where(guard).values(
+            status=RecipientStatus.PENDING, last_error=bindparam("err"), next_attempt_at=None, updated_at=now,
+        ), outcomes.unavailable)
+    if sent and circuit_key:
+        circuit.close(session=session, key=circuit_key)
     session.execute(
         update(BATCHES)
         .where(BATCHES.c.id == batch_id)
@@ -275,8 +323,9 @@ def release_after_error(*, batch_id: int, error: str, sessions: SessionFactory =
 # --- settle and finish --------------------------------------------------------------------------
 
 
-def settle_batch(*, session: Session, batch_id: int) -> Followups:
-    """After a run: put the batch to sleep until its next retry, or close it."""
+def settle_batch(*, session: Session, batch_id: int, not_before=None) -> Followups:
+    """After a run: put the batch to sleep until its next retry (not before `not_before`: an open
+    circuit, a rate limit), or close it."""
     now = utcnow()
     batch = session.get(Batch, batch_id, populate_existing=True)
     job = lock_job(session=session, job_id=batch.job_id)
@@ -311,9 +360,13 @@ def settle_batch(*, session: Session, batch_id: int) -> Followups:
                 RECIPIENTS.c.batch_id == batch_id, RECIPIENTS.c.status.in_(OPEN_RECIPIENT)
             )
         ).scalar_one()
+        next_at = next_at or now
+        if not_before is not None and not_before > next_at:
+            next_at = not_before
         batch.status = BatchStatus.RETRY_PENDING
-        batch.next_attempt_at = next_at or now
-        followups.delayed_batches.append((batch_id, max(0.0, ((next_at or now) - now).total_seconds())))
+        batch.next_attempt_at = next_at
+        batch.enqueued_at = now
+        followups.delayed_batches.append((batch_id, max(0.0, (next_at - now).total_seconds())))
     else:
         if job.status == JobStatus.CANCELLED:
             batch.status = BatchStatus.CANCELLED

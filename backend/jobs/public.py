@@ -102,6 +102,22 @@ class CallbackStatsPublic(Public):
         return self.delivered / self.total if self.total else None
 
 
+class ProviderOutagePublic(Public):
+    """A route whose provider is down for everyone (an open circuit): "provider down since ..."."""
+
+    company_id: str | None
+    provider: str
+    route: str  # the circuit's key: company/route/provider
+    down_since: Timestamp
+    retry_at: Timestamp  # when a batch tries it again
+    failures: int  # failed tries in a row (the wait doubles with each, up to 5 min)
+    error: str | None
+
+    def describe(self) -> str:
+        who = f" (company {self.company_id})" if self.company_id else ""
+        return f"provider {self.provider}{who} down since {self.down_since:%Y-%m-%d %H:%M:%S} UTC: {self.error or 'unreachable'}"
+
+
 class JobDetailPublic(JobPublic):
     """One job in full: `mani jobs show --json`, `GET /api/v1/jobs/{job_id}`, the console's job detail."""
 
@@ -124,6 +140,9 @@ class JobDetailPublic(JobPublic):
     rates: DeliveryRatesPublic
     callbacks: CallbackStatsPublic
     updated_at: Timestamp
+    # Set while the job's provider is down for everyone: its batches wait, no attempt is counted.
+    provider_down_since: Timestamp | None = None
+    provider_error: str | None = None
 
 
 class RecipientPublic(Public):
@@ -235,6 +254,7 @@ class DashboardPublic(Public):
     rate_since_start: float | None
     jobs: list[ActiveJobPublic]
     problems: list[str]
+    outages: list[ProviderOutagePublic] = []
 
 
 class ActionResultPublic(Public):

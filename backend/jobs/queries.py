@@ -18,6 +18,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session
 
 from backend.core.errors import NotFound, UnusableInput
+from backend.delivery import circuit
 from backend.jobs.public import (
     ActiveJobPublic,
     AuditEntryPublic,
@@ -29,12 +30,14 @@ from backend.jobs.public import (
     DeliveryRatesPublic,
     JobDetailPublic,
     JobPublic,
+    ProviderOutagePublic,
     RecipientPagePublic,
     RecipientPublic,
     RejectionPublic,
     SuppressionPublic,
 )
 from models import (
+    JOB_FINAL,
     JOB_OPEN,
     JOB_WAITING,
     NO_COMPANY,
@@ -50,6 +53,7 @@ from models import (
     DeliveryStatus,
     Job,
     JobStatus,
+    ProviderCircuit,
     Recipient,
     RecipientStatus,
     Rejection,
@@ -247,7 +251,24 @@ def job_detail(*, session: Session, job_ref: int | str) -> JobDetailPublic:
         rates=delivery_rates(session=session, job_id=job.id),
         callbacks=callback_stats(session=session, job_id=job.id),
         updated_at=job.updated_at,
+        **_job_outage(session=session, job=job),
     )
+
+
+def _job_outage(*, session: Session, job: Job) -> dict:
+    if job.status in JOB_FINAL or job.route is None:
+        return {}
+    row = session.get(ProviderCircuit, circuit.route_key(job))
+    return {"provider_down_since": row.down_since, "provider_error": row.last_error} if row else {}
+
+
+def provider_outages(*, session: Session) -> list[ProviderOutagePublic]:
+    """Every route whose provider is down for everyone right now, oldest outage first."""
+    return [
+        ProviderOutagePublic(company_id=row.company_id, provider=row.provider, route=row.key, down_since=row.down_since,
+                             retry_at=row.retry_at, failures=row.failures, error=row.last_error)
+        for row in circuit.open_circuits(session=session)
+    ]
 
 
 def list_rejections(*, session: Session, job_id: int) -> list[RejectionPublic]:
@@ -546,6 +567,7 @@ def dashboard(
         select(func.coalesce(func.sum(J.failed_count), 0)).where(or_(open_jobs, J.finished_at >= hour_ago))
     ).scalar_one()
 
+    outages = provider_outages(session=session)
     jobs: list[ActiveJobPublic] = []
     since_start_sent, since_start_seconds = 0, 0.0
     for row in job_rows:
@@ -573,7 +595,9 @@ def dashboard(
         rate_last_minute=float(sum(recent.values())),
         rate_since_start=(since_start_sent * 60.0 / since_start_seconds) if since_start_seconds else None,
         jobs=jobs,
-        problems=[f"job {job.id}: {problem}" for job in jobs for problem in job.problems],
+        problems=[outage.describe() for outage in outages]
+        + [f"job {job.id}: {problem}" for job in jobs for problem in job.problems],
+        outages=outages,
     )
 
 

@@ -53,7 +53,11 @@ return {0, string.format('%.0f', wait)}
 
 
 class RateLimitTimeout(ManiError):
-    """The rate limit would make the caller wait longer than it allowed."""
+    """The rate limit would make the caller wait longer than it allowed (`wait` seconds)."""
+
+    def __init__(self, message: str, *, wait: float = 0.0):
+        super().__init__(message)
+        self.wait = wait
 
 
 class RateLimiter(Protocol):
@@ -63,6 +67,10 @@ class RateLimiter(Protocol):
         """Block until `n` messages may go; returns the seconds waited. RateLimitTimeout past `timeout`."""
         ...
 
+    def reserve(self, n: int = 1, *, timeout: float | None = None) -> float:
+        """Book `n` slots without sleeping; the seconds until they are due (n=0: just look)."""
+        ...
+
     def backoff(self, seconds: float) -> None:
         """Hold every sender of this key for `seconds` (the provider said to slow down)."""
         ...
@@ -70,6 +78,9 @@ class RateLimiter(Protocol):
 
 class Unlimited:
     rate = 0.0
+
+    def reserve(self, n: int = 1, *, timeout: float | None = None) -> float:
+        return 0.0
 
     def acquire(self, n: int = 1, *, timeout: float | None = None) -> float:
         return 0.0
@@ -120,7 +131,7 @@ class LocalRateLimiter:
             new_tat = tat + n * interval
             wait = max(0.0, new_tat - max(self.burst, n) * interval - now)
             if timeout is not None and wait > timeout:
-                raise RateLimitTimeout(f"sending for {self.key} would wait {wait:.1f}s (more than {timeout:g}s)")
+                raise RateLimitTimeout(f"sending for {self.key} would wait {wait:.1f}s (more than {timeout:g}s)", wait=wait)
             bucket.tat = new_tat
             return wait
 
@@ -177,7 +188,8 @@ class RedisRateLimiter:
             return self._fallback.reserve(n, timeout=timeout)
         refused, wait_us = int(reply[0]), int(reply[1])
         if refused:
-            raise RateLimitTimeout(f"sending for {self.key} would wait {wait_us / 1e6:.1f}s (more than {timeout:g}s)")
+            raise RateLimitTimeout(f"sending for {self.key} would wait {wait_us / 1e6:.1f}s (more than {timeout:g}s)",
+                                   wait=wait_us / 1e6)
         return wait_us / 1_000_000
 
     def acquire(self, n: int = 1, *, timeout: float | None = None) -> float:

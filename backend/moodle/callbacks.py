@@ -218,6 +218,8 @@ def build_payload(*, session: Session, delivery: CallbackDelivery, job: Job | No
             counts={"total": job.total, "sent": job.sent_count, "failed": job.failed_count,
                     "bounced": job.bounced_count, "complained": job.complained_count},
         )
+        if job.error:  # why the job failed as a whole (an outage longer than allowed, a route)
+            payload["error"] = job.error
     return payload
 
 

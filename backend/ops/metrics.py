@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
 from backend.ops import deadletters
-from models import SCHEDULE_RUN_OPEN, Batch, BatchStatus, Job, Recipient, Schedule, ScheduleRun, utcnow
+from models import SCHEDULE_RUN_OPEN, Batch, BatchStatus, Job, ProviderCircuit, Recipient, Schedule, ScheduleRun, utcnow
 from models.callbacks import CallbackAttempt, CallbackDelivery
 from models.db import session_scope
 
@@ -72,7 +72,13 @@ def collect_families(session) -> list[GaugeMetricFamily]:
     attempts = _gauge("mani_callback_failed_attempts_last_hour", "Callback attempts that failed in the last hour.")
     attempts.add_metric([], failed_attempts)
 
-    return [jobs, recipients, rate, depth, dead, callbacks, attempts, schedule_family(session, now)]
+    down = _gauge("mani_provider_down_since_seconds",
+                  "Unix time a route's provider went down for everyone (an open circuit); absent while it is up.",
+                  ["company", "provider"])
+    for circuit in session.execute(select(ProviderCircuit)).scalars():
+        down.add_metric([circuit.company_id or "", circuit.provider], circuit.down_since.timestamp())
+
+    return [jobs, recipients, rate, depth, dead, callbacks, attempts, down, schedule_family(session, now)]
 
 
 def schedule_family(session, now) -> GaugeMetricFamily:

@@ -82,7 +82,7 @@ class _CountingSMTP(SMTP):
 
 class _Controller(Controller):
     def __init__(self, sink: "SmtpSink", **kwargs):
-        super().__init__(sink, hostname=sink.host, port=0, **kwargs)
+        super().__init__(sink, hostname=sink.host, port=sink.port, **kwargs)  # a restart keeps its port
         self.sink = sink
 
     def factory(self):

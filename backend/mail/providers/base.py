@@ -21,6 +21,10 @@ class Outcome(StrEnum):
     PERMANENT = "permanent"
     # The provider asked us to slow down: wait and retry without counting an attempt.
     THROTTLED = "throttled"
+    # The provider is unreachable or failing for everyone (connection refused or timed out
+    # before the message was accepted, SMTP 421, HTTP 5xx): nothing to do with this recipient.
+    # No attempt is counted; the route's circuit opens (backend.delivery.circuit).
+    UNAVAILABLE = "unavailable"
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ How answers become outcomes: 200 -> SENT; 429 -> THROTTLED (Retry-After honoured
 company's limiter backs off); 400/413 for a call of several recipients -> split in halves to
 find the bad ones, for one recipient -> PERMANENT; 401/403/404 (key or domain) -> configuration:
 ProviderError when nothing was sent yet, else TRANSIENT; 5xx, timeouts, refused connections
--> TRANSIENT.
+-> UNAVAILABLE (Mailgun is down for everyone: no attempt counted, the rest is not tried).
 """
 
 from __future__ import annotations
@@ -135,8 +135,8 @@ class MailgunProvider(ClientProvider):
             try:
                 for result in self._send_group(kind, group):
                     results[result.recipient_id] = result
-                    if result.outcome == Outcome.THROTTLED and stop is None:
-                        stop = SendResult(0, Outcome.THROTTLED, error=f"not tried: {result.error}", retry_after=result.retry_after)
+                    if result.outcome in (Outcome.THROTTLED, Outcome.UNAVAILABLE) and stop is None:
+                        stop = SendResult(0, result.outcome, error=f"not tried: {result.error}", retry_after=result.retry_after)
             except _Config as error:
                 if not self._sent_any:
                     raise ProviderError(f"mailgun: {error}") from None
@@ -155,7 +155,7 @@ class MailgunProvider(ClientProvider):
         except MessageError as error:
             return [SendResult(m.recipient_id, Outcome.PERMANENT, error=str(error)) for m in group]
         except Exception as error:  # noqa: BLE001 - the client wraps every transport failure in ApiError
-            return [SendResult(m.recipient_id, Outcome.TRANSIENT, error=f"Mailgun unreachable: {_short(error)}") for m in group]
+            return [SendResult(m.recipient_id, Outcome.UNAVAILABLE, error=f"Mailgun unreachable: {_short(error)}") for m in group]
         status, text = response.status_code, describe_failure(response)
         if status == 200:
             self._sent_any = True
@@ -172,7 +172,7 @@ class MailgunProvider(ClientProvider):
             return self._send_group(kind, group[:half]) + self._send_group(kind, group[half:])
         if 400 <= status < 500:
             return [SendResult(m.recipient_id, Outcome.PERMANENT, error=f"{status} {text}") for m in group]
-        return [SendResult(m.recipient_id, Outcome.TRANSIENT, error=f"{status} {text}") for m in group]
+        return [SendResult(m.recipient_id, Outcome.UNAVAILABLE, error=f"{status} {text}") for m in group]
 
     def _post_batch(self, group: list[OutgoingMessage]):
         variables, to = {}, []

@@ -13,7 +13,8 @@ How answers become outcomes: 202 -> SENT, `external_id` = `X-Message-Id`; 429 ->
 (Retry-After or X-RateLimit-Reset honoured, and the company's limiter backs off); 400 naming
 `personalizations.N` -> that recipient PERMANENT and the others sent again; any other
 400/413 -> split in halves, one recipient -> PERMANENT; 401/403 -> configuration
-(ProviderError when nothing was sent yet); 5xx, timeouts, refused connections -> TRANSIENT.
+(ProviderError when nothing was sent yet); 5xx, timeouts, refused connections -> UNAVAILABLE
+(SendGrid is down for everyone: no attempt counted, the rest is not tried).
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ class SendGridProvider(ClientProvider):
             try:
                 for result in self._send_group(group):
                     results[result.recipient_id] = result
-                    if result.outcome == Outcome.THROTTLED and stop is None:
-                        stop = (Outcome.THROTTLED, f"not tried: {result.error}", result.retry_after)
+                    if result.outcome in (Outcome.THROTTLED, Outcome.UNAVAILABLE) and stop is None:
+                        stop = (result.outcome, f"not tried: {result.error}", result.retry_after)
             except _Config as error:
                 if not self._sent_any:
                     raise ProviderError(f"sendgrid: {error}") from None
@@ -118,7 +119,7 @@ class SendGridProvider(ClientProvider):
         try:
             response = self._client.post("/v3/mail/send", json=self._body(group))
         except httpx.HTTPError as error:
-            return [SendResult(m.recipient_id, Outcome.TRANSIENT, error=f"SendGrid unreachable: {error}"[:300]) for m in group]
+            return [SendResult(m.recipient_id, Outcome.UNAVAILABLE, error=f"SendGrid unreachable: {error}"[:300]) for m in group]
         status = response.status_code
         if status in (200, 202):
             self._sent_any = True
@@ -143,7 +144,7 @@ class SendGridProvider(ClientProvider):
         if status in (400, 413) and len(group) > 1:
             half = len(group) // 2
             return self._send_group(group[:half]) + self._send_group(group[half:])
-        outcome = Outcome.PERMANENT if 400 <= status < 500 else Outcome.TRANSIENT
+        outcome = Outcome.PERMANENT if 400 <= status < 500 else Outcome.UNAVAILABLE
         return [SendResult(m.recipient_id, outcome, error=f"{status} {text}"[:500]) for m in group]
 
     def _body(self, group: list[OutgoingMessage]) -> dict[str, Any]:

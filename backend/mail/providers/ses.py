@@ -50,7 +50,7 @@ DEFAULT_THROTTLE_SECONDS = 1.0
 
 
 def classify_client_error(code: str, message: str, status: int, *, sender_address: str) -> tuple[str, float | None]:
-    """("sent"|"throttled"|"permanent"|"config"|"transient", retry_after) for an SES error answer."""
+    """("sent"|"throttled"|"permanent"|"config"|"unavailable"|"transient", retry_after) for an SES error answer."""
     lowered = message.lower()
     if code in THROTTLE_CODES or "maximum sending rate exceeded" in lowered or status == 429:
         quota = "quota" in lowered and "daily" in lowered
@@ -65,7 +65,7 @@ def classify_client_error(code: str, message: str, status: int, *, sender_addres
             return "config", None
         return "permanent", None
     if status >= 500:
-        return "transient", None
+        return "unavailable", None
     if 400 <= status < 500:
         return "permanent", None
     return "transient", None
@@ -183,9 +183,13 @@ class SesProvider:
             if kind == "config":
                 state.stop(Outcome.TRANSIENT, detail, None, config=True)
                 return SendResult(rid, Outcome.TRANSIENT, error=detail)
+            if kind == "unavailable":
+                state.stop(Outcome.UNAVAILABLE, detail, None)
+                return SendResult(rid, Outcome.UNAVAILABLE, error=detail)
             return SendResult(rid, Outcome.PERMANENT if kind == "permanent" else Outcome.TRANSIENT, error=detail)
         except (BotoCoreError, OSError) as error:
-            return SendResult(rid, Outcome.TRANSIENT, error=f"SES unreachable: {error}"[:500])
+            state.stop(Outcome.UNAVAILABLE, f"SES unreachable: {error}"[:500], None)
+            return SendResult(rid, Outcome.UNAVAILABLE, error=f"SES unreachable: {error}"[:500])
         return SendResult(rid, Outcome.SENT, external_id=answer.get("MessageId"))
 
 

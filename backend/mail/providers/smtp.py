@@ -8,15 +8,15 @@ How replies become outcomes:
 - Each message is MAIL, RCPT, DATA, pipelined (RFC 2920) when the server offers it.
 - 250 -> SENT; external_id is the server's queue id when the reply names one
   ("queued as 4F2A1", "id=1q2w3e"), else the Message-ID.
-- 421 or 454 (the server asks us to back off) -> THROTTLED, and the rest of the batch is
-  THROTTLED without being tried: pushing on would only collect more refusals.
+- 421 (the service is closing, for everyone) -> UNAVAILABLE; 454 (back off) -> THROTTLED; the
+  rest of the batch gets the same without being tried: pushing on would only collect refusals.
 - any other 4xx -> TRANSIENT with the server's code and text.
 - 5xx -> PERMANENT with the server's reply text ("550 5.1.1 user unknown").
 - a refused greeting or login (a configuration problem, not the message's) -> TRANSIENT.
 - a refused, dropped or timed-out connection -> one reconnect, and the message in flight is
   sent again on the new connection (a drop after the final "." may make that a duplicate,
   with the same Message-ID). If the reconnect fails, the message and all the rest of the
-  batch are TRANSIENT. At most `MAX_RECONNECTS` reconnects per batch (one `with`), however
+  batch are UNAVAILABLE: the server is down, which is no recipient's fault. At most `MAX_RECONNECTS` reconnects per batch (one `with`), however
   many `send` calls it makes; once the batch gave up, later calls answer at once.
 
 `send` never raises for a message's or the server's fault; a bad URL raises ProviderError
@@ -192,13 +192,13 @@ class SmtpProvider:
             return True
         except _Refused as refused:
             # A refused greeting or login says nothing about the messages: never PERMANENT.
-            outcome = Outcome.THROTTLED if refused.code in THROTTLE_CODES else Outcome.TRANSIENT
+            outcome = self._outcome_for(refused.code) if refused.code in THROTTLE_CODES else Outcome.TRANSIENT
             text = _reply_text(refused.code, refused.reply)
             if refused.stage == "AUTH":
                 text = f"Login as {self.username} refused: {text}"
             self._connect_error = (outcome, text)
         except _ConnectionLost as lost:
-            self._connect_error = (Outcome.TRANSIENT, str(lost))
+            self._connect_error = (Outcome.UNAVAILABLE, str(lost))
         self._client = None
         return False
 
@@ -223,6 +223,8 @@ class SmtpProvider:
 
     @staticmethod
     def _outcome_for(code: int) -> Outcome:
+        if code == 421:
+            return Outcome.UNAVAILABLE
         if code in THROTTLE_CODES:
             return Outcome.THROTTLED
         if 500 <= code < 600:
@@ -308,9 +310,10 @@ class SmtpProvider:
 
             if self._client is None:
                 # A server that refused us with "back off" is not asked again within this batch.
-                throttled = self._connect_error is not None and self._connect_error[0] is Outcome.THROTTLED
+                throttled = self._connect_error is not None and self._connect_error[0] in (
+                    Outcome.THROTTLED, Outcome.UNAVAILABLE)
                 if throttled or self._reconnects >= MAX_RECONNECTS or not self._open():
-                    self._given_up = self._connect_error or (Outcome.TRANSIENT, "Too many reconnects in one batch.")
+                    self._given_up = self._connect_error or (Outcome.UNAVAILABLE, "Too many reconnects in one batch.")
                     continue
                 self._reconnects += 1
             if smtputf8 and not self._client.has_extn("smtputf8"):
@@ -333,7 +336,7 @@ class SmtpProvider:
                 if refused.stage not in ("RCPT TO", "end of DATA"):
                     error += f" (at {refused.stage})"
                 self._after_refusal(refused.code)
-                if outcome is Outcome.THROTTLED:
+                if outcome in (Outcome.THROTTLED, Outcome.UNAVAILABLE):
                     self._given_up = (outcome, error)
                     continue
                 results.append(SendResult(message.recipient_id, outcome, error=self._scrub(error)))
