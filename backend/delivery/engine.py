@@ -193,24 +193,38 @@ def claim_batch(*, session: Session, batch_id: int, settings: Settings) -> Claim
         .where(JOBS.c.id == job.id, JOBS.c.status.in_([JobStatus.QUEUED, JobStatus.RETRY_PENDING]))
         .values(status=JobStatus.PROCESSING, started_at=func.coalesce(JOBS.c.started_at, now), updated_at=now)
     )
-    session.execute(
-        update(RECIPIENTS)
-        .where(
-            RECIPIENTS.c.batch_id == batch_id,
+    # The due rows, read, not yet marked: `mark_sending` takes each chunk just before it goes.
+    # `processing` rows in a batch we just claimed are a dead run's leftovers: due as well.
+    due_row = or_(
+        and_(
             RECIPIENTS.c.status.in_([RecipientStatus.PENDING, RecipientStatus.RETRY_PENDING]),
             or_(RECIPIENTS.c.next_attempt_at.is_(None), RECIPIENTS.c.next_attempt_at <= now),
-        )
-        .values(status=RecipientStatus.PROCESSING, updated_at=now)
+        ),
+        RECIPIENTS.c.status == RecipientStatus.PROCESSING,
     )
     rows = [
         dict(row._mapping)
         for row in session.execute(
-            select(RECIPIENTS)
-            .where(RECIPIENTS.c.batch_id == batch_id, RECIPIENTS.c.status == RecipientStatus.PROCESSING)
-            .order_by(RECIPIENTS.c.id)
+            select(RECIPIENTS).where(RECIPIENTS.c.batch_id == batch_id, due_row).order_by(RECIPIENTS.c.id)
         )
     ]
     return Claim(job=job, batch=batch, rows=rows)
+
+
+SENDABLE = [RecipientStatus.PENDING, RecipientStatus.RETRY_PENDING, RecipientStatus.PROCESSING]
+
+
+def mark_sending(*, session: Session, batch_id: int, ids: list[int]) -> set[int]:
+    """Mark one chunk `processing` just before it is sent; the ids still open (a cancel may have
+    ended some since the claim: those are not sent)."""
+    if not ids:
+        return set()
+    return set(session.execute(
+        update(RECIPIENTS)
+        .where(RECIPIENTS.c.batch_id == batch_id, RECIPIENTS.c.id.in_(ids), RECIPIENTS.c.status.in_(SENDABLE))
+        .values(status=RecipientStatus.PROCESSING, updated_at=utcnow())
+        .returning(RECIPIENTS.c.id)
+    ).scalars())
 
 
 def defer_batch(*, session: Session, batch_id: int, until) -> Followups:

@@ -28,6 +28,7 @@ from backend.delivery.engine import (
     SessionFactory,
     claim_batch,
     fail_for_outage,
+    mark_sending,
     record_outcomes,
     release_after_error,
     settle_batch,
@@ -53,6 +54,7 @@ RATE_CACHE_SECONDS = 5.0
 # sized to take about this long.
 STATE_CHECK_SECONDS = 1.0
 FIRST_CHUNK = 10
+STOPPED = (JobStatus.PAUSED, JobStatus.CANCELLED)
 
 
 @dataclass(slots=True)
@@ -109,6 +111,10 @@ def run_batch(*, batch_id: int, settings: Settings | None = None, sessions: Sess
             return claim or Followups()
         plan = plan_batch(session=session, job=claim.job, settings=settings)
     if handoff.is_handoff(claim.job):
+        # The whole batch goes in one message: all its rows are in flight until the worker reports.
+        with sessions() as session:
+            marked = mark_sending(session=session, batch_id=batch_id, ids=[row["id"] for row in claim.rows])
+        claim.rows = [row for row in claim.rows if row["id"] in marked]
         done = handoff.hand_off(claim=claim, settings=settings, sessions=sessions,
                                 keep_lease=lambda: LeaseKeeper(batch_id=batch_id, settings=settings, sessions=sessions))
         if not done.send_locally:
@@ -241,10 +247,16 @@ def _send_rows(
         most = max(1, min(most, int(plan.rate_limit * STATE_CHECK_SECONDS)))
     size = most if bulk else min(most, FIRST_CHUNK)
     start = 0
+    # Only the chunk in flight is `processing`: a cancel ends everything else at once, and counts it.
+    marked: set[int] | None = None
     with provider or _NoProvider():
         while start < len(claim.rows):
             chunk = claim.rows[start : start + size]
             began = time.monotonic()
+            if marked is None:
+                with sessions() as session:
+                    marked = mark_sending(session=session, batch_id=claim.batch.id, ids=[row["id"] for row in chunk])
+            chunk = [row for row in chunk if row["id"] in marked]
             if limiter is not None:
                 try:
                     if getattr(provider, "paces_sends", False):
@@ -274,7 +286,11 @@ def _send_rows(
             if messages:
                 _classify(provider.send(messages), rows_by_id=rows_by_id, plan=plan, outcomes=outcomes,
                           outage_run=settings.outage_transient_run)
-            outage = None
+            start += size
+            if not bulk:
+                per_message = (time.monotonic() - began) / max(1, len(chunk))
+                size = most if per_message <= 0 else max(1, min(most, int(STATE_CHECK_SECONDS / per_message)))
+            outage, marked = None, None
             with sessions() as session:
                 job_status = record_outcomes(
                     session=session, job_id=job.id, batch_id=claim.batch.id, outcomes=outcomes, settings=settings,
@@ -282,17 +298,17 @@ def _send_rows(
                 )
                 if outcomes.unavailable:
                     outage = circuit.trip(session=session, job=job, error=outcomes.unavailable[0]["err"], settings=settings)
+                elif job_status not in STOPPED and not outcomes.throttled and start < len(claim.rows):
+                    # The next chunk is taken in the same transaction: one commit per chunk.
+                    marked = mark_sending(session=session, batch_id=claim.batch.id,
+                                          ids=[row["id"] for row in claim.rows[start : start + size]])
             if outage is not None:
                 log.warning("provider %s of job %s is down (%s); its batches wait until %s",
                             job.provider, job.id, outcomes.unavailable[0]["err"], outage.until.isoformat())
                 return Stop(until=outage.until, outage=outage)
-            if job_status in (JobStatus.PAUSED, JobStatus.CANCELLED) or outcomes.throttled:
+            if job_status in STOPPED or outcomes.throttled:
                 # Stop here; the rows not reached go back to waiting when the batch settles.
                 return None
-            start += len(chunk)
-            if not bulk:
-                per_message = (time.monotonic() - began) / max(1, len(chunk))
-                size = most if per_message <= 0 else max(1, min(most, int(STATE_CHECK_SECONDS / per_message)))
     return None
 
 
