@@ -52,7 +52,13 @@ def _result(job: Job, action: str, *, recipients: int, changed: int = 0, followu
 
 
 def _job(session: Session, job_ref: str | int) -> Job:
-    return session.get(Job, resolve_job_ref(session=session, job_ref=job_ref))
+    """The job row, locked (PostgreSQL) until the action commits: a worker finishing the job,
+    or another admin, waits for it instead of overwriting it; the counts read after it are
+    those the action changed."""
+    job_id = resolve_job_ref(session=session, job_ref=job_ref)
+    return session.execute(
+        select(Job).where(Job.id == job_id).with_for_update().execution_options(populate_existing=True)
+    ).scalar_one()
 
 
 def retry_job(
