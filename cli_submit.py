@@ -162,27 +162,7 @@ def submit(
 
 def preview_document(preview: Preview) -> dict:
     """The dry run's JSON: the same counts and first message the console's bulk tool shows."""
-    message = preview.message
-    return {
-        "type": preview.job_type,
-        "columns": preview.columns,
-        "rows_read": preview.rows_read,
-        "accepted": preview.accepted,
-        "skipped_duplicates": preview.skipped_duplicates,
-        "rejected_count": preview.rejected_count,
-        # The first rows of each kind (the counts above are complete).
-        "rejected": [{"line": row.line, "email": row.email, "reason": row.reason} for row in preview.rejected],
-        "duplicates": [{"line": row.line, "email": row.email} for row in preview.duplicates],
-        # On the company's suppression list: the job would store them `suppressed`, unsent.
-        "suppressed_count": preview.suppressed_count,
-        "suppressed": [{"line": row.line, "email": row.email} for row in preview.suppressed],
-        # No username where the template shows one: the mail says to log in with the email address.
-        "without_username_count": preview.without_username_count,
-        "without_username": [{"line": row.line, "email": row.email} for row in preview.without_username],
-        "first_message": None if message is None else {
-            "to": preview.message_to, "subject": message.subject, "text": message.text, "html": message.html,
-        },
-    }
+    return preview.public().model_dump(mode="json")
 
 
 def _dry_run(*, csv_path: Path, job_type: str, company: str | None, template_data: dict, action: str,

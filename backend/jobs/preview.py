@@ -14,6 +14,7 @@ from backend.companies.suppressions import suppressed_among
 from backend.core.settings import Settings, get_settings
 from backend.jobs.create import DUPLICATE_CHUNK, in_chunks, recent_duplicates, validate_job_options
 from backend.jobs.intake import RecipientRow, RejectedRow, open_csv
+from backend.jobs.public import PreviewMessagePublic, PreviewPublic, PreviewRowPublic, RejectionPublic
 from backend.mail.templates import RenderedMessage, render_recipient, template_variables
 from models import utcnow
 
@@ -40,6 +41,22 @@ class Preview:
     suppressed: list[RecipientRow] = field(default_factory=list)
     without_username_count: int = 0
     without_username: list[RecipientRow] = field(default_factory=list)
+
+    def public(self) -> PreviewPublic:
+        """The one shape of a preview, for `mani submit --dry-run --json` and the console."""
+        def rows(kept) -> list[PreviewRowPublic]:
+            return [PreviewRowPublic(line=row.line, email=row.email) for row in kept]
+
+        message = self.message
+        return PreviewPublic(
+            type=self.job_type, columns=self.columns, rows_read=self.rows_read, accepted=self.accepted,
+            skipped_duplicates=self.skipped_duplicates, rejected_count=self.rejected_count,
+            rejected=[RejectionPublic(line=row.line, email=row.email, reason=row.reason) for row in self.rejected],
+            duplicates=rows(self.duplicates), suppressed_count=self.suppressed_count, suppressed=rows(self.suppressed),
+            without_username_count=self.without_username_count, without_username=rows(self.without_username),
+            first_message=None if message is None else PreviewMessagePublic(
+                to=self.message_to, subject=message.subject, text=message.text, html=message.html),
+        )
 
 
 def preview_csv(

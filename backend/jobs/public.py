@@ -269,3 +269,37 @@ class ActionResultPublic(Public):
     retried: int | None = None
     cancelled: int | None = None
     enqueued: bool | None = None  # set by the front end once it has handed the follow-ups over
+
+
+class PreviewRowPublic(Public):
+    """A row of a preview shown by its line: a duplicate, a suppressed address, a row without username."""
+
+    line: int
+    email: str | None
+
+
+class PreviewMessagePublic(Public):
+    to: str | None
+    subject: str
+    text: str
+    html: str
+
+
+class PreviewPublic(Public):
+    """What a CSV (or a Moodle selection) would become, with nothing written: `mani submit
+    --dry-run --json` and the console's bulk preview. The counts are complete; the row lists
+    hold the first 1,000 of each kind."""
+
+    type: str
+    columns: list[str]
+    rows_read: int
+    accepted: int
+    skipped_duplicates: int
+    rejected_count: int
+    rejected: list[RejectionPublic]
+    duplicates: list[PreviewRowPublic]
+    suppressed_count: int  # on the company's suppression list: stored `suppressed`, never sent
+    suppressed: list[PreviewRowPublic]
+    without_username_count: int  # their mail says to log in with the email address
+    without_username: list[PreviewRowPublic]
+    first_message: PreviewMessagePublic | None
