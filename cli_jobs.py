@@ -82,8 +82,22 @@ def jobs_show(job: JobRef, as_json: JsonOption = False) -> None:
               no_wrap=("STATUS",))
         if len(s.batches) > 50:
             typer.echo(f"  ... {len(s.batches) - 50} more batches (--json shows all)")
+        if s.handoff:
+            show_handoff(s.handoff)
 
     emit(detail, as_json=as_json, human=human)
+
+
+def show_handoff(handoff) -> None:
+    """The batches handed to the company's own cloud worker, stuck ones flagged."""
+    typer.echo(f"  handoff: {plural(handoff.handed_off, 'batch', 'batches')} handed off by {handoff.mode}, {handoff.open:,} open, "
+               f"{handoff.stuck:,} stuck (no report for {handoff.stuck_after:,} s)")
+    table(["BATCH", "STATUS", "HANDED OFF", "LAST REPORT", "MESSAGE", "STUCK"],
+          [[b.number, b.status, b.handed_off_at.strftime("%Y-%m-%d %H:%M:%S"),
+            b.reported_at.strftime("%Y-%m-%d %H:%M:%S") if b.reported_at else "-",
+            (b.message_ids[0] if b.message_ids else "-") + (" +claim check" if b.claim_check else ""),
+            "STUCK" if b.stuck else ""] for b in handoff.batches[:50]],
+          no_wrap=("STATUS", "HANDED OFF", "LAST REPORT"))
 
 
 @jobs_app.command("recipients")

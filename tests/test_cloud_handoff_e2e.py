@@ -14,7 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
+import cli
 from api.app import create_app
 from api.common import ApiConfig
 from backend.companies.connection_test import check_company_connections
@@ -306,3 +308,25 @@ def test_api_gateway_refusing_the_token_falls_back_at_once(sqlite_cb_db, keyed, 
     job = run_inline(job_id)
     assert job.status == "completed" and job.route == "local"
     assert "answered 401" in job.route_reason and "after" not in job.route_reason.split("failed", 1)[1][:7]
+def test_a_handed_off_batch_with_no_report_is_flagged_stuck(sqlite_cb_db, keyed, moto_server, stack, moodle,
+                                                          mani_api, tmp_path):
+    acme(moodle.url, **sqs_settings(moto_server, stack))
+    job_id = submit(write_csv(tmp_path / "u.csv", people(6)), company_id="acme")
+    run_inline(job_id)
+    with session_scope() as session:
+        detail = queries.job_detail(session=session, job_ref=str(job_id))
+    assert detail.handoff is not None and detail.handoff.mode == "sqs"
+    assert [b.stuck for b in detail.handoff.batches] == [False, False] and detail.handoff.stuck == 0
+    with session_scope() as session:
+        session.execute(update(Batch).where(Batch.job_id == job_id, Batch.number == 1)
+                        .values(handoff_at=utcnow() - timedelta(hours=2)))
+    with session_scope() as session:
+        detail = queries.job_detail(session=session, job_ref=str(job_id))
+    assert [b.stuck for b in detail.handoff.batches] == [True, False] and detail.handoff.stuck == 1
+    assert detail.handoff.batches[0].message_ids and detail.handoff.stuck_after == 3600
+    shown = CliRunner().invoke(cli.app, ["jobs", "show", str(job_id)])
+    assert shown.exit_code == 0, shown.output
+    assert "handoff: 2 batches handed off by sqs, 2 open, 1 stuck (no report for 3,600 s)" in shown.output
+    assert shown.output.count("STUCK") == 2  # the column and the one stuck batch
+    as_json = json.loads(CliRunner().invoke(cli.app, ["jobs", "show", str(job_id), "--json"]).output)
+    assert [b["stuck"] for b in as_json["handoff"]["batches"]] == [True, False]

@@ -252,7 +252,7 @@ def hand_off(*, claim: Claim, settings: Settings, sessions: SessionFactory, keep
         failure = HandoffFailed(f"{type(error).__name__}: {error}")
     else:
         with sessions() as session:
-            record_handoff(session=session, batch_id=batch.id, refs=refs, bodies=bodies)
+            record_handoff(session=session, batch_id=batch.id, mode=mode, refs=refs, bodies=bodies)
         log.info("batch %s of job %s handed off by %s: %d message(s)", batch.number, job.uuid, mode, len(bodies))
         return Handoff()
     log.warning("batch %s of job %s was not handed off by %s: %s", batch.number, job.uuid, mode, failure.reason)
@@ -260,10 +260,11 @@ def hand_off(*, claim: Claim, settings: Settings, sessions: SessionFactory, keep
         return after_failure(session=session, claim=claim, failure=failure, resolved=resolved, settings=settings)
 
 
-def record_handoff(*, session, batch_id: int, refs: list[str], bodies: list[str]) -> None:
+def record_handoff(*, session, batch_id: int, mode: str, refs: list[str], bodies: list[str]) -> None:
+    """The batch is at the worker: `handoff_ref` is `mode:id,id[ (claim check)]` (read by the read side)."""
     now = utcnow()
     claim_checked = any(body.startswith("[") for body in bodies)
-    ref = ",".join(refs) + (" (claim check)" if claim_checked else "")
+    ref = f"{mode}:" + ",".join(refs) + (" (claim check)" if claim_checked else "")
     session.execute(
         update(BATCHES)
         .where(BATCHES.c.id == batch_id, BATCHES.c.status == BatchStatus.PROCESSING)

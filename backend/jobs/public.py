@@ -70,6 +70,30 @@ class BatchPublic(Public):
     finished_at: Timestamp | None
 
 
+class HandoffBatchPublic(Public):
+    """One batch handed to the company's own cloud worker (cloud_mode sqs or api_gateway)."""
+
+    number: int
+    status: BatchStatus
+    size: int
+    handed_off_at: Timestamp
+    reported_at: Timestamp | None  # the worker's last callback on it
+    message_ids: list[str]  # what SQS (or the intake) answered
+    claim_check: bool  # too big for a message: the payload went to the company's bucket
+    stuck: bool  # still open, and no report for `stuck_after` seconds
+
+
+class HandoffPublic(Public):
+    """A job's handoff: its batches at the worker, and which of them look stuck."""
+
+    mode: str  # sqs | api_gateway
+    stuck_after: int  # seconds (the `cloud_stuck_after` setting)
+    handed_off: int
+    open: int  # handed off and not settled by the worker's reports yet
+    stuck: int
+    batches: list[HandoffBatchPublic]
+
+
 class DeliveryRatesPublic(Public):
     """Bounces and complaints over messages that reached the provider (aim: bounces under 2 %)."""
 
@@ -137,6 +161,7 @@ class JobDetailPublic(JobPublic):
     cancellable: int  # what a cancel would end `cancelled` (the same count the cancel reports)
     waiting: int  # recipients not yet sent: what pause holds back and resume sends
     batches: list[BatchPublic]
+    handoff: HandoffPublic | None = None  # None unless batches went to the company's own cloud worker
     rates: DeliveryRatesPublic
     callbacks: CallbackStatsPublic
     updated_at: Timestamp

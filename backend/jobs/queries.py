@@ -17,6 +17,8 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session
 
+from backend.companies.readiness import HANDOFF_MODES
+from backend.companies.resolution import resolve
 from backend.core.errors import NotFound, UnusableInput
 from backend.delivery import circuit
 from backend.jobs.public import (
@@ -28,6 +30,8 @@ from backend.jobs.public import (
     CallbackStatsPublic,
     DashboardPublic,
     DeliveryRatesPublic,
+    HandoffBatchPublic,
+    HandoffPublic,
     JobDetailPublic,
     JobPublic,
     ProviderOutagePublic,
@@ -37,6 +41,7 @@ from backend.jobs.public import (
     SuppressionPublic,
 )
 from models import (
+    BATCH_FINAL,
     JOB_FINAL,
     JOB_OPEN,
     JOB_WAITING,
@@ -231,6 +236,42 @@ def list_batches(*, session: Session, job_id: int) -> list[BatchPublic]:
     ]
 
 
+CLAIM_CHECK_MARK = " (claim check)"
+
+
+def handoff_of(*, session: Session, job: Job, now: datetime | None = None) -> HandoffPublic | None:
+    """The batches of `job` handed to the company's own worker, with stuck flags; None if none were."""
+    rows = session.execute(
+        select(B.number, B.status, B.size, B.handoff_at, B.reported_at, B.handoff_ref)
+        .where(B.job_id == job.id, B.handoff_at.is_not(None)).order_by(B.number)
+    ).all()
+    if not rows:
+        return None
+    now = now or utcnow()
+    stuck_after = int(resolve(session=session, company_id=None).get("cloud_stuck_after") or 3600)
+    limit = now - timedelta(seconds=stuck_after)
+    batches, modes = [], []
+    for row in rows:
+        is_open = row.status not in BATCH_FINAL
+        mode, marked, ref = (row.handoff_ref or "").partition(":")
+        if not marked:
+            mode, ref = "", row.handoff_ref or ""
+        modes.append(mode)
+        batches.append(HandoffBatchPublic(
+            number=row.number, status=row.status, size=row.size, handed_off_at=row.handoff_at,
+            reported_at=row.reported_at, claim_check=ref.endswith(CLAIM_CHECK_MARK),
+            message_ids=[part for part in ref.removesuffix(CLAIM_CHECK_MARK).split(",") if part],
+            stuck=is_open and (row.reported_at or row.handoff_at) < limit,
+        ))
+    # `handoff_ref` is `mode:ids` (backend.delivery.handoff.record_handoff); the job's provider
+    # stops saying the mode once cloud_fallback_behavior sent the rest of the job locally.
+    mode = next((m for m in reversed(modes) if m in HANDOFF_MODES), None) or (
+        job.provider if job.provider in HANDOFF_MODES else "handoff")
+    return HandoffPublic(mode=mode, stuck_after=stuck_after, handed_off=len(batches),
+                         open=sum(b.status not in BATCH_FINAL for b in batches),
+                         stuck=sum(b.stuck for b in batches), batches=batches)
+
+
 def job_detail(*, session: Session, job_ref: int | str) -> JobDetailPublic:
     """One job in full: its summary, recipient counts, batches, route, rates and callbacks."""
     job = session.get(Job, resolve_job_ref(session=session, job_ref=job_ref))
@@ -248,6 +289,7 @@ def job_detail(*, session: Session, job_ref: int | str) -> JobDetailPublic:
         cancellable=count_cancellable(session=session, job_id=job.id),
         waiting=sum(counts.get(s, 0) for s in RECIPIENT_OPEN),
         batches=list_batches(session=session, job_id=job.id),
+        handoff=handoff_of(session=session, job=job),
         rates=delivery_rates(session=session, job_id=job.id),
         callbacks=callback_stats(session=session, job_id=job.id),
         updated_at=job.updated_at,

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Input, Select, Static, TabbedContent, Tab
 
 from backend.jobs import actions as job_actions
 from backend.jobs import queries
-from backend.jobs.public import CallbackDeliveryPublic, JobDetailPublic, RecipientPagePublic
+from backend.jobs.public import CallbackDeliveryPublic, HandoffBatchPublic, JobDetailPublic, RecipientPagePublic
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
@@ -75,6 +75,16 @@ NO_CALLBACKS = "No callbacks: the job has no callback URL, or none is due yet (o
 
 def _error(text: str | None) -> Text | str:
     return Text(" ".join(text.split()), style="red") if text else ""
+
+
+def _handoff_note(batch: HandoffBatchPublic, now) -> Text:
+    """Where a handed-off batch is: at the worker since when, its last report, stuck or not."""
+    note = Text(f"handed off {cells.age(now, batch.handed_off_at)} ago")
+    if batch.reported_at:
+        note.append(f", reported {cells.age(now, batch.reported_at)} ago")
+    if batch.stuck:
+        note.append(" · STUCK", style="bold red")
+    return note
 
 
 class JobDetailScreen(ManiScreen):
@@ -193,10 +203,13 @@ again and `R` every failed one. Each change asks first and says how many things 
         job, now = detail, self.app.config.clock()
         self.query_one(JobSummary).show(detail, now)
         self.sub_title = f"job {job.id}"
+        handed = {b.number: b for b in detail.handoff.batches} if detail.handoff else {}
         self.query_one("#batches", FitTable).set_rows((str(batch.id), {
             "batch": str(batch.number), "status": cells.status_text(batch.status), "size": cells.number(batch.size),
             "sent": cells.number(batch.sent), "failed": cells.number(batch.failed), "attempts": str(batch.attempts),
-            "finished": cells.when_choice(batch.finished_at), "error": _error(batch.error),
+            "finished": cells.when_choice(batch.finished_at),
+            "error": _handoff_note(handed[batch.number], now) if batch.number in handed and not batch.error
+            else _error(batch.error),
         }) for batch in detail.batches)
         self.query_one("#counts", FitTable).set_rows(
             (status, {"status": cells.status_text(status), "count": cells.number(count)})

@@ -63,7 +63,23 @@ class JobSummary(Static):
             route.append(f": {detail.route_reason}")
         elif not detail.route:
             route.append(": chosen when the job is dispatched", style="dim")
-        lines = [*cut[:-1], route, cut[-1]]
+        lines = [*cut[:-1], route]
+        if detail.handoff:
+            lines.append(handoff_text(detail, now, width))
+        lines.append(cut[-1])
         if detail.error:
             lines.append(Text(f"error: {detail.error}", style="bold red"))
         self.update(Text("\n").join(lines))
+
+
+def handoff_text(detail: JobDetailPublic, now: datetime, width: int) -> Text:
+    """Batches at the company's own cloud worker: how many, the last one's age, open and stuck."""
+    handoff = detail.handoff
+    last = max(b.handed_off_at for b in handoff.batches)
+    line = Text.assemble(("handoff ", "bold"), f"{handoff.handed_off} batches to {handoff.mode}, last "
+                         f"{cells.age(now, last)} ago · {cells.number(handoff.open)} awaiting the worker")
+    if handoff.stuck:
+        line.append(" · ")
+        line.append(f"{handoff.stuck} stuck (no report in {handoff.stuck_after // 60} min)", style="bold red")
+    line.truncate(width, overflow="ellipsis")
+    return line
