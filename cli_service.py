@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -30,18 +31,29 @@ db_app = ManiTyper(help="The database schema.")
 keys_app = ManiTyper(help="The key that encrypts stored secrets.")
 
 
+class Lane(str, Enum):
+    send = "send"
+    callbacks = "callbacks"
+
+
 @service_app.command()
 @handles_errors
 def worker(
     processes: Annotated[int, typer.Option(help="Worker processes.", min=1)] = 1,
-    threads: Annotated[int, typer.Option(help="Threads per process.", min=1)] = 8,
+    threads: Annotated[int, typer.Option(help="Sending threads per process.", min=1)] = 8,
+    queues: Annotated[Optional[list[Lane]], typer.Option(
+        "--queues", help="Lanes to run (repeat for several): send, callbacks. Default: both.")] = None,
 ) -> None:
-    """Run Dramatiq workers and the sweeper until SIGTERM (ready for systemd)."""
+    """Run Dramatiq workers and the sweeper until SIGTERM (ready for systemd).
+
+    Mail and callbacks to Moodle run on separate threads (MANI_CALLBACK_THREADS for callbacks)."""
     settings = get_settings()
     ensure_schema()
+    lanes = [lane.value for lane in queues] if queues else [lane.value for lane in Lane]
     broker = f"Redis {settings.redis_namespace}" if settings.redis_url else "the embedded broker (this process only)"
-    typer.echo(f"mani worker: {processes} process(es) x {threads} threads on {broker}", err=True)
-    run_forever(processes=processes, threads=threads, settings=settings)
+    typer.echo(f"mani worker: {processes} process(es) x {threads} threads, lanes {', '.join(lanes)}, on {broker}",
+               err=True)
+    run_forever(processes=processes, threads=threads, settings=settings, lanes=lanes)
 
 
 @service_app.command()

@@ -10,6 +10,7 @@ import httpx
 from actors import broker as _placeholder  # noqa: F401  (the placeholder broker, before the actor is declared)
 from actors.enqueue import DELIVER_CALLBACK, enqueue_after_commit
 from backend.core.followups import Followups
+from backend.core.settings import get_settings
 from backend.moodle import callbacks
 from models import utcnow
 from models.db import session_scope
@@ -21,7 +22,12 @@ def _client() -> httpx.Client:
     # One connection pool per worker thread: Moodle sees kept-alive connections, not a storm.
     client = getattr(_local, "client", None)
     if client is None:
-        client = _local.client = httpx.Client(follow_redirects=False)
+        # A Moodle that accepts and never answers costs a callback thread at most the total
+        # timeout (`deliver` passes it per request); one that does not accept, the connect timeout.
+        settings = get_settings()
+        timeout = httpx.Timeout(settings.callback_timeout, connect=min(settings.callback_connect_timeout,
+                                                                       settings.callback_timeout))
+        client = _local.client = httpx.Client(follow_redirects=False, timeout=timeout)
     return client
 
 

@@ -3,6 +3,10 @@
 `mani worker` and `mani submit --wait` (embedded broker) both use `start_worker`. Every
 worker process runs its own sweeper (`SweeperMiddleware`): sweeps are idempotent, and with the
 embedded broker a process can only hand work to its own threads.
+
+Two lanes, each a Dramatiq worker with threads of its own: `send` (the `send` and `jobs`
+queues: batches, dispatch, finish) and `callbacks` (deliveries to Moodle). A Moodle that
+answers slowly, or never, holds callback threads only: mail keeps going at full speed.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dramatiq
@@ -25,27 +30,36 @@ from backend.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_MS = 30_000
+# Lane -> the queues its threads consume.
+LANES: dict[str, frozenset[str]] = {"send": frozenset({"send", "jobs"}), "callbacks": frozenset({"callbacks"})}
 
 
 @dataclass
 class RunningWorker:
     broker: dramatiq.Broker
-    worker: dramatiq.Worker
+    workers: list[dramatiq.Worker]
     sweeper: SweeperMiddleware | None
     stop_event: threading.Event
 
+    @property
+    def worker(self) -> dramatiq.Worker:
+        return self.workers[0]
+
     def stop(self, timeout_ms: int = STOP_TIMEOUT_MS) -> None:
         self.stop_event.set()
-        self.worker.stop(timeout=timeout_ms)  # the sweeper stops in `before_worker_shutdown`
+        for worker in reversed(self.workers):  # the first one's shutdown stops the sweeper, last
+            worker.stop(timeout=timeout_ms)
         if self.sweeper is not None and self.sweeper in self.broker.middleware:
             self.broker.middleware.remove(self.sweeper)
         broker_setup.note_local_worker(running=False)
 
 
 def start_worker(*, threads: int = 8, settings: Settings | None = None, sweep: bool = True,
-                 poll_ms: int | None = None) -> RunningWorker:
+                 poll_ms: int | None = None, lanes: Sequence[str] = tuple(LANES)) -> RunningWorker:
     """Worker threads on the broker in use, with a sweeper beside them unless `sweep` is False.
 
+    `threads` send; the callbacks lane has `settings.callback_threads` of its own. `lanes`
+    picks which run here (`mani worker --queues`).
     `poll_ms`: how often idle worker threads look up (Dramatiq's 1 s by default); stopping waits
     for that, so `--wait` polls every 100 ms and returns as soon as the job is done."""
     settings = settings or get_settings()
@@ -56,9 +70,16 @@ def start_worker(*, threads: int = 8, settings: Settings | None = None, sweep: b
         broker.add_middleware(sweeper)
     broker_setup.note_local_worker(running=True)
     options = {"worker_timeout": poll_ms} if poll_ms else {}
-    worker = dramatiq.Worker(broker, worker_threads=threads, **options)
-    worker.start()  # the sweeper starts in `after_worker_boot`
-    return RunningWorker(broker=broker, worker=worker, sweeper=sweeper, stop_event=threading.Event())
+    unknown = set(lanes) - set(LANES)
+    if unknown or not lanes:
+        raise ValueError(f"unknown lane(s) {sorted(unknown)}: choose among {sorted(LANES)}")
+    sizes = {"send": threads, "callbacks": settings.callback_threads}
+    workers = []
+    for lane in (name for name in LANES if name in lanes):
+        worker = dramatiq.Worker(broker, queues=set(LANES[lane]), worker_threads=sizes[lane], **options)
+        worker.start()  # the sweeper starts in the first one's `after_worker_boot`
+        workers.append(worker)
+    return RunningWorker(broker=broker, workers=workers, sweeper=sweeper, stop_event=threading.Event())
 
 
 def _wait_for_signal(stop: threading.Event, *, parent_pid: int | None = None) -> None:
@@ -70,18 +91,20 @@ def _wait_for_signal(stop: threading.Event, *, parent_pid: int | None = None) ->
             stop.set()
 
 
-def _child_main(threads: int, parent_pid: int) -> None:
+def _child_main(threads: int, parent_pid: int, lanes: tuple[str, ...] = tuple(LANES)) -> None:
     configure_logging(get_settings().log_level, with_pid=True)
-    running = start_worker(threads=threads)
+    running = start_worker(threads=threads, lanes=lanes)
     _wait_for_signal(running.stop_event, parent_pid=parent_pid)
     running.stop()
 
 
-def run_forever(*, processes: int, threads: int, settings: Settings | None = None) -> None:
+def run_forever(*, processes: int, threads: int, settings: Settings | None = None,
+                lanes: Sequence[str] = tuple(LANES)) -> None:
     """Run until SIGTERM or SIGINT; restart a worker process that dies."""
     settings = settings or get_settings()
+    lanes = tuple(lanes)
     if processes <= 1:
-        running = start_worker(threads=threads, settings=settings)
+        running = start_worker(threads=threads, settings=settings, lanes=lanes)
         _wait_for_signal(running.stop_event)
         running.stop()
         return
@@ -91,7 +114,7 @@ def run_forever(*, processes: int, threads: int, settings: Settings | None = Non
     os.environ.setdefault("MANI_CERTIFICATE_RENDER_PROCESSES", str(max(1, (os.cpu_count() or 1) // processes)))
 
     def spawn() -> multiprocessing.Process:
-        process = context.Process(target=_child_main, args=(threads, parent), name="mani-worker")
+        process = context.Process(target=_child_main, args=(threads, parent, lanes), name="mani-worker")
         process.start()
         return process
 

@@ -121,7 +121,12 @@ class Settings(BaseSettings):
     callback_retry_schedule: Annotated[list[int], NoDecode] = Field(
         default_factory=lambda: [5, 30, 120, 600, 3600, 21600, 86400]
     )
+    # A callback waits at most `callback_connect_timeout` for Moodle to accept the connection and
+    # `callback_timeout` in all; `callback_threads` per worker process deliver them, apart from
+    # the threads that send mail.
     callback_timeout: float = 15.0
+    callback_connect_timeout: float = 3.0
+    callback_threads: int = Field(default=4, ge=1)
     callback_max_updates: int = Field(default=1000, ge=1)
 
     secret_key: str | None = None

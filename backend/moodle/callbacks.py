@@ -29,6 +29,7 @@ from models.callbacks import CallbackAttempt, CallbackDelivery
 DEFAULT_RETRY_SCHEDULE = (5, 30, 120, 600, 3600, 21600, 86400)
 DEFAULT_MAX_UPDATES = 1000
 DEFAULT_TIMEOUT = 15.0
+CONNECT_TIMEOUT = 3.0
 LEASE_SECONDS = 120
 # A delayed message may arrive a little early (clocks of two hosts); don't drop it for that.
 EARLY_TOLERANCE = timedelta(seconds=2)
@@ -62,6 +63,12 @@ class DeliveryOutcome:
     error: str | None = None
     next_attempt_at: datetime | None = None
     attempt: int = 0
+
+
+def _timeout() -> httpx.Timeout:
+    """A few seconds for Moodle to accept the connection, `callback_timeout` for everything else."""
+    total = float(_setting("callback_timeout", DEFAULT_TIMEOUT))
+    return httpx.Timeout(total, connect=min(float(_setting("callback_connect_timeout", CONNECT_TIMEOUT)), total))
 
 
 def _setting(name: str, default):
@@ -266,7 +273,7 @@ def deliver(*, session: Session, delivery_id: int, http_client: httpx.Client,
             response = http_client.post(
                 delivery.url, content=body,
                 headers={"Content-Type": "application/json", signing.SIGNATURE_HEADER: signature},
-                timeout=float(_setting("callback_timeout", DEFAULT_TIMEOUT)),
+                timeout=_timeout(),
             )
             attempt.status_code = response.status_code
             attempt.response_excerpt = response.text[:500]
