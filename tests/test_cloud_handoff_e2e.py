@@ -330,3 +330,32 @@ def test_a_handed_off_batch_with_no_report_is_flagged_stuck(sqlite_cb_db, keyed,
     assert shown.output.count("STUCK") == 2  # the column and the one stuck batch
     as_json = json.loads(CliRunner().invoke(cli.app, ["jobs", "show", str(job_id), "--json"]).output)
     assert [b["stuck"] for b in as_json["handoff"]["batches"]] == [True, False]
+
+
+@pytest.mark.parametrize("claim_check", [True, False], ids=["claim-check", "split"])
+def test_a_batch_too_big_for_a_message_goes_by_claim_check_or_in_parts(
+        sqlite_cb_db, keyed, moto_server, stack, worker, moodle, mani_api, tmp_path, monkeypatch, claim_check):
+    from backend.delivery import handoff
+
+    monkeypatch.setattr(handoff, "SQS_MESSAGE_LIMIT", 3_000)  # a 4-recipient batch no longer fits
+    storage = {"storage": "s3", "bucket": stack.bucket, "s3_endpoint_url": moto_server.url} if claim_check else {}
+    acme(moodle.url, **sqs_settings(moto_server, stack), **storage)
+    rows = [{**person, "motto": "x" * 900} for person in people(8)]
+    job_id = submit(write_csv(tmp_path / "u.csv", rows), company_id="acme")
+    run_inline(job_id)
+    _, batches, _ = job_state(job_id)
+    source = EventSource(moto_server, stack, worker.handler)
+    if claim_check:
+        assert all(b.handoff_ref.endswith("(claim check)") and b.handoff_ref.count(",") == 0 for b in batches)
+        keys = [o["Key"] for o in moto_server.client("s3").list_objects_v2(Bucket=stack.bucket)["Contents"]]
+        assert len(keys) == 2 and all(k.startswith("claim-check/") for k in keys)
+        assert source.count() == 2
+    else:
+        assert all(b.handoff_ref.count(",") >= 1 for b in batches)  # each batch in several messages
+        assert source.count() == sum(b.handoff_ref.count(",") + 1 for b in batches) > 2
+    assert all(r == {"batchItemFailures": []} for r in source.drain())
+    assert len(moto_server.deliveries) == 8
+    forward_to_moodle()
+    job, batches, recipients = job_state(job_id)
+    assert job.status == "completed" and {r.status for r in recipients} == {"sent"}
+    assert all(b.status == "completed" for b in batches)

@@ -49,6 +49,8 @@ CALLBACK_PATH = "/api/v1/callbacks"
 # API Gateway's HTTP API takes 10 MB, a Lambda invocation 6 MB; the intake claim-checks
 # anything over SQS's limit itself, so a body only has to fit the invocation.
 API_GATEWAY_LIMIT = 5 * 1024 * 1024
+# One SQS message's body (the stack's MaximumMessageSize is 256 KiB; a margin for attributes).
+SQS_MESSAGE_LIMIT = DEFAULT_LIMIT
 SQS_ENTRIES_PER_CALL = 10
 HTTP_TRIES = 4
 HTTP_BACKOFF = 0.5
@@ -239,7 +241,7 @@ def hand_off(*, claim: Claim, settings: Settings, sessions: SessionFactory, keep
             message = batch_message(job=job, batch_number=batch.number, rows=claim.rows, resolved=resolved,
                                     settings=settings)
             if mode == "sqs":
-                bodies = message_bodies(message, store=_claim_check_store(resolved, settings))
+                bodies = message_bodies(message, limit=SQS_MESSAGE_LIMIT, store=_claim_check_store(resolved, settings))
                 refs = send_sqs(bodies, resolved=resolved)
             else:
                 bodies = message_bodies(message, limit=API_GATEWAY_LIMIT)
