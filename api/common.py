@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from backend.core import audit
-from backend.core.errors import Conflict, MalformedInput, ManiError, NotAuthorized, NotFound, UnusableInput
+from backend.core.errors import Conflict, MalformedInput, ManiError, NotAuthorized, NotFound, Refused, UnusableInput
 from backend.core.settings import Settings, get_settings
 from backend.moodle.webhooks import DEFAULT_MAILGUN_MAX_AGE, DEFAULT_SNS_CERT_PATTERN
 from models.db import session_scope
@@ -115,6 +115,7 @@ HTTP_STATUS: tuple[tuple[type[ManiError], int], ...] = (
     (MalformedInput, 400),
     (UnusableInput, 422),
     (NotAuthorized, 401),
+    (Refused, 403),
     (Conflict, 409),
 )
 

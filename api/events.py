@@ -64,7 +64,8 @@ def handle_worker_callback(*, body: bytes, signature: str | None, address: str |
             audit.record(session=session, actor="worker", source="api", action="api.callback.accepted",
                          target=result.job_uuid, address=address,
                          details={"applied": result.applied, "unchanged": result.unchanged,
-                                  "unknown": len(result.unknown), "open": result.open_remaining})
+                                  "unknown": len(result.unknown), "refused": result.refused[:20],
+                                  "open": result.open_remaining})
     except ManiError as error:
         refused = http_error(error)
         audit_rejection(action="api.callback.rejected", address=address, error=refused, actor="worker",
@@ -73,7 +74,8 @@ def handle_worker_callback(*, body: bytes, signature: str | None, address: str |
     # Not enqueued (no shared broker, or it is down): the workers' sweeper sends them.
     enqueue_after_commit(result.followups)
     return JSONResponse({"job_id": result.job_uuid, "applied": result.applied, "unchanged": result.unchanged,
-                         "unknown": result.unknown[:100], "open": result.open_remaining})
+                         "unknown": result.unknown[:100], "refused": result.refused[:100],
+                         "open": result.open_remaining})
 
 
 async def post_worker_callback(request: Request) -> JSONResponse:

@@ -21,13 +21,14 @@ from api.common import (
     http_error,
     read_body,
 )
+from backend.companies.resolution import resolve
 from backend.core import audit
 from backend.core.errors import ManiError, UnusableInput
 from backend.core.settings import get_settings
 from backend.jobs import queries
 from backend.jobs.create import create_job
 from backend.jobs.job_json import JobRequest, parse_body, parse_job_request
-from backend.moodle import tokens
+from backend.moodle import callbacks, tokens
 from models import Job
 from models.callbacks import ApiToken
 from models.db import session_scope
@@ -72,11 +73,25 @@ def authenticate_request(*, request_token: str | None, address: str | None) -> C
         return authenticate(session=session, request_token=request_token, address=address)
 
 
-def submit_job(*, body: bytes, caller: Caller, address: str | None) -> JSONResponse:
+def own_hosts(request: Request) -> list[str]:
+    """The names this server is reached by: the request's Host, and the public URLs in the settings."""
+    settings = get_settings()
+    configured = [settings.public_base_url, settings.certificate_verify_url.replace("{code}", "")]
+    return [h for h in (request.headers.get("host"), *configured) if h]
+
+
+def submit_job(*, body: bytes, caller: Caller, address: str | None, hosts: list[str] = ()) -> JSONResponse:
     """Validate everything, then create the job in one transaction and enqueue it."""
     try:
         payload = parse_body(body)
         request = parse_job_request(payload, max_field_length=get_settings().max_field_length)
+        if request.callback_url:
+            with session_scope(read_only=True) as session:
+                public_url = callbacks.resolved_value(resolve(session=session, company_id=None), "public_url")
+            hosts = [*hosts, public_url] if public_url else list(hosts)
+        if request.callback_url and callbacks.points_to_mani(request.callback_url, hosts):
+            message = "must not point to mani itself (its callbacks would come back to it)"
+            raise ApiError(422, "invalid", f"callback_url {message}.", [{"field": "callback_url", "message": message}])
         if request.tenant_id != caller.company_id:
             raise ApiError(403, "wrong_tenant", "This token may only submit jobs for its own company.")
         with session_scope() as session:
@@ -166,7 +181,7 @@ async def post_job(request: Request) -> JSONResponse:
         await run_in_threadpool(audit_rejection, action="api.job.rejected", address=address, error=error,
                                 actor=caller.actor if caller else "api:anonymous")
         return error.response()
-    return await run_in_threadpool(submit_job, body=body, caller=caller, address=address)
+    return await run_in_threadpool(submit_job, body=body, caller=caller, address=address, hosts=own_hosts(request))
 
 
 async def get_job(request: Request) -> JSONResponse:

@@ -15,7 +15,7 @@ from backend.moodle import signing
 from models import AuditEntry, Job, Recipient
 from models.callbacks import CallbackDelivery
 from models.db import session_scope
-from tests.support.callbacks import SECRET, add_company, make_job
+from tests.support.callbacks import SECRET, WORKER_SECRET, add_company, make_job
 
 pytestmark = pytest.mark.usefixtures("cb_db")
 
@@ -41,7 +41,7 @@ def _payload(job_uuid: str, **changes) -> dict:
     return payload
 
 
-def _post(client, body: bytes, secret: str = SECRET, signature: str | None = None):
+def _post(client, body: bytes, secret: str = WORKER_SECRET, signature: str | None = None):
     return client.post("/api/v1/callbacks", content=body,
                        headers={"Content-Type": "application/json",
                                 "X-Signature": signature or signing.sign(body, secret)})
@@ -79,7 +79,7 @@ def test_a_valid_callback_is_applied_and_forwarded_to_moodle(setup):
 def test_a_tampered_body_is_401_and_audited(setup):
     client, job_id, job_uuid = setup
     body = json.dumps(_payload(job_uuid)).encode()
-    answer = _post(client, body.replace(b"completed", b"failed"), signature=signing.sign(body, SECRET))
+    answer = _post(client, body.replace(b"completed", b"failed"), signature=signing.sign(body, WORKER_SECRET))
     assert answer.status_code == 401 and answer.json()["error"] == "bad_signature"
     assert _statuses(job_id)["1000"][0] == "processing"
     [entry] = _rejections()

@@ -20,7 +20,7 @@ from api.common import ApiConfig
 from backend.moodle import signing, tokens
 from models import AuditEntry, Job, Recipient
 from models.db import session_scope
-from tests.support.callbacks import SECRET, add_company, make_job
+from tests.support.callbacks import SECRET, WORKER_SECRET, add_company, make_job
 
 pytestmark = pytest.mark.usefixtures("cb_db")
 
@@ -59,7 +59,7 @@ def _no_500(answer: httpx.Response) -> None:
 
 def test_deep_nesting_is_400_on_every_json_endpoint(world):
     client = world["client"]
-    signed = {"X-Signature": signing.sign(DEEP, SECRET), "Content-Type": "application/json"}
+    signed = {"X-Signature": signing.sign(DEEP, WORKER_SECRET), "Content-Type": "application/json"}
     for path, headers in (("/api/v1/callbacks", signed), ("/webhooks/mailgun", {}), ("/webhooks/ses", {}),
                           ("/api/v1/jobs", {"Authorization": f"Bearer {world['token']}"})):
         answer = client.post(path, content=DEEP, headers=headers)
@@ -93,7 +93,7 @@ def test_wrong_types_in_template_data_and_extra_fields_are_named(world):
 def _signed_callback(client, payload: dict | bytes):
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     return client.post("/api/v1/callbacks", content=body,
-                       headers={"Content-Type": "application/json", "X-Signature": signing.sign(body, SECRET)})
+                       headers={"Content-Type": "application/json", "X-Signature": signing.sign(body, WORKER_SECRET)})
 
 
 @pytest.mark.parametrize("change,field", [

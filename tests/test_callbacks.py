@@ -244,7 +244,7 @@ def test_job_callback_url_wins_and_the_global_secret_signs_without_a_company(mon
 
     with Receiver("global-secret") as receiver:
         with session_scope() as session:
-            set_global_settings(session=session, values={"cloud_callback_secret": "global-secret"},
+            set_global_settings(session=session, values={"callback_secret": "global-secret"},
                                 actor="test", source="cli")
         job_id = make_job(company_id=None, recipients=2, callback_url=receiver.url)
         [delivery_id] = _finish_batches(job_id)

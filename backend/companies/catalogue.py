@@ -59,8 +59,8 @@ _SPECS = [
           company_choices=("ses", "mailgun", "sendgrid", "smtp", "system"), settings_attr="email_provider"),
     _spec("job_batch_size", "int", 200, "global", "Recipients per batch.", minimum=1, maximum=5000, settings_attr="batch_size"),
     _spec("cloud_callback_secret", "text", None, "both",
-          "HMAC key of the cloud worker's callbacks and of handoffs (the stack's CallbackSecret); "
-          "also signs Moodle callbacks when a company sets no callback_secret.", secret=True,
+          "HMAC key of the cloud worker's callbacks to mani and of handoffs (the stack's CallbackSecret); "
+          "never the key of mani's callbacks to Moodle (callback_secret).", secret=True,
           settings_attr="cloud_callback_secret"),
     _spec("public_url", "url", None, "global",
           "mani's public base URL (https://mani.example.com): the cloud worker reports to {public_url}/api/v1/callbacks.",
@@ -96,7 +96,8 @@ _SPECS = [
     _spec("bucket", "bucket", None, "both", "S3/R2 bucket name."),
     _spec("rate_limit", "float", 0.0, "both", "Messages per second across all workers (0 = no limit).", minimum=0, maximum=100_000),
     _spec("callback_url", "url", None, "company", "Moodle's status callback URL."),
-    _spec("callback_secret", "text", None, "company", "HMAC key of this company's callbacks.", secret=True),
+    _spec("callback_secret", "text", None, "both",
+          "HMAC key mani signs its callbacks to Moodle with (global: for jobs of no company's own key).", secret=True),
     _spec("ses_endpoint_url", "url", None, "both", "SES API base URL (default: AWS for aws_region)."),
     _spec("s3_endpoint_url", "url", None, "both", "S3 API base URL: R2 (https://<account>.r2.cloudflarestorage.com) or another S3-compatible store."),
     _spec("mailgun_api_url", "url", None, "both", "Mailgun API base URL (EU: https://api.eu.mailgun.net)."),

@@ -54,6 +54,12 @@ class NotAuthorized(ManiError):
     code = "unauthorized"
 
 
+class Refused(ManiError):
+    """The caller is known, but this request is not one mani accepts from it (HTTP 403)."""
+
+    code = "refused"
+
+
 class Conflict(ManiError):
     """The request collides with what is stored: a body already accepted, an id already taken."""
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import or_, update
@@ -86,11 +87,42 @@ def moodle_status(status: str) -> str:
 
 
 def resolve_target(*, session: Session, job: Job) -> tuple[str | None, str | None]:
-    """(callback URL, secret) for a job: the job's URL else its company's; company or global secret."""
+    """(callback URL, secret) for a job: the job's URL else its company's; the company's or the global
+    `callback_secret`. Never `cloud_callback_secret`, which opens mani's inbound callbacks."""
     resolved = resolve(session=session, company_id=job.company_id)
     url = job.callback_url or resolved_value(resolved, "callback_url")
-    secret = resolved_value(resolved, "callback_secret") or resolved_value(resolved, "cloud_callback_secret")
+    secret = resolved_value(resolved, "callback_secret")
     return url or None, secret or None
+
+
+# mani's own inbound endpoints: a callback URL ending here would post mani's callbacks to itself.
+OWN_PATHS = ("/api/v1/callbacks", "/api/v1/jobs", "/webhooks/")
+
+
+def points_to_mani(url: str, own_hosts: Iterable[str] = ()) -> bool:
+    """Does `url` lead to one of mani's own endpoints (by path, or by one of `own_hosts`, `host[:port]`)?"""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower().rstrip(".")
+    path = "/" + parts.path.lstrip("/")
+    if any(path.rstrip("/") == own.rstrip("/") or path.startswith(own) for own in OWN_PATHS):
+        return True
+    for own in own_hosts:
+        own_parts = urlsplit(own if "://" in own else f"//{own}")
+        own_port = own_parts.port or (443 if own_parts.scheme == "https" else 80 if own_parts.scheme else port)
+        if (own_parts.hostname or "").lower().rstrip(".") == host and own_port == port:
+            return True
+    return False
+
+
+def inbound_secret(*, session: Session, company_id: str | None) -> str | None:
+    """The key external workers sign their callbacks to mani with: `cloud_callback_secret` (the
+    company's, else the global one). It must not be the key mani signs Moodle's callbacks with
+    (`callback_secret`): a body mani signed for Moodle must not verify when posted back to mani."""
+    return resolved_value(resolve(session=session, company_id=company_id), "cloud_callback_secret") or None
 
 
 def resolved_value(resolved, name: str):
@@ -213,7 +245,8 @@ def build_payload(*, session: Session, delivery: CallbackDelivery, job: Job | No
     for start in range(0, len(ids), 500):
         rows = session.exec(select(Recipient).where(Recipient.id.in_(ids[start:start + 500]))).all()
         updates.extend(recipient_update(r) for r in sorted(rows, key=lambda r: r.id))
-    payload: dict = {"job_id": job.uuid, "recipient_updates": updates, "callback_id": delivery.id}
+    # `source` is signed with the rest: mani's inbound endpoint refuses a body that says it is mani's.
+    payload: dict = {"job_id": job.uuid, "source": "mani", "recipient_updates": updates, "callback_id": delivery.id}
     if delivery.batch_id is not None:
         batch = session.get(Batch, delivery.batch_id)
         payload["batch"] = batch.number if batch else None
@@ -266,6 +299,8 @@ def deliver(*, session: Session, delivery_id: int, http_client: httpx.Client,
     started = time.monotonic()
     if secret is None:
         attempt.error = "No callback secret is configured for this job's company or globally."
+    elif points_to_mani(delivery.url):
+        attempt.error = "The callback URL is one of mani's own endpoints; mani does not post callbacks to itself."
     else:
         body, signature = signing.signed_body(payload, secret, now=now.timestamp())
         attempt.body_timestamp = int(now.timestamp())

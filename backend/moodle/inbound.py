@@ -24,7 +24,7 @@ from sqlmodel import Session, select
 
 from backend.companies.resolution import resolve
 from backend.core import contract
-from backend.core.errors import Conflict, InvalidFields, MalformedInput, NotAuthorized, NotFound
+from backend.core.errors import Conflict, InvalidFields, MalformedInput, NotAuthorized, NotFound, Refused
 from backend.core.followups import Followups
 from backend.mail.addresses import normalize_email
 from backend.moodle import callbacks, signing
@@ -52,6 +52,17 @@ WORKER_STATUS = {
     "skipped": S.SKIPPED, "suppressed": S.SUPPRESSED, "cancelled": S.CANCELLED,
 }
 _CHUNK = 500
+# What a worker's report may move a recipient to (BRIEF.md, "Status machines"). An open recipient
+# goes anywhere; `sent` only learns of a later bounce or complaint, a bounce of a complaint;
+# every other final status (skipped, suppressed, cancelled, permanently_failed, complained)
+# is never re-opened or rewritten by a callback.
+LATER_EVENTS = {S.SENT: frozenset({S.BOUNCED, S.COMPLAINED}), S.BOUNCED: frozenset({S.COMPLAINED})}
+
+
+def legal_transition(current: str, new: str) -> bool:
+    if current in RECIPIENT_OPEN:
+        return True
+    return new in LATER_EVENTS.get(current, frozenset())
 
 
 @dataclass(slots=True)
@@ -61,14 +72,17 @@ class InboundResult:
     applied: int = 0
     unchanged: int = 0
     unknown: list = field(default_factory=list)
+    # Updates that would break the recipient state machine: {"recipient", "from", "to"}.
+    refused: list = field(default_factory=list)
     open_remaining: int = 0
     delivery_ids: list[int] = field(default_factory=list)
 
     @property
     def followups(self) -> Followups:
         """The callbacks the changes call for, and the job's finish once no recipient is open."""
-        return Followups(callback_ids=list(self.delivery_ids),
-                         finish_job_ids=[self.job_id] if self.open_remaining == 0 else [])
+        # Only a report that changed something can finish the job (a no-op never makes a callback).
+        finished = self.open_remaining == 0 and (self.applied > 0 or bool(self.delivery_ids))
+        return Followups(callback_ids=list(self.delivery_ids), finish_job_ids=[self.job_id] if finished else [])
 
 
 def _job_of(session: Session, body: bytes) -> Job | None:
@@ -89,12 +103,16 @@ def handed_off(session: Session, job_id: int) -> bool:
     return session.exec(select(Batch.id).where(Batch.job_id == job_id, Batch.handoff_at.is_not(None)).limit(1)).first() is not None
 
 
-def _secret(session: Session, job: Job | None) -> str | None:
-    if job is not None and handed_off(session, job.id):
-        return callbacks.resolved_value(resolve(session=session, company_id=job.company_id), "cloud_callback_secret")
-    if job is not None:
-        return callbacks.resolve_target(session=session, job=job)[1]
-    return callbacks.resolved_value(resolve(session=session, company_id=None), "cloud_callback_secret")
+def _secrets(session: Session, job: Job | None) -> tuple[str | None, str | None]:
+    """(the inbound key that checks this body, the key mani signs Moodle's callbacks for it with).
+
+    Workers sign with `cloud_callback_secret` (the company's, else the global one); a job that
+    was never handed off has no worker, but an external worker may still report on it the same way.
+    """
+    company_id = job.company_id if job is not None else None
+    inbound = callbacks.inbound_secret(session=session, company_id=company_id)
+    outbound = callbacks.resolve_target(session=session, job=job)[1] if job is not None else None
+    return inbound, outbound
 
 
 def guard_replay(*, session: Session, body: bytes, now: datetime, window: int) -> bool:
@@ -177,8 +195,13 @@ def apply_updates(*, session: Session, job: Job, updates: list[dict], now: datet
             batches.add(row.batch_id)
         status = WORKER_STATUS[str(entry["status"]).lower()]
         current = changes.get(row.id, {}).get("status", row.status)
-        if current in RECIPIENT_FINAL and status in RECIPIENT_OPEN:
+        if status == current:
+            result.unchanged += 1  # a no-op: nothing written, no callback
+            continue
+        if not legal_transition(current, status):
             result.unchanged += 1
+            result.refused.append({"recipient": entry.get("userid") if entry.get("userid") is not None
+                                   else entry.get("email"), "from": str(current), "to": str(status)})
             continue
         sent_at = row.sent_at
         if entry.get("timesent") is not None:
@@ -199,12 +222,14 @@ def apply_updates(*, session: Session, job: Job, updates: list[dict], now: datet
     counts = dict(session.exec(
         select(Recipient.status, func.count()).where(Recipient.job_id == job.id).group_by(Recipient.status)
     ).all())
-    # The worker did the sending, so the job's counters come from what it reported.
-    session.execute(update(Job).where(Job.id == job.id).values(
-        sent_count=sum(counts.get(s, 0) for s in RECIPIENT_DELIVERED),
-        failed_count=counts.get(S.PERMANENTLY_FAILED, 0), bounced_count=counts.get(S.BOUNCED, 0),
-        complained_count=counts.get(S.COMPLAINED, 0), last_progress_at=now, updated_at=now,
-    ))
+    # The worker did the sending, so the job's counters come from what it reported; a body of
+    # no-ops changes nothing at all.
+    if changes:
+        session.execute(update(Job).where(Job.id == job.id).values(
+            sent_count=sum(counts.get(s, 0) for s in RECIPIENT_DELIVERED),
+            failed_count=counts.get(S.PERMANENTLY_FAILED, 0), bounced_count=counts.get(S.BOUNCED, 0),
+            complained_count=counts.get(S.COMPLAINED, 0), last_progress_at=now, updated_at=now,
+        ))
     result.open_remaining = sum(counts.get(s, 0) for s in RECIPIENT_OPEN)
     if handoff:
         result.delivery_ids = close_reported_batches(session=session, batch_ids=sorted(batches), now=now)
@@ -249,13 +274,19 @@ def receive_worker_callback(*, session: Session, body: bytes, signature: str | N
     a stale timestamp), MalformedInput, NotFound, InvalidFields, or Conflict for a replayed body."""
     now = now or utcnow()
     job = _job_of(session, body)
-    secret = _secret(session, job)
+    secret, outbound = _secrets(session, job)
+    if secret is not None and secret == outbound:
+        raise NotAuthorized("cloud_callback_secret is also the key mani signs Moodle's callbacks with; give "
+                            "callback_secret a key of its own, or mani's callbacks would be accepted back.",
+                            code="same_key")
     if secret is None:
         raise NotAuthorized("No callback secret is configured, so nothing can be verified.", code="bad_signature")
     try:  # a bad signature or a stale timestamp is NotAuthorized (401) as it stands
         payload = signing.verify(body, signature, secret, now=now.timestamp(), window=window)
     except signing.NotJson as error:
         raise MalformedInput(str(error)) from None
+    if payload.get("source") == "mani":
+        raise Refused("This is one of mani's own callbacks; it is not accepted back.", code="own_callback")
     if job is None:
         raise NotFound("No job has this job_id.")
     updates = _validate(payload)

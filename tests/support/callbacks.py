@@ -1,6 +1,6 @@
 """A pytest plugin (see `pytest_plugins` in conftest.py): fixtures for the callback, API and
 webhook tests (`cb_db`, `sqlite_cb_db`, `serve_app`), and factories they import (`add_company`,
-`make_job`, `set_recipients`, `SECRET`)."""
+`make_job`, `set_recipients`, `SECRET`, `WORKER_SECRET`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from models import Batch, Company, Job, Recipient
 from models.db import session_scope
 
 SECRET = "hmac_secret_key"
+# What external workers sign their callbacks to mani with: never the key of mani's callbacks to Moodle.
+WORKER_SECRET = "worker_secret_key_0123456789"
 
 
 def _with_secret_key(monkeypatch) -> None:
@@ -43,7 +45,8 @@ def sqlite_cb_db(sqlite_db, monkeypatch) -> str:
     return sqlite_db
 
 
-def add_company(company_id: str, *, callback_url: str | None = None, secret: str | None = SECRET) -> None:
+def add_company(company_id: str, *, callback_url: str | None = None, secret: str | None = SECRET,
+                worker_secret: str | None = WORKER_SECRET) -> None:
     from backend.companies.store import set_company_settings
 
     with session_scope() as session:
@@ -54,6 +57,8 @@ def add_company(company_id: str, *, callback_url: str | None = None, secret: str
             values["callback_url"] = callback_url
         if secret:
             values["callback_secret"] = secret
+        if worker_secret:
+            values["cloud_callback_secret"] = worker_secret
         if values:
             set_company_settings(session=session, company_id=company_id, values=values, actor="test", source="cli")
 
