@@ -221,14 +221,30 @@ def mask_text(text: str) -> str:
     return text
 
 
+def _masked_arg(value: Any) -> Any:
+    """An argument as it may be logged: a text with a secret in it masked, anything else as it is.
+
+    Values keep their type when they hold no secret, so formatters that read `record.args`
+    themselves (uvicorn's access formatter unpacks five of them, one an int) keep working.
+    """
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    masked = mask_text(text)
+    return value if masked == text else masked
+
+
 def _mask_record(record: logging.LogRecord) -> logging.LogRecord:
     if getattr(record, "_mani_masked", False):
         return record
-    try:
-        message = record.getMessage()
-    except Exception:  # noqa: BLE001 - a broken format string is the logging module's to report
-        return record
-    record.msg, record.args = mask_text(message), None
+    if isinstance(record.msg, str):
+        record.msg = mask_text(record.msg)
+    elif record.msg is not None:
+        record.msg = _masked_arg(record.msg)
+    if isinstance(record.args, tuple):
+        record.args = tuple(_masked_arg(arg) for arg in record.args)
+    elif isinstance(record.args, dict):
+        record.args = {key: _masked_arg(arg) for key, arg in record.args.items()}
     if record.exc_info and not record.exc_text:
         record.exc_text = mask_text(logging.Formatter().formatException(record.exc_info))
     elif record.exc_text:
