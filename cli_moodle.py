@@ -8,7 +8,6 @@ or, when no mani company has that id, an IOMAD company id read with the global s
 from __future__ import annotations
 
 import sys
-import time
 from contextlib import contextmanager
 from typing import Annotated, Optional
 
@@ -19,25 +18,21 @@ from backend.jobs.moodle_source import (
     MoodlePreview,
     MoodleTarget,
     moodle_target,
-    preview_moodle,
+    preview_moodle_selection,
     select_moodle_recipients,
-    submit_moodle,
+    selection_options,
+    submit_moodle_selection,
 )
 from backend.moodle.source import (
     MoodleOptionsInvalid,
     MoodleSource,
     PreviewInvalid,
-    SelectionOptions,
     SelectionType,
     check_moodle,
     company_courses,
     list_companies,
     open_moodle,
-    parse_duration,
-    parse_moment,
-    parse_since,
 )
-from backend.moodle.source.options import DEFAULT_INACTIVE_FOR
 from cli_common import JsonOption, ManiTyper, emit, handles_errors, plural, table
 from models.db import session_scope
 
@@ -59,20 +54,6 @@ IncludeCompletedOption = Annotated[bool, typer.Option(
 UnlessActivityOption = Annotated[Optional[int], typer.Option(
     "--unless-activity", help="Leave out students who completed this activity (course module id).")]
 AtOption = Annotated[Optional[str], typer.Option("--at", help="Evaluate as of this moment (ISO 8601; default now).")]
-
-
-def selection_options(
-    *, selection_type: SelectionType | str, iomad_company_id: int, since: str | None, course: int | None,
-    inactive_for: str | None, include_completed: bool, unless_activity: int | None, at: str | None,
-) -> SelectionOptions:
-    """The CLI's text options as SelectionOptions; MoodleOptionsInvalid (exit 2) naming the option."""
-    moment = parse_moment(at, option="--at") if at is not None else int(time.time())
-    return SelectionOptions(
-        type=selection_type, company_id=iomad_company_id, at=moment,
-        since=parse_since(since, at=moment) if since is not None else None,
-        course_id=course, include_completed=include_completed, unless_activity_cmid=unless_activity,
-        inactive_for=parse_duration(inactive_for) if inactive_for is not None else DEFAULT_INACTIVE_FOR,
-    )
 
 
 def moodle_only_options_given(**given) -> None:
@@ -205,20 +186,10 @@ def preview(
         typer.echo(f"  ... and {len(invalid) - 50:,} more (--json lists them all).")
 
 
-def submit_selection(
-    *, session, company: str, selection_type: str, since: str | None, course: int | None, inactive_for: str | None,
-    include_completed: bool, unless_activity: int | None, at: str | None, settings, **job_options,
-):
-    """`mani submit --moodle`: the job from the selection in the caller's transaction, and the
-    figures its JSON adds. NothingToSend (caught by submit) when nobody is left to send to."""
-    target = moodle_target(session=session, company=company, settings=settings)
-    options = selection_options(
-        selection_type=selection_type, iomad_company_id=target.iomad_company_id, since=since, course=course,
-        inactive_for=inactive_for, include_completed=include_completed, unless_activity=unless_activity, at=at,
-    )
-    with target.open() as source:
-        made = submit_moodle(session=session, source=source, target=target, options=options, settings=settings,
-                             **job_options)
+def submit_selection(*, session, company: str, settings, **options):
+    """`mani submit --moodle`: the job in the caller's transaction, and the figures its JSON adds.
+    NothingToSend (caught by submit) when nobody is left to send to."""
+    made = submit_moodle_selection(session=session, company=company, settings=settings, **options)
     return made.created, selection_figures(made)
 
 
@@ -231,16 +202,6 @@ def selection_figures(made) -> dict:
     return figures
 
 
-def preview_selection(
-    *, session, company: str, selection_type: str, since: str | None, course: int | None, inactive_for: str | None,
-    include_completed: bool, unless_activity: int | None, at: str | None, settings, **preview_options,
-) -> MoodlePreview:
+def preview_selection(*, session, company: str, settings, **options) -> MoodlePreview:
     """`mani submit --moodle --dry-run`: what the job would be, written nowhere."""
-    target = moodle_target(session=session, company=company, settings=settings)
-    options = selection_options(
-        selection_type=selection_type, iomad_company_id=target.iomad_company_id, since=since, course=course,
-        inactive_for=inactive_for, include_completed=include_completed, unless_activity=unless_activity, at=at,
-    )
-    with target.open() as source:
-        return preview_moodle(session=session, source=source, target=target, options=options, settings=settings,
-                              **preview_options)
+    return preview_moodle_selection(session=session, company=company, settings=settings, **options)

@@ -10,6 +10,7 @@ This glue lives in the jobs room because the Moodle room sits below it and may n
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ from backend.moodle.source import (
     open_moodle,
     select_recipients,
 )
+from backend.moodle.source.options import DEFAULT_INACTIVE_FOR, parse_duration, parse_moment, parse_since
 from models import Company, MoodleCertificateClaim
 
 # Completions looked up against earlier claims this many at a time (one query per chunk).
@@ -87,6 +89,24 @@ def moodle_target(*, session: Session, company: str | int, settings: Settings | 
     return MoodleTarget(
         database_url=resolved["moodle_database_url"] or "", prefix=resolved["moodle_table_prefix"] or "mdl_",
         site_url=resolved["moodle_site_url"], iomad_company_id=int(iomad_id), company_id=company_id,
+    )
+
+
+def selection_options(
+    *, selection_type: SelectionType | str, iomad_company_id: int, since: str | None, course: int | None,
+    inactive_for: str | None, include_completed: bool, unless_activity: int | None, at: str | None,
+) -> SelectionOptions:
+    """Options as a person types them (the CLI's, the console's) as SelectionOptions;
+    MoodleOptionsInvalid (exit 2) naming the option. `at`: ISO text, unix seconds, or None for now."""
+    if at is None:
+        moment = int(time.time())
+    else:
+        moment = at if isinstance(at, int) else parse_moment(at, option="--at")
+    return SelectionOptions(
+        type=selection_type, company_id=iomad_company_id, at=moment,
+        since=parse_since(since, at=moment) if since is not None else None,
+        course_id=course, include_completed=include_completed, unless_activity_cmid=unless_activity,
+        inactive_for=parse_duration(inactive_for) if inactive_for is not None else DEFAULT_INACTIVE_FOR,
     )
 
 
@@ -245,3 +265,35 @@ def preview_moodle(
         sample=sample, settings=settings,
     )
     return MoodlePreview(preview=preview, selection=selection, already_certified=claims.already if claims else 0)
+
+
+def preview_moodle_selection(
+    *, session: Session, company: str, selection_type: str, since: str | None = None, course: int | None = None,
+    inactive_for: str | None = None, include_completed: bool = False, unless_activity: int | None = None,
+    at: str | int | None = None, settings: Settings | None = None, **preview_options,
+) -> MoodlePreview:
+    """`preview_moodle` for `--company` and options as typed (the CLI's dry run, the console's preview)."""
+    target = moodle_target(session=session, company=company, settings=settings)
+    options = selection_options(
+        selection_type=selection_type, iomad_company_id=target.iomad_company_id, since=since, course=course,
+        inactive_for=inactive_for, include_completed=include_completed, unless_activity=unless_activity, at=at,
+    )
+    with target.open() as source:
+        return preview_moodle(session=session, source=source, target=target, options=options, settings=settings,
+                              **preview_options)
+
+
+def submit_moodle_selection(
+    *, session: Session, company: str, selection_type: str, since: str | None = None, course: int | None = None,
+    inactive_for: str | None = None, include_completed: bool = False, unless_activity: int | None = None,
+    at: str | int | None = None, settings: Settings | None = None, **job_options,
+) -> MoodleJobCreated:
+    """`submit_moodle` for `--company` and options as typed (`mani submit --moodle`, the console's send)."""
+    target = moodle_target(session=session, company=company, settings=settings)
+    options = selection_options(
+        selection_type=selection_type, iomad_company_id=target.iomad_company_id, since=since, course=course,
+        inactive_for=inactive_for, include_completed=include_completed, unless_activity=unless_activity, at=at,
+    )
+    with target.open() as source:
+        return submit_moodle(session=session, source=source, target=target, options=options, settings=settings,
+                             **job_options)
