@@ -23,13 +23,17 @@ from backend.core.settings import Settings, get_settings
 from backend.jobs.create import JobCreated, create_job, in_chunks
 from backend.jobs.intake import RecipientRow, RejectedRow, checked_address
 from backend.jobs.preview import Preview, preview_rows
+from backend.jobs.queries import company_choices
 from backend.moodle.source import (
     InvalidRow,
     MoodleNotFound,
     MoodleSource,
+    MoodleSourceError,
     Selection,
     SelectionOptions,
     SelectionType,
+    company_courses,
+    list_companies,
     open_moodle,
     select_recipients,
 )
@@ -297,3 +301,28 @@ def submit_moodle_selection(
     with target.open() as source:
         return submit_moodle(session=session, source=source, target=target, options=options, settings=settings,
                              **job_options)
+
+
+def moodle_company_choices(*, session: Session, settings: Settings | None = None) -> tuple[list[tuple[str, str]], str | None]:
+    """(label, --company value) for pickers: mani's companies, then the IOMAD companies of the
+    global Moodle that no mani company stands for; and why the Moodle could not be read, if not."""
+    settings = settings or get_settings()
+    choices = [(f"{name} ({company_id})", company_id) for company_id, name in company_choices(session=session)]
+    resolved = resolve(session=session, company_id=None, settings=settings)
+    if not resolved["moodle_database_url"]:
+        return choices, "No Moodle database is configured: set moodle_database_url."
+    try:
+        with open_moodle(resolved["moodle_database_url"], prefix=resolved["moodle_table_prefix"] or "mdl_") as source:
+            taken = {value for _, value in choices}
+            choices += [(f"IOMAD {c.id}: {c.name}", str(c.id)) for c in list_companies(source=source)
+                        if str(c.id) not in taken]
+    except MoodleSourceError as error:
+        return choices, str(error)
+    return choices, None
+
+
+def moodle_course_choices(*, session: Session, company: str, settings: Settings | None = None):
+    """The company's own Moodle courses (id, full name), for course pickers."""
+    target = moodle_target(session=session, company=company, settings=settings)
+    with target.open() as source:
+        return company_courses(source=source, company_id=target.iomad_company_id)

@@ -12,6 +12,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, OptionList, Select, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
@@ -19,11 +20,13 @@ from textual.widgets.option_list import Option
 from backend.core.settings import JOB_TYPES
 from backend.jobs import create as jobs
 from backend.jobs import queries
+from backend.jobs.moodle_source import NothingToSend, preview_moodle_selection, submit_moodle_selection
 from backend.jobs.preview import preview_csv
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
 from console.screens.base import ManiScreen
 from console.widgets.fit_table import Col, FitTable
+from console.widgets.moodle_form import MoodleForm, MoodleFormValues
 from console.widgets.path_input import PathSuggester
 
 ACCEPTED_COLUMNS = (
@@ -41,7 +44,7 @@ DUPLICATE_COLUMNS = (Col("line", "Line", justify="right"), Col("email", "Email",
 
 @dataclass(frozen=True)
 class Source:
-    """A card in the source list. Later issues add Moodle-database sources here."""
+    """A card in the source list."""
 
     id: str
     title: str
@@ -51,10 +54,23 @@ class Source:
 
 SOURCES = (
     Source("csv", "CSV file", "Recipients from a CSV file: email, firstname, lastname, username, password..."),
-    Source("moodle_new_users", "Moodle: new users", "Users created in the last X hours (coming later)", ready=False),
-    Source("moodle_licences", "IOMAD: licence allocations", "Users given a licence in the last X hours (later)",
-           ready=False),
+    Source("moodle", "From Moodle", "New users, license allocations, inactive students, reminders and "
+           "certificates, read from the Moodle database"),
 )
+
+
+class MoodlePreviewed(Message):
+    """A Moodle selection's preview, with the form and the moment (`at`) it was evaluated for."""
+
+    def __init__(self, view: PreviewView, form: MoodleFormValues, at: int, source_name: str, invalid: int,
+                 already_certified: int) -> None:
+        super().__init__()
+        self.view = view
+        self.form = form
+        self.at = at
+        self.source_name = source_name
+        self.invalid = invalid
+        self.already_certified = already_certified
 
 
 @dataclass
@@ -123,11 +139,17 @@ class BulkScreen(ManiScreen):
 **Bulk email.** Choose the job type, the CSV file (→ completes the path) and the company,
 then **Preview** (ctrl+o): accepted rows, rejected rows with their line and reason, duplicates
 that would be skipped, and the first message exactly as it will be sent. **Send** (ctrl+s)
-asks first and says how many recipients get mail."""
+asks first and says how many recipients get mail.
+
+**From Moodle** (ctrl+t switches the source): pick a card (welcome, license allocation,
+re-engagement, reminder, certificates), the company, the window or the course; the preview
+reads the Moodle database as of that moment, and Send makes exactly that job."""
 
     BINDINGS = [
         Binding("ctrl+o", "preview", "Preview", id="bulk.preview", tooltip="Check the file and render the first message"),
         Binding("ctrl+s", "send", "Send", id="bulk.send", tooltip="Create the job and send it (asks first)"),
+        Binding("ctrl+t", "switch_source", "Source", id="bulk.source",
+                tooltip="Switch the source: a CSV file, or a selection from the Moodle database"),
         Binding("escape", "focus_form", "Form", show=False, id="bulk.form", tooltip="Back to the form"),
     ]
 
@@ -135,6 +157,7 @@ asks first and says how many recipients get mail."""
         super().__init__()
         self.preview: PreviewView | None = None
         self.previewed: tuple | None = None
+        self.source = "csv"
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="bulk-main"):
@@ -156,6 +179,7 @@ asks first and says how many recipients get mail."""
                                     suggester=PathSuggester(base=self.app.config.csv_dir))
                         yield Button("Preview", id="bulk-preview-button", compact=True)
                         yield Button("Send", id="bulk-send-button", compact=True, variant="primary", disabled=True)
+                yield MoodleForm(id="bulk-moodle")
                 yield Static("Pick a CSV file and press ctrl+o to preview.", id="bulk-summary")
                 with TabbedContent(id="bulk-tabs"):
                     with TabPane("Accepted", id="tab-accepted"):
@@ -171,7 +195,35 @@ asks first and says how many recipients get mail."""
 
     def on_mount(self) -> None:
         self.load_companies()
+        self.query_one("#bulk-moodle").display = False
         self.query_one("#bulk-path", Input).focus()
+
+    # The source -----------------------------------------------------------------------------------
+
+    def action_switch_source(self) -> None:
+        self.use_source("moodle" if self.source == "csv" else "csv")
+
+    @on(OptionList.OptionSelected, "#bulk-sources")
+    def _source_picked(self, event: OptionList.OptionSelected) -> None:
+        self.use_source(event.option.id or "csv")
+
+    def use_source(self, source: str) -> None:
+        if source == self.source:
+            return
+        self.source = source
+        self.preview = self.previewed = None
+        moodle = source == "moodle"
+        self.query_one("#bulk-form").display = not moodle
+        self.query_one("#bulk-moodle").display = moodle
+        if moodle:
+            self.query_one(MoodleForm).activate()
+        self.query_one("#bulk-send-button", Button).disabled = True
+        self.query_one("#moodle-send-button", Button).disabled = True
+        self.query_one("#bulk-sources", OptionList).highlighted = 1 if moodle else 0
+        self.query_one("#bulk-summary", Static).update(
+            "Pick a card and a company, then press ctrl+o to preview." if moodle
+            else "Pick a CSV file and press ctrl+o to preview.")
+        self.query_one("#moodle-card" if moodle else "#bulk-path").focus()
 
     @work(thread=True, exclusive=True, group="bulk-companies")
     def load_companies(self) -> None:
@@ -188,8 +240,12 @@ asks first and says how many recipients get mail."""
     # Preview --------------------------------------------------------------------------------------
 
     @on(Button.Pressed, "#bulk-preview-button")
+    @on(Button.Pressed, "#moodle-preview-button")
     @on(Input.Submitted, "#bulk-path")
     def action_preview(self) -> None:
+        if self.source == "moodle":
+            self.preview_moodle()
+            return
         job_type, company, path = self._form()
         if not path:
             self.notify("Give the CSV file's path first.", severity="warning")
@@ -215,6 +271,7 @@ asks first and says how many recipients get mail."""
         elif message.what == "preview-failed":
             self.preview = self.previewed = None
             self.query_one("#bulk-send-button", Button).disabled = True
+            self.query_one("#moodle-send-button", Button).disabled = True
             self.query_one("#bulk-summary", Static).update(Text(f"✖ {message.data}", style="bold red"))
         elif message.what == "preview":
             self._show_preview(*message.data)
@@ -229,6 +286,10 @@ asks first and says how many recipients get mail."""
         if view.without_username:
             summary.append(f" · {view.without_username:,} without username (log in with email)", style="yellow")
         self.query_one("#bulk-summary", Static).update(summary)
+        self._fill(view)
+
+    def _fill(self, view: PreviewView) -> None:
+        """The tabs: accepted sample, rejected rows, duplicates, and the first message."""
         fields = ("line", "email", "firstname", "lastname", "username")
         no_username = Text("(email login)", style="yellow") if view.without_username else ""
         self.query_one("#bulk-accepted", FitTable).set_rows(
@@ -255,10 +316,90 @@ asks first and says how many recipients get mail."""
         self.query_one("#bulk-message-text", Static).update(message)
         self.query_one("#bulk-send-button", Button).disabled = view.accepted == 0
 
+    # From Moodle ----------------------------------------------------------------------------------
+
+    def preview_moodle(self) -> None:
+        form = self.query_one(MoodleForm).values()
+        if form.company is None:
+            self.notify("Pick the company first.", severity="warning")
+            self.query_one("#moodle-company").focus()
+            return
+        self.query_one("#bulk-summary", Static).update("Reading the Moodle database…")
+        # The moment the preview is evaluated for; Send uses the same one, so it sends what was seen.
+        self.run_moodle_preview(form, int(self.app.config.clock().timestamp()))
+
+    @work(thread=True, exclusive=True, group="bulk-preview")
+    def run_moodle_preview(self, form: MoodleFormValues, at: int) -> None:
+        try:
+            made = calls.read(self, preview_moodle_selection, company=form.company, at=at, **form.options())
+        except Exception as error:  # noqa: BLE001
+            self.post_message(Loaded("preview-failed", calls.explain(error)))
+            return
+        self.post_message(MoodlePreviewed(PreviewView.of(made.preview), form, at, made.selection.source_name,
+                                          made.selection.invalid, made.already_certified))
+
+    @on(MoodlePreviewed)
+    def _moodle_previewed(self, message: MoodlePreviewed) -> None:
+        view = message.view
+        self.preview, self.previewed = view, ("moodle", message.form, message.at)
+        summary = Text.assemble(
+            (f"{view.accepted:,} to send", "bold green"), " · ",
+            (f"{message.invalid:,} invalid addresses", "bold red"), " · ",
+            (f"{view.duplicate_count:,} duplicates skipped", "bold yellow"),
+        )
+        if message.already_certified:
+            summary.append(f" · {message.already_certified:,} already certified", style="yellow")
+        summary.append(f"\n{message.source_name}", style="dim")
+        self.query_one("#bulk-summary", Static).update(summary)
+        self._fill(view)
+        self.query_one("#moodle-send-button", Button).disabled = view.accepted == 0
+
+    def send_moodle(self) -> None:
+        form = self.query_one(MoodleForm).values()
+        if self.preview is None or self.previewed is None or self.previewed[:2] != ("moodle", form):
+            self.notify("Preview first (ctrl+o): you send what you have seen.", severity="warning")
+            return
+        view, at = self.preview, self.previewed[2]
+        if view.accepted == 0:
+            self.notify("Nothing to send: the selection has nobody left to mail.", severity="warning")
+            return
+        question = f"Send {form.selection_type} to {view.accepted:,} recipients of {form.company}, selected from Moodle?"
+        if view.rejected:
+            question += f" ({len(view.rejected):,} with an unusable address are not sent.)"
+        self.confirm("Send from Moodle", question, lambda: self.run_moodle_send(form, at),
+                     label=f"Send {view.accepted:,}")
+
+    @work(thread=True, exclusive=True, group="bulk-send")
+    def run_moodle_send(self, form: MoodleFormValues, at: int) -> None:
+        def submit(*, session):
+            made = submit_moodle_selection(session=session, company=form.company, at=at,
+                                           created_by=self.app.config.actor, **form.options())
+            created = made.created
+            calls.audit(self, session=session, action="job.submit", target=created.job.uuid,
+                        details={"source": created.job.source_name, "type": form.selection_type,
+                                 "company": form.company, "recipients": created.accepted,
+                                 "invalid": made.selection.invalid})
+            return created.job.id, created.accepted, created.followups
+
+        try:
+            job_id, accepted, followups = calls.write(self, submit)
+            note = calls.hand_over(self, followups) or "nothing to send"
+        except NothingToSend as nothing:
+            self.post_message(ActionDone("send", str(nothing)))
+            return
+        except Exception as error:  # noqa: BLE001
+            self.post_message(ActionFailed("send", calls.explain(error)))
+            return
+        self.post_message(ActionDone("send", f"Job {job_id} created for {accepted:,} recipients; {note}.", job_id))
+
     # Send -----------------------------------------------------------------------------------------
 
     @on(Button.Pressed, "#bulk-send-button")
+    @on(Button.Pressed, "#moodle-send-button")
     def action_send(self) -> None:
+        if self.source == "moodle":
+            self.send_moodle()
+            return
         if self.preview is None or self.previewed is None:
             self.notify("Preview first (ctrl+o): you send what you have seen.", severity="warning")
             return
@@ -301,7 +442,8 @@ asks first and says how many recipients get mail."""
         if message.action == "send" and message.data:
             self.preview = self.previewed = None
             self.query_one("#bulk-send-button", Button).disabled = True
+            self.query_one("#moodle-send-button", Button).disabled = True
             self.app.open_job(int(message.data))
 
     def action_focus_form(self) -> None:
-        self.query_one("#bulk-path", Input).focus()
+        self.query_one("#moodle-card" if self.source == "moodle" else "#bulk-path").focus()
