@@ -25,6 +25,7 @@ from console.screens.deadletters import DeadLettersScreen
 from console.screens.help import HelpScreen
 from console.screens.history import HistoryScreen
 from console.screens.job_detail import JobDetailScreen
+from console.screens.schedules import SchedulesScreen
 from console.widgets.navbar import MAIN_SCREENS
 
 
@@ -48,6 +49,7 @@ class ManiConsole(App):
         "companies": CompaniesScreen,
         "deadletters": DeadLettersScreen,
         "audit": AuditScreen,
+        "schedules": SchedulesScreen,
     }
     DEFAULT_MODE = "dashboard"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]

@@ -18,7 +18,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, insert, select
 from sqlmodel import Session
 
-from models import AuditEntry, Batch, Company, Job, Recipient, Rejection
+from backend.schedules.definition import recurrence_of
+from models import AuditEntry, Batch, Company, Job, Recipient, Rejection, Schedule, ScheduleRun
 from models.callbacks import CallbackAttempt, CallbackDelivery
 
 DEMO_NOW = datetime(2025, 3, 14, 9, 30, tzinfo=timezone.utc)
@@ -182,7 +183,47 @@ def seed(*, session: Session, now: datetime = DEMO_NOW, batch_size: int = 200) -
         session.add(AuditEntry(at=now - timedelta(minutes=minutes), actor=actor, source="console", action=action,
                                target=target, details=details))
     session.flush()
+    _seed_schedules(session, job_ids, now)
     return job_ids
+
+
+def _seed_schedules(session: Session, job_ids: list[int], now: datetime) -> None:
+    """Three schedules: a daily welcome whose last run made job 1, a re-engagement every 2 days
+    whose last run could not reach Moodle, and weekly certificates, paused."""
+    day = timedelta(days=1)
+    welcome = Schedule(
+        name="Daily welcome", company_id="acme", job_type="welcome_std", selection={"course_id": None}, since="24h",
+        frequency="daily", time_of_day="09:00", timezone="Europe/Berlin", start_at=now - 30 * day,
+        created_by="alice", created_at=now - 30 * day,
+    )
+    nudge = Schedule(
+        name="Nudge inactive learners", company_id="initech", job_type="reengagement",
+        selection={"course_id": 14, "inactive_for": 7 * 86400}, frequency="custom", custom_interval=2,
+        time_of_day="10:00", timezone="Europe/Berlin", start_at=now - 20 * day, suppress_course_completion=True,
+        suppresstarget=87, created_by="bob", created_at=now - 20 * day,
+    )
+    certificates = Schedule(
+        name="Friday certificates", company_id="globex", job_type="certificate", selection={"course_id": None},
+        action_type="both", cloud_preference="force_cloud", frequency="weekly", time_of_day="16:00",
+        timezone="Europe/London", start_at=now - 60 * day, enabled=False, next_run_at=None, created_by="alice",
+        created_at=now - 60 * day,
+    )
+    # The last occurrence before now and the next one, as the sweeper would have left them.
+    for schedule, period in ((welcome, day), (nudge, 2 * day)):
+        schedule.next_run_at = recurrence_of(schedule).next_at_or_after(now)
+        schedule.last_run_at = recurrence_of(schedule).next_at_or_after(schedule.next_run_at - period - timedelta(hours=2))
+    welcome.covered_until = int(welcome.last_run_at.timestamp())
+    session.add_all([welcome, nudge, certificates])
+    session.flush()
+    session.add_all([
+        ScheduleRun(schedule_id=welcome.id, scheduled_for=welcome.last_run_at, window_at=welcome.covered_until,
+                    window_since=welcome.covered_until - 86400, status="created", attempts=1, job_id=job_ids[0],
+                    finished_at=welcome.last_run_at + timedelta(minutes=1)),
+        ScheduleRun(schedule_id=nudge.id, scheduled_for=nudge.last_run_at, window_at=int(nudge.last_run_at.timestamp()),
+                    status="retrying", attempts=3, next_attempt_at=now + timedelta(seconds=40),
+                    error="Moodle's database cannot be reached (moodle-db:3306: timed out)"),
+    ])
+    session.flush()
 
 
 # Callback deliveries (job number -> one entry per delivery: batch number or None for the final one,

@@ -51,7 +51,7 @@ class Schedule(SQLModel, table=True):
     time_of_day: str = Field(max_length=5)
     timezone: str = Field(max_length=64)
     start_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
-    suppress_course_completion: bool = True
+    suppress_course_completion: bool = False
     suppresstarget: int | None = None
     enabled: bool = True
     catch_up: str = Field(default="latest", max_length=8)

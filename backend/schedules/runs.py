@@ -171,10 +171,10 @@ def execute_run(
             # An earlier (manual) run already covered this occurrence's window.
             return _settle(run, attempts, ScheduleRunStatus.EMPTY, clock(), actor, source,
                            error="the window was already covered by an earlier run")
-        options = selection_options(schedule, since=run.window_since, at=run.window_at)
         with session_scope(read_only=True) as session:
             moodle, site_url = opener(session, schedule.company_id)
         with moodle:
+            options = selection_options(schedule, since=run.window_since, at=run.window_at)
             selection = select_moodle_recipients(source=moodle, options=options, site_url=site_url)
             return _write_job(run, attempts, schedule, selection, settings, clock, actor, source)
     except MoodleUnreachable as error:

@@ -14,6 +14,7 @@ MAIN_SCREENS = (
     ("companies", "Companies", "Companies"),
     ("deadletters", "Dead letters", "Dead"),
     ("audit", "Audit", "Audit"),
+    ("schedules", "Schedules", "Sched"),
 )
 
 
