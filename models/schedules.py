@@ -33,7 +33,7 @@ class Schedule(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=255)
-    # The mani company, whose id is the IOMAD company id.
+    # The mani company; its IOMAD company id is its `moodle_company_id` setting, or its id.
     company_id: str = Field(foreign_key="companies.id", max_length=64, index=True)
     # The job type, which is also the Moodle selection (`mani submit --moodle --type`).
     job_type: str = Field(max_length=32)

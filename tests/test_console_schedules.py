@@ -69,14 +69,14 @@ async def test_pause_resume_and_run_now_ask_first(demo_db):
         await settle(pilot)
         with session_scope() as session:
             assert session.get(Schedule, 1).enabled is True
-        # Run now: the demo store has no Moodle database, so the run is recorded as failed, with why.
+        # Run now: the demo company has no IOMAD company id, so the run is recorded as failed, with why.
         await pilot.press("n")
         await pilot.pause()
         await pilot.press("y")
         await settle(pilot)
         with session_scope() as session:
             run = session.exec(select(ScheduleRun).where(ScheduleRun.manual.is_(True))).one()
-            assert run.status == "failed" and "No Moodle database is configured" in run.error
+            assert run.status == "failed" and "has no moodle_company_id" in run.error
             actions = {e.action for e in session.exec(select(AuditEntry).where(AuditEntry.actor == "tester")).all()}
             assert {"schedule.pause", "schedule.resume", "schedule.run_now"} <= actions
         assert cell_text(app.screen.query_one("#schedules"), "1", 5).endswith("failed")

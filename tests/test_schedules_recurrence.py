@@ -98,7 +98,7 @@ def test_without_time_the_start_is_the_first_run():
     ({"job_type": "reminder"}, "reminder needs --course"),
     ({"unless_course_complete": True}, "applies to reengagement and reminder"),
     ({"action": "sms"}, "--action 'sms'"),
-    ({"company_id": "acme"}, "not an IOMAD company id"),
+    ({"company_id": " "}, "--company is needed"),
 ])
 def test_refusals_name_the_field(changes, fragment):
     with pytest.raises(UnusableInput) as refused:

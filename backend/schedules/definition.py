@@ -140,8 +140,8 @@ def check_input(spec: ScheduleInput, *, now: datetime) -> Schedule:
         raise UnusableInput(f"--unless-course-complete applies to reengagement and reminder, not {kind}.")
     if spec.since and kind not in WINDOWED:
         raise UnusableInput(f"--since applies to welcome_std, welcome_lic and certificate, not {kind}.")
-    if spec.company_id is None or not str(spec.company_id).strip().isdigit():
-        raise UnusableInput(f"--company {spec.company_id!r} is not an IOMAD company id (a whole number).")
+    if spec.company_id is None or not str(spec.company_id).strip():
+        raise UnusableInput("--company is needed: the mani company (its IOMAD company id, or one with moodle_company_id).")
     selection = {"course_id": spec.course_id}
     if kind == SelectionType.REENGAGEMENT:
         selection["inactive_for"] = inactive_for
@@ -156,7 +156,8 @@ def check_input(spec: ScheduleInput, *, now: datetime) -> Schedule:
     )
     # The selection's own checks (course needed, options that do not go together), as of now.
     first = recurrence.next_at_or_after(max(start_at, floor_minute(now)))
-    selection_options(schedule, since=initial_since(schedule, at=first), at=int(first.timestamp()))
+    # (The IOMAD id is looked up when the schedule is checked against Moodle; any valid one does here.)
+    selection_options(schedule, since=initial_since(schedule, at=first), at=int(first.timestamp()), iomad_company_id=1)
     if spec.since:
         parse_since(spec.since, at=int(first.timestamp()))
     schedule.next_run_at = first if spec.enabled else None
@@ -198,11 +199,11 @@ def window_for(schedule: Schedule, *, at: datetime, covered_until=_STORED) -> tu
     return initial_since(schedule, at=at), at_unix
 
 
-def selection_options(schedule: Schedule, *, since: int | None, at: int) -> SelectionOptions:
+def selection_options(schedule: Schedule, *, since: int | None, at: int, iomad_company_id: int) -> SelectionOptions:
     """The Moodle selection a run reads (raises MoodleOptionsInvalid, exit 2, for what cannot go together)."""
     kind = SelectionType(schedule.job_type)
     chosen = schedule.selection or {}
-    options: dict = {"type": kind, "company_id": int(schedule.company_id), "at": at,
+    options: dict = {"type": kind, "company_id": iomad_company_id, "at": at,
                      "course_id": chosen.get("course_id")}
     if kind in WINDOWED:
         options["since"] = since

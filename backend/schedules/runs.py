@@ -29,14 +29,12 @@ from sqlalchemy import and_, insert, select, update
 from sqlmodel import Session
 
 from backend.core.audit import record
-from backend.core.errors import ManiError, UnusableInput
+from backend.core.errors import ManiError
 from backend.core.followups import Followups
 from backend.core.settings import Settings, get_settings
-from backend.jobs.create import create_job
-from backend.jobs.moodle_source import moodle_job_rows, select_moodle_recipients
-from backend.moodle.source import MoodleSourceError, MoodleUnreachable
+from backend.jobs.moodle_source import NothingToSend, moodle_target, submit_moodle
+from backend.moodle.source import MoodleUnreachable, get_company
 from backend.schedules.definition import initial_since, recurrence_of, selection_options, window_for
-from backend.schedules.moodle_access import open_company_moodle
 from backend.schedules.queries import resolve_schedule_ref
 from models import SCHEDULE_RUN_OPEN, Schedule, ScheduleRun, ScheduleRunStatus, utcnow
 from models.db import session_scope
@@ -149,16 +147,13 @@ def due_runs(*, session: Session, now: datetime | None = None, limit: int = RUNS
 
 def execute_run(
     *, run_id: int, settings: Settings | None = None, now: datetime | None = None, actor: str = SYSTEM,
-    source: str = "worker", moodle_opener=None,
+    source: str = "worker",
 ) -> RunOutcome:
-    """Run one claimed occurrence into a job (see the module's docstring). Commits its own
-    transactions; the caller enqueues `followups` (the job's dispatch) after it returns.
-    `moodle_opener(session, company_id)` -> (MoodleSource, site_url) replaces the company's
-    configured Moodle (tests)."""
+    """Run one claimed occurrence into a job (see the module's docstring), through the same
+    `moodle_target` and `submit_moodle` as `mani submit --moodle`. Commits its own transactions;
+    the caller enqueues `followups` (the job's dispatch) after it returns."""
     settings = settings or get_settings()
     clock = (lambda: now) if now is not None else utcnow
-    opener = moodle_opener or (lambda session, company_id: open_company_moodle(
-        session=session, company_id=company_id, settings=settings))
     with session_scope() as session:
         run = session.get(ScheduleRun, run_id)
         if run is None or run.status not in SCHEDULE_RUN_OPEN or run.next_attempt_at > clock():
@@ -172,14 +167,17 @@ def execute_run(
             return _settle(run, attempts, ScheduleRunStatus.EMPTY, clock(), actor, source,
                            error="the window was already covered by an earlier run")
         with session_scope(read_only=True) as session:
-            moodle, site_url = opener(session, schedule.company_id)
-        with moodle:
-            options = selection_options(schedule, since=run.window_since, at=run.window_at)
-            selection = select_moodle_recipients(source=moodle, options=options, site_url=site_url)
-            return _write_job(run, attempts, schedule, selection, settings, clock, actor, source)
+            target = moodle_target(session=session, company=schedule.company_id, settings=settings)
+        with target.open() as moodle:
+            options = selection_options(schedule, since=run.window_since, at=run.window_at,
+                                        iomad_company_id=target.iomad_company_id)
+            # Reach Moodle before the store's transaction opens: an unreachable database then
+            # holds no lock while it times out.
+            get_company(source=moodle, company_id=target.iomad_company_id)
+            return _write_job(run, attempts, schedule, moodle, target, options, settings, clock, actor, source)
     except MoodleUnreachable as error:
         return _failed(run, attempts, schedule, str(error), clock(), actor, source, retry=True)
-    except (MoodleSourceError, UnusableInput, ManiError) as error:
+    except ManiError as error:
         return _failed(run, attempts, schedule, str(error), clock(), actor, source, retry=False)
     except Exception as error:  # noqa: BLE001 - a bug or an outage: recorded, retried while grace lasts
         log.exception("schedule run %s failed", run_id)
@@ -195,37 +193,25 @@ def _take(session: Session, run: ScheduleRun, attempts: int, values: dict) -> bo
     ).rowcount == 1
 
 
-def _write_job(run, attempts, schedule, selection, settings, clock, actor, source) -> RunOutcome:
-    rows_started = False
-
-    def rows():
-        nonlocal rows_started
-        rows_started = True
-        yield from moodle_job_rows(selection)
-
+def _write_job(run, attempts, schedule, moodle, target, options, settings, clock, actor, source) -> RunOutcome:
     try:
         with session_scope() as session:
             if not _take(session, run, attempts, {"status": ScheduleRunStatus.CREATED.value}):
                 return RunOutcome(run_id=run.id, status=None)
-            created = create_job(
-                session=session, job_type=schedule.job_type, rows=rows(),
-                available_variables=selection.available_variables, company_id=schedule.company_id,
-                source="moodle", source_name=f"schedule {schedule.id}: {selection.source_name}"[:512],
-                cloud_preference=schedule.cloud_preference, action=schedule.action_type,
-                created_by=f"schedule:{schedule.id}", settings=settings,
+            made = submit_moodle(
+                session=session, source=moodle, target=target, options=options, action=schedule.action_type,
+                cloud_preference=schedule.cloud_preference, created_by=f"schedule:{schedule.id}", settings=settings,
             )
-            job_id = created.job.id
-            now = clock()
-            session.execute(update(RUNS).where(RUNS.c.id == run.id).values(job_id=job_id, finished_at=now, error=None))
+            created, job_id = made.created, made.job.id
+            session.execute(update(RUNS).where(RUNS.c.id == run.id).values(job_id=job_id, finished_at=clock(), error=None))
             _audit(session, run, schedule, ScheduleRunStatus.CREATED, actor, source, job_id=job_id,
-                   recipients=created.accepted, skipped=created.skipped_duplicates, rejected=len(created.rejected))
+                   recipients=created.accepted, skipped=created.skipped_duplicates, rejected=len(created.rejected),
+                   already_certified=made.already_certified or None)
         return RunOutcome(run_id=run.id, status=ScheduleRunStatus.CREATED, job_id=job_id, followups=created.followups)
-    except UnusableInput as error:
-        if rows_started and selection.recipients == 0:
-            # Nobody in the window (or only unusable addresses): a normal outcome, not a failure.
-            return _settle(run, attempts, ScheduleRunStatus.EMPTY, clock(), actor, source,
-                           error=None if selection.invalid == 0 else str(error), schedule=schedule)
-        raise
+    except NothingToSend as nobody:
+        # Nobody in the window (or every completion already certified): a normal outcome, not a failure.
+        return _settle(run, attempts, ScheduleRunStatus.EMPTY, clock(), actor, source, error=str(nobody),
+                       schedule=schedule)
 
 
 def _settle(run, attempts, status, now, actor, source, *, error=None, schedule=None) -> RunOutcome:

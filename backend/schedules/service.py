@@ -14,6 +14,7 @@ from backend.core.audit import record
 from backend.core.errors import UnusableInput
 from backend.core.settings import Settings, get_settings
 from backend.jobs.create import validate_job_options
+from backend.jobs.moodle_source import moodle_target
 from backend.moodle.source import (
     MoodleNotFound,
     MoodleSource,
@@ -30,17 +31,16 @@ from backend.schedules.definition import (
     recurrence_of,
     schedule_input_of,
 )
-from backend.schedules.moodle_access import open_company_moodle
 from backend.schedules.queries import SchedulePublic, get_schedule, resolve_schedule_ref
 from models import Company, Schedule, ScheduleRun, utcnow
 
 DEFAULT_NEXT_COUNT = 5
 
 
-def check_against_moodle(*, schedule: Schedule, source: MoodleSource) -> None:
+def check_against_moodle(*, schedule: Schedule, source: MoodleSource, iomad_company_id: int) -> None:
     """The company exists in Moodle, the course is one of its courses, the activity is in that
     course; UnusableInput (exit 2) naming what is not. MoodleSourceError when Moodle cannot be read."""
-    company_id = int(schedule.company_id)
+    company_id = iomad_company_id
     try:
         get_company(source=source, company_id=company_id)
     except MoodleNotFound:
@@ -59,43 +59,39 @@ def check_against_moodle(*, schedule: Schedule, source: MoodleSource) -> None:
             )
 
 
-def _check(*, session: Session, schedule: Schedule, settings: Settings, site_url: str | None) -> None:
+def _check(*, session: Session, schedule: Schedule, settings: Settings) -> None:
+    """The mani company exists, and the Moodle it reads (`moodle_target`, as `mani submit --moodle`
+    finds it) has the course and activity in that company; the job type can be served."""
     if session.get(Company, schedule.company_id) is None:
         raise UnusableInput(
             f"Company {schedule.company_id} is not known to mani: add it with "
             f"`mani companies add {schedule.company_id} --name NAME`."
         )
+    try:
+        target = moodle_target(session=session, company=schedule.company_id, settings=settings)
+    except MoodleNotFound as error:  # no IOMAD company id for it: the input cannot be used
+        raise UnusableInput(str(error)) from None
     # The job type must be one the selection can serve with this action (the template's
     # variables, a certificate template's fields): the same check `create_job` makes.
     validate_job_options(
         session=session, job_type=schedule.job_type, company_id=schedule.company_id, action=schedule.action_type,
         cloud_preference=schedule.cloud_preference,
-        available_variables=set(available_variables(schedule.job_type, site_url=site_url)) | {"email", "fullname"},
+        available_variables=set(available_variables(schedule.job_type, site_url=target.site_url)) | {"email", "fullname"},
         template_data={}, settings=settings,
     )
-
-
-def _check_with_moodle(*, session: Session, schedule: Schedule, settings: Settings, moodle: MoodleSource | None):
-    if moodle is not None:
-        _check(session=session, schedule=schedule, settings=settings, site_url=None)
-        check_against_moodle(schedule=schedule, source=moodle)
-        return
-    source, site_url = open_company_moodle(session=session, company_id=schedule.company_id, settings=settings)
-    with source:
-        _check(session=session, schedule=schedule, settings=settings, site_url=site_url)
-        check_against_moodle(schedule=schedule, source=source)
+    with target.open() as source:
+        check_against_moodle(schedule=schedule, source=source, iomad_company_id=target.iomad_company_id)
 
 
 def add_schedule(
     *, session: Session, spec: ScheduleInput, actor: str, source: str, now: datetime | None = None,
-    settings: Settings | None = None, moodle: MoodleSource | None = None,
+    settings: Settings | None = None,
 ) -> SchedulePublic:
-    """Check and store a schedule; its first run is at `next_run_at`. `moodle` defaults to the
-    company's configured Moodle database."""
+    """Check (against Moodle too) and store a schedule; its first run is at `next_run_at`."""
     settings = settings or get_settings()
     now = now or utcnow()
     schedule = check_input(spec, now=now)
-    _check_with_moodle(session=session, schedule=schedule, settings=settings, moodle=moodle)
+    _check(session=session, schedule=schedule, settings=settings)
     schedule.created_by = actor[:128]
     session.add(schedule)
     session.flush()
@@ -107,7 +103,7 @@ def add_schedule(
 
 def edit_schedule(
     *, session: Session, ref: str | int, changes: dict, actor: str, source: str, now: datetime | None = None,
-    settings: Settings | None = None, moodle: MoodleSource | None = None,
+    settings: Settings | None = None,
 ) -> SchedulePublic:
     """Change some of a schedule's inputs (ScheduleInput field names); everything is checked again
     and the next run is worked out anew. Windows continue where the last run's ended."""
@@ -119,7 +115,7 @@ def edit_schedule(
         raise UnusableInput(f"Schedules have no field {sorted(unknown)[0]!r}.")
     spec = schedule_input_of(schedule).changed(**changes)
     checked = check_input(spec, now=now)
-    _check_with_moodle(session=session, schedule=checked, settings=settings, moodle=moodle)
+    _check(session=session, schedule=checked, settings=settings)
     changed = {}
     for name in ("name", "company_id", "job_type", "selection", "since", "action_type", "cloud_preference",
                  "frequency", "custom_interval", "time_of_day", "timezone", "start_at", "suppress_course_completion",
