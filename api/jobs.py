@@ -22,7 +22,7 @@ from api.common import (
     read_body,
 )
 from backend.companies.resolution import resolve
-from backend.core import audit
+from backend.core import audit, outbound
 from backend.core.errors import ManiError, UnusableInput
 from backend.core.settings import get_settings
 from backend.jobs import queries
@@ -92,6 +92,11 @@ def submit_job(*, body: bytes, caller: Caller, address: str | None, hosts: list[
         if request.callback_url and callbacks.points_to_mani(request.callback_url, hosts):
             message = "must not point to mani itself (its callbacks would come back to it)"
             raise ApiError(422, "invalid", f"callback_url {message}.", [{"field": "callback_url", "message": message}])
+        if request.callback_url:
+            try:  # checked again, resolved, before every delivery
+                outbound.check_url(request.callback_url, what="callback_url", resolve=False)
+            except outbound.UnsafeUrl as error:
+                raise ApiError(422, "invalid", str(error), [{"field": "callback_url", "message": str(error)}]) from None
         if request.tenant_id != caller.company_id:
             raise ApiError(403, "wrong_tenant", "This token may only submit jobs for its own company.")
         with session_scope() as session:

@@ -53,7 +53,10 @@ def mani_env(tmp_path, monkeypatch) -> Iterator[dict]:
             monkeypatch.delenv(name, raising=False)
     data_dir = tmp_path / "mani-data"
     # No MANI_SECRET_KEY (removed above): the tests that need secrets set one of their own.
-    env = {"MANI_DATA_DIR": str(data_dir), "MANI_CONFIG": str(tmp_path / "no-config.toml")}
+    # Local test servers (receivers, moto, provider fakes) are loopback addresses, which the SSRF
+    # guard refuses unless allowed; tests of the guard itself delete this.
+    env = {"MANI_DATA_DIR": str(data_dir), "MANI_CONFIG": str(tmp_path / "no-config.toml"),
+           "MANI_ALLOWED_CALLBACK_HOSTS": "127.0.0.1,localhost,::1"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     reset_settings_cache()

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     api_max_event_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     api_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Hosts (names, name:port, addresses or networks) mani may send to although they are not
+    # public addresses (backend.core.outbound): an intranet Moodle, local test servers.
+    allowed_callback_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     mailgun_webhook_signing_key: str | None = None
     mailgun_webhook_max_age: int = 86400
     sns_cert_url_pattern: str = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/"
@@ -134,7 +137,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("api_trusted_proxies", "sns_topic_arns", mode="before")
+    @field_validator("api_trusted_proxies", "sns_topic_arns", "allowed_callback_hosts", mode="before")
     @classmethod
     def _parse_list(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip().startswith("["):

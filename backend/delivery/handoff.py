@@ -33,6 +33,7 @@ from sqlalchemy import select, update
 
 from backend.cloud.job_message import DEFAULT_LIMIT, build_job_message, message_bodies, recipient_entry
 from backend.companies.resolution import resolve
+from backend.core import outbound
 from backend.core.errors import UnusableInput
 from backend.core.field_cipher import field_cipher
 from backend.core.followups import Followups
@@ -171,6 +172,10 @@ def post_api_gateway(bodies: list[str], *, resolved: Any, timeout: float = TIMEO
     """Each body POSTed to `cloud_endpoint`, signed; the ids the intake answered with."""
     endpoint, token = resolved.get("cloud_endpoint"), resolved.get("cloud_auth_token")
     secret = resolved.get("cloud_callback_secret")
+    try:  # resolved and checked now, at send time
+        outbound.check_url(endpoint or "", what="cloud_endpoint")
+    except outbound.UnsafeUrl as error:
+        raise HandoffFailed(str(error), transient=False) from None
     refs: list[str] = []
     with httpx.Client(timeout=timeout) as client:
         for body in bodies:

@@ -19,7 +19,7 @@ from sqlalchemy import or_, update
 from sqlmodel import Session, select
 
 from backend.companies.resolution import resolve
-from backend.core import audit
+from backend.core import audit, outbound
 from backend.core.errors import NotFound
 from backend.core.settings import get_settings
 from backend.moodle import signing
@@ -301,23 +301,44 @@ def deliver(*, session: Session, delivery_id: int, http_client: httpx.Client,
         attempt.error = "No callback secret is configured for this job's company or globally."
     elif points_to_mani(delivery.url):
         attempt.error = "The callback URL is one of mani's own endpoints; mani does not post callbacks to itself."
+    elif (unsafe := _unsafe(delivery.url)) is not None:
+        attempt.error = unsafe
     else:
         body, signature = signing.signed_body(payload, secret, now=now.timestamp())
         attempt.body_timestamp = int(now.timestamp())
         try:
-            response = http_client.post(
-                delivery.url, content=body,
+            # Streamed: only the status and the first bytes of the reply are read, and kept cleaned.
+            with http_client.stream(
+                "POST", delivery.url, content=body,
                 headers={"Content-Type": "application/json", signing.SIGNATURE_HEADER: signature},
                 timeout=_timeout(),
-            )
-            attempt.status_code = response.status_code
-            attempt.response_excerpt = response.text[:500]
+            ) as response:
+                attempt.status_code = response.status_code
+                attempt.response_excerpt = outbound.reply_excerpt(_first_bytes(response, 2048))
             if not response.is_success:
                 attempt.error = f"HTTP {response.status_code}"
         except Exception as error:  # noqa: BLE001 - any failure to post is a failed attempt, recorded
             attempt.error = f"{type(error).__name__}: {error}"[:1000]
     attempt.duration_ms = int((time.monotonic() - started) * 1000)
     return _record(session, delivery, attempt, now)
+
+
+def _unsafe(url: str) -> str | None:
+    """Why the SSRF guard refuses `url` now (resolved at send time), or None."""
+    try:
+        outbound.check_url(url, what="callback URL")
+    except outbound.UnsafeUrl as error:
+        return str(error)
+    return None
+
+
+def _first_bytes(response: httpx.Response, limit: int) -> bytes:
+    taken = bytearray()
+    for chunk in response.iter_bytes():
+        taken += chunk
+        if len(taken) >= limit:
+            break
+    return bytes(taken[:limit])
 
 
 def _record(session: Session, delivery: CallbackDelivery, attempt: CallbackAttempt,

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from backend.core import outbound
 from backend.core.errors import UnusableInput
 from backend.mail.providers.base import (
     Attachment,
@@ -27,6 +28,8 @@ from backend.mail.providers.base import (
 )
 
 ProviderFactory = Callable[..., Provider]
+# Provider API URLs a company may set: each is checked by the SSRF guard before a batch is sent.
+PROVIDER_URL_SETTINGS = ("mailgun_api_url", "sendgrid_api_url", "ses_endpoint_url")
 
 _lock = threading.Lock()
 _factories: dict[str, ProviderFactory | str] = {
@@ -63,8 +66,13 @@ def _resolve(name: str) -> ProviderFactory:
 
 
 def get_provider(name: str, *, settings: Any, company_settings: Mapping | None = None) -> Provider:
-    """A new provider for one batch (use it as `with provider:`); UnusableInput for an unknown name."""
-    return _resolve((name or "").strip().lower())(settings=settings, company_settings=company_settings or {})
+    """A new provider for one batch (use it as `with provider:`); UnusableInput for an unknown name,
+    UnsafeUrl for a company's API URL that is not a public address (checked now, at send time)."""
+    company_settings = company_settings or {}
+    for key in PROVIDER_URL_SETTINGS:
+        if company_settings.get(key):
+            outbound.check_url(str(company_settings[key]), what=key)
+    return _resolve((name or "").strip().lower())(settings=settings, company_settings=company_settings)
 
 
 __all__ = [
