@@ -238,3 +238,30 @@ def test_dry_run_shows_the_job_a_selection_would_make_and_writes_nothing(moodle_
     assert mani(*args[:-2], "--json", *certificate).exit_code == 0  # the real job
     after = json.loads(mani(*args, *certificate).stdout)
     assert (after["accepted"], after["already_certified"]) == (0, len(EXPECTED["certificate"]))
+
+
+def test_certificate_claims_on_a_postgresql_store(postgres_db, moodle_site, monkeypatch):
+    """The claims' conflict-free insert and look-up on PostgreSQL as mani's own store."""
+    monkeypatch.setenv("MANI_MOODLE_DATABASE_URL", moodle_site.readonly_url)
+    monkeypatch.setenv("MANI_MOODLE_TABLE_PREFIX", moodle_site.prefix)
+    reset_settings_cache()
+    args = ["submit", "--moodle", "--company", COMPANY, "--type", "certificate", "--since", "7d", "--at", AT_ISO, "--json"]
+    assert json.loads(mani(*args).stdout)["accepted"] == len(EXPECTED["certificate"])
+    assert json.loads(mani(*args).stdout)["job_id"] is None
+    assert json.loads(mani(*args, "--allow-duplicates").stdout)["accepted"] == len(EXPECTED["certificate"])
+
+
+def test_the_database_url_never_reaches_the_audit_log(moodle_env, monkeypatch):
+    monkeypatch.setenv("MANI_SECRET_KEY", Fernet.generate_key().decode())
+    reset_settings_cache()
+    result = mani("settings", "set", f"moodle_database_url={moodle_env.readonly_url}")
+    assert result.exit_code == 0, result.output
+    assert "••••••" in result.output
+    with session_scope() as session:
+        from models import AuditEntry
+
+        entries = json.dumps([entry.details for entry in session.exec(select(AuditEntry)).all()], ensure_ascii=False)
+    assert "moodle_database_url" in entries and READONLY_PASSWORD not in entries
+    monkeypatch.delenv("MANI_MOODLE_DATABASE_URL")
+    reset_settings_cache()
+    assert mani("moodle", "check").exit_code == 0  # the stored (encrypted) URL is the one read
