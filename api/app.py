@@ -76,6 +76,7 @@ def create_app(*, config: ApiConfig | None = None, http_client: httpx.Client | N
         Route("/webhooks/mailgun", events.post_mailgun, methods=["POST"]),
         Route("/webhooks/mailgun/{company_id}", events.post_mailgun, methods=["POST"]),
         Route("/webhooks/ses", events.post_ses, methods=["POST"]),
+        Route("/webhooks/ses/{company_id}", events.post_ses, methods=["POST"]),
         Route("/verify/{code}", verify.verify_certificate, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),

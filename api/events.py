@@ -147,13 +147,26 @@ async def post_mailgun(request: Request) -> JSONResponse:
                                    address=address, config=request.app.state.config)
 
 
-def handle_sns(*, body: bytes, address: str | None, config: ApiConfig, http_client) -> JSONResponse:
+def _sns_topics(config: ApiConfig, company_id: str | None) -> list[str]:
+    """The topics accepted: the configured ones and the company's (or, without one, the global) setting."""
+    topics = list(config.sns_topic_arns)
+    with session_scope(read_only=True) as session:
+        try:
+            resolved = resolve(session=session, company_id=company_id)
+        except NotFound:
+            return topics
+        own = callbacks.resolved_value(resolved, "sns_topic_arns") or ""
+    return topics + [arn.strip() for arn in str(own).split(",") if arn.strip()]
+
+
+def handle_sns(*, body: bytes, address: str | None, config: ApiConfig, http_client,
+               company_id: str | None = None) -> JSONResponse:
     try:
         message = _webhook_json(body, SnsMessageIn, "an SNS message")
         kind = message["Type"]
         try:
             webhooks.verify_sns(message, http_client=http_client, cert_pattern=config.sns_cert_url_pattern,
-                                topic_arns=list(config.sns_topic_arns) or None)
+                                topic_arns=_sns_topics(config, company_id) or None)
         except webhooks.WebhookRejected as error:
             raise ApiError(401, "bad_signature", str(error)) from None
         if kind == "SubscriptionConfirmation":
@@ -186,4 +199,5 @@ async def post_ses(request: Request) -> JSONResponse:
     if refused is not None:
         return refused
     return await run_in_threadpool(handle_sns, body=body, address=address, config=request.app.state.config,
-                                   http_client=request.app.state.http_client)
+                                   http_client=request.app.state.http_client,
+                                   company_id=request.path_params.get("company_id"))

@@ -8,6 +8,9 @@ bits, so answering "not found" reveals nothing worth guessing for.
 from __future__ import annotations
 
 from html import escape
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -23,12 +26,31 @@ VERDICTS = {
 }
 
 
+class VerificationPublic(BaseModel):
+    """What anyone holding a code may learn: who, which course, when, and whether it stands.
+    Never the holder's email address or the job it came from."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    code: str
+    valid: bool
+    status: Literal["valid", "expired", "revoked", "not_found"]
+    fullname: str | None = None
+    course_name: str | None = None
+    issued_at: str | None = None
+    expires_at: str | None = None
+    revoked_at: str | None = None
+    revoke_reason: str | None = None
+
+
 def _lookup(code: str) -> dict:
     # Deferred: the certificate service loads fpdf2, which the rest of `mani serve` never needs.
     from backend.certificates.service import verify
 
     with session_scope(read_only=True) as session:
-        return verify(session=session, code=code)
+        found = verify(session=session, code=code)
+    found = {**found, "code": str(found.get("code") or code)[:64]}
+    return VerificationPublic.model_validate(
+        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in found.items()}).model_dump(mode="json")
 
 
 async def verify_certificate(request: Request) -> Response:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import json
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from api.app import create_app
 from backend.certificates.service import revoke
-from models import Recipient
+from models import Job, Recipient
 from models.db import session_scope
 from tests.support.engine import run_inline, submit, write_csv
 
@@ -34,7 +35,12 @@ def test_the_verification_page_answers_people_and_scripts(sqlite_db, tmp_path, s
     assert "Fire &lt;Safety&gt;" in page.text  # escaped, never markup
 
     document = httpx.get(f"{base}/verify/{valid.lower()}", headers={"Accept": "application/json"}).json()
-    assert (document["valid"], document["status"], document["email"]) == (True, "valid", "zoe@example.com")
+    assert (document["valid"], document["status"], document["fullname"]) == (True, "valid", "Zoë Øster")
+    # The holder's address and the job stay private (issue 11): not in the JSON, not on the page.
+    assert "email" not in document and "job_id" not in document and "zoe@example.com" not in page.text
+    with session_scope() as session:
+        job_uuid = session.get(Job, job_id).uuid
+    assert job_uuid not in json.dumps(document) and job_uuid not in page.text
 
     gone = httpx.get(f"{base}/verify/{revoked}?format=json").json()
     assert (gone["valid"], gone["status"]) == (False, "revoked")

@@ -39,7 +39,7 @@ def test_catalogue_covers_the_seed_settings():
     assert "public_url" in GLOBAL_CATALOGUE and "cloud_stuck_after" in GLOBAL_CATALOGUE
     secret = {k for k, spec in {**GLOBAL_CATALOGUE, **COMPANY_CATALOGUE}.items() if spec.secret}
     assert secret == {"cloud_callback_secret", "aws_secret_access_key", "mailgun_api_key", "sendgrid_api_key",
-                      "smtp_url", "callback_secret", "cloud_auth_token",
+                      "smtp_url", "callback_secret", "cloud_auth_token", "mailgun_webhook_signing_key",
                       "moodle_database_url"}
 
 

@@ -276,3 +276,37 @@ def test_delivery_rates_per_job_and_company(world, sns):
         assert queries.delivery_rates(session=session, company_id="c1").model_dump() == rates.model_dump()
         assert queries.delivery_rates(session=session).delivered == 7
         assert queries.delivery_rates(session=session, company_id="none").bounce_rate is None
+
+
+# Per-company keys (issue 11: `mani companies set ID mailgun_webhook_signing_key=...` was refused) ----
+
+def test_a_companys_own_mailgun_key_is_a_masked_setting_and_checks_its_path(world):
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    own_key = "company-own-mailgun-key-0123456789"
+    result = CliRunner().invoke(app, ["companies", "set", "c1", f"mailgun_webhook_signing_key={own_key}", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = CliRunner().invoke(app, ["companies", "show", "c1", "--json"]).output
+    assert own_key not in result.output and own_key not in shown
+    assert json.loads(shown)["settings"]["mailgun_webhook_signing_key"]["value"].startswith("••••••")
+    client, first = world["client"], world["recipients"][0]
+    event = _mailgun("failed", first, severity="permanent", key=own_key)
+    assert client.post("/webhooks/mailgun", json=event).status_code == 401  # not the global key
+    assert client.post("/webhooks/mailgun/c1", json=event).status_code == 200
+    assert _recipient(first.id).status == "bounced"
+
+
+def test_a_companys_sns_topic_allow_list(world, sns):
+    from backend.companies.store import set_company_settings
+
+    other = "arn:aws:sns:eu-west-1:123456789012:company-topic"
+    client, first = world["client"], world["recipients"][0]
+    message = sns.message("Notification", message=_ses_bounce(first), TopicArn=other)
+    assert client.post("/webhooks/ses/c1", content=json.dumps(message)).status_code == 401
+    with session_scope() as session:
+        set_company_settings(session=session, company_id="c1", values={"sns_topic_arns": f"{TOPIC}, {other}"},
+                             actor="t", source="cli")
+    assert client.post("/webhooks/ses/c1", content=json.dumps(message)).status_code == 200
+    assert client.post("/webhooks/ses", content=json.dumps(message)).status_code == 401
