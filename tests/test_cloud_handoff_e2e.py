@@ -359,3 +359,32 @@ def test_a_batch_too_big_for_a_message_goes_by_claim_check_or_in_parts(
     job, batches, recipients = job_state(job_id)
     assert job.status == "completed" and {r.status for r in recipients} == {"sent"}
     assert all(b.status == "completed" for b in batches)
+
+
+def test_an_admins_retry_of_a_reported_failure_is_sent_again_by_the_worker(
+        sqlite_cb_db, keyed, moto_server, stack, worker, moodle, mani_api, tmp_path):
+    from backend.jobs.actions import retry_job
+
+    acme(moodle.url, **sqs_settings(moto_server, stack))
+    job_id = submit(write_csv(tmp_path / "u.csv", people(3)), company_id="acme")
+    run_inline(job_id)
+    source = EventSource(moto_server, stack, worker.handler)
+    source.drain()
+    forward_to_moodle()
+    assert len(moto_server.deliveries) == 3
+    # As if the worker had reported user1 failed (a bounce at send time, say).
+    with session_scope() as session:
+        session.execute(update(Recipient).where(Recipient.job_id == job_id, Recipient.email == "user1@example.com")
+                        .values(status="permanently_failed", last_error="refused", sent_at=None))
+        session.execute(update(Job).where(Job.id == job_id).values(status="partial_failure", sent_count=2,
+                                                                   failed_count=1))
+    with session_scope() as session:
+        followups = retry_job(session=session, job_ref=str(job_id), actor="t", source="test").followups
+    run_inline(job_id, batch_ids=followups.batch_ids + [b for b, _ in followups.delayed_batches])
+    assert source.drain() == [{"batchItemFailures": []}]
+    # A new run: the worker's record of the first one does not answer for it.
+    assert [d.to for d in moto_server.deliveries].count("user1@example.com") == 2
+    forward_to_moodle()
+    job, _, recipients = job_state(job_id)
+    retried = next(r for r in recipients if r.email == "user1@example.com")
+    assert (retried.status, retried.attempts) == ("sent", 1)  # a retry resets attempts and job.status == "completed"

@@ -83,6 +83,10 @@ class JobMessage:
     certificate_template: str | None = None
     presigned_url_ttl: int | None = None
     certificate_verify_url: str | None = None
+    # Which handoff of this batch: 0 the first time; after an admin's retry, mani's time of the
+    # batch's previous handoff. Part of the worker's idempotency key: a retry is sent again, a
+    # redelivered message (or the same handoff tried again) is not.
+    handoff_round: int = 0
 
     @property
     def wants_certificates(self) -> bool:
@@ -119,7 +123,7 @@ def build_job_message(*, job_id: str, tenant_id: Any, job_type: str, action: str
                       recipients: Iterable[dict], batch: int | None = None, template_id: str | None = None,
                       template_data: Mapping[str, Any] | None = None, certificate_template: str | None = None,
                       presigned_url_ttl: int | None = None, certificate_verify_url: str | None = None,
-                      now: datetime | None = None) -> dict[str, Any]:
+                      handoff_round: int = 0, now: datetime | None = None) -> dict[str, Any]:
     """The Job JSON of one batch (recipients from `recipient_entry`)."""
     if action not in ACTIONS:
         raise UnusableInput(f"action must be one of {', '.join(ACTIONS)}, not {action!r}.")
@@ -136,6 +140,8 @@ def build_job_message(*, job_id: str, tenant_id: Any, job_type: str, action: str
         message["presigned_url_ttl"] = int(presigned_url_ttl)
     if certificate_verify_url:
         message["certificate_verify_url"] = certificate_verify_url
+    if handoff_round:
+        message["round"] = int(handoff_round)
     return message
 
 
@@ -235,6 +241,15 @@ def _recipient(index: int, item: Any) -> MessageRecipient:
                             variables=variables, **names)
 
 
+def _round(payload: Mapping[str, Any]) -> int:
+    value = payload.get("round", 0)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidJobMessage("round must be a whole number.")
+    return value
+
+
 def parse_job_message(payload: Mapping[str, Any]) -> JobMessage:
     """The message as typed fields; InvalidJobMessage names the first field that is unusable."""
     job_id = _text(payload, "job_id", required=True)
@@ -267,5 +282,5 @@ def parse_job_message(payload: Mapping[str, Any]) -> JobMessage:
         tenant_id=payload.get("tenant_id"), batch=batch if isinstance(batch, int) else None,
         template_id=_text(payload, "template_id"), template_data=dict(template_data),
         certificate_template=_text(payload, "certificate_template"), presigned_url_ttl=ttl,
-        certificate_verify_url=_text(payload, "certificate_verify_url"),
+        certificate_verify_url=_text(payload, "certificate_verify_url"), handoff_round=_round(payload),
     )

@@ -7,7 +7,7 @@ the provider (`backend.mail.providers.ses`); then report every settled recipient
 (`signing`, a fresh `timestamp` on every try).
 
 What the caller (the Lambda handler) supplies, in a `WorkerContext`:
-- `once(task, work)`: runs `work()` at most once per `task` (job id, recipient id) and returns
+- `once(task, work)`: runs `work()` at most once per `task` (job id, recipient id, round) and returns
   its saved result on a repeat: DynamoDB through Powertools' idempotency utility in Lambda.
   `work` raises `NotDone` for a recipient that must be tried again later; then nothing is saved.
 - `attempts`: the ledger of attempts across deliveries of the message (a retry after a
@@ -171,7 +171,8 @@ def deliver_recipients(message: JobMessage, *, ctx: WorkerContext) -> MessageRep
     prior = ctx.attempts.prior(message.job_id, [r.recipient_id for r in message.recipients]) if ctx.receive_count > 1 else {}
 
     def one(recipient: MessageRecipient) -> tuple[int, dict | None, str | None]:
-        task = {"job_id": message.job_id, "recipient_id": recipient.recipient_id}
+        # `round` keys an admin's retry (a new handoff of the batch) apart from a redelivery.
+        task = {"job_id": message.job_id, "recipient_id": recipient.recipient_id, "round": message.handoff_round}
         work = _Recipient(message, recipient, ctx=ctx, kit=kit, kit_error=kit_error,
                           attempts_before=prior.get(recipient.recipient_id, 0))
         try:

@@ -87,7 +87,17 @@ def callback_url_of(resolved: Any) -> str:
     return base + CALLBACK_PATH
 
 
-def batch_message(*, job: Job, batch_number: int, rows: list[dict], resolved: Any, settings: Settings) -> dict:
+def round_of(previous_handoff) -> int:
+    """0 for a batch's first handoff; after a retry, its previous handoff's time in ms (`JobMessage.handoff_round`).
+
+    A handoff tried again because the queue did not take it keeps the round (its `handoff_at` is
+    only stamped on success), so a part that did arrive is not sent twice.
+    """
+    return int(previous_handoff.timestamp() * 1000) if previous_handoff else 0
+
+
+def batch_message(*, job: Job, batch_number: int, rows: list[dict], resolved: Any, settings: Settings,
+                  handoff_round: int = 0) -> dict:
     """The Job JSON of one batch, passwords sealed for the worker, nothing else secret in it."""
     secret = resolved.get("cloud_callback_secret")
     if not secret:
@@ -108,6 +118,7 @@ def batch_message(*, job: Job, batch_number: int, rows: list[dict], resolved: An
         callback_url=callback_url_of(resolved), recipients=recipients, batch=batch_number,
         template_data=template_data, certificate_template=(job.template_data or {}).get("certificate_template"),
         presigned_url_ttl=resolved.get("presigned_url_ttl"), certificate_verify_url=settings.certificate_verify_url,
+        handoff_round=handoff_round,
     )
 
 
@@ -244,7 +255,7 @@ def hand_off(*, claim: Claim, settings: Settings, sessions: SessionFactory, keep
     try:
         with keep_lease():
             message = batch_message(job=job, batch_number=batch.number, rows=claim.rows, resolved=resolved,
-                                    settings=settings)
+                                    settings=settings, handoff_round=round_of(batch.handoff_at))
             if mode == "sqs":
                 bodies = message_bodies(message, limit=SQS_MESSAGE_LIMIT, store=_claim_check_store(resolved, settings))
                 refs = send_sqs(bodies, resolved=resolved)

@@ -147,7 +147,9 @@ class WorkerRuntime:
                                limiter=LocalRateLimiter(key="ses", rate=rate) if rate > 0 else None, workers=2)
         provider.__enter__()  # one SES client for the container's life
         # Records live as long as a message can: the queue's and the DLQ's 14 days, and a redrive.
-        config = IdempotencyConfig(event_key_jmespath="[job_id, recipient_id]", raise_on_no_idempotency_key=True,
+        # `round` is the message's handoff round: an admin's retry is a new round (sent again), a
+        # redelivered message the same one (answered from the record).
+        config = IdempotencyConfig(event_key_jmespath="[job_id, recipient_id, round]", raise_on_no_idempotency_key=True,
                                    expires_after_seconds=ttl_days * 86400)
         persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=_client("dynamodb"))
 
