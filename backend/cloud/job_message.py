@@ -5,7 +5,8 @@ mani's recipient id on each recipient (`recipient_id`), the batch number, the jo
 what the worker must render exactly as mani would (`site_name` and `login_url` go into
 `template_data`; `presigned_url_ttl` and `certificate_verify_url` ride at the top). No secret
 travels: a temporary password is sealed for the worker (`password_encrypted`, see
-`handoff_crypto`), and the callback secret is the stack's own.
+`handoff_crypto`), and the callback secret is the stack's own. `round` (absent the first time)
+sets an admin's retry of a batch apart from a redelivery in the worker's idempotency key.
 
 A message must fit the queue (SQS: 256 KiB). `message_bodies` returns the body as is when it
 fits; otherwise it stores the payload through `store` and returns a pointer in the format of
