@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from api import events, jobs, verify
+from api import events, jobs, openapi, verify
 from api.common import ApiConfig
 from api.errors import RequestIdAndErrors
 from backend.ops import deadletters, metrics
@@ -54,6 +54,10 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(body, media_type=metrics.CONTENT_TYPE)
 
 
+async def openapi_endpoint(request: Request) -> JSONResponse:
+    return JSONResponse(openapi.spec())
+
+
 def create_app(*, config: ApiConfig | None = None, http_client: httpx.Client | None = None) -> Starlette:
     """The starlette app; `config` defaults to the settings, `http_client` fetches SNS certificates."""
     config = config or ApiConfig.from_settings()
@@ -80,6 +84,7 @@ def create_app(*, config: ApiConfig | None = None, http_client: httpx.Client | N
         Route("/verify/{code}", verify.verify_certificate, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(RequestIdAndErrors)])
     app.state.config = config
