@@ -79,8 +79,7 @@ class ManiGroup(TyperGroup):
             if type(error).__name__ == "NoArgsIsHelpError":
                 sys.exit(2)  # `mani jobs` alone: the help is printed already
             context = getattr(error, "ctx", None)
-            hint = f" (`{context.command_path} --help` shows the choices)" if context is not None else ""
-            typer.echo(f"error: {error.format_message()}{hint}", err=True)
+            typer.echo(f"error: {usage_error_line(error)}", err=True)
             sys.exit(error.exit_code)
         except typer.Abort:
             if not standalone_mode:
@@ -91,6 +90,17 @@ class ManiGroup(TyperGroup):
             return result
         # Non-standalone, Typer returns the exit code of a `typer.Exit` (and None after success).
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def usage_error_line(error: typer.TyperException) -> str:
+    """Click's message on one line, with where to look: `Invalid value for '--type': 'x' is not
+    one of 'welcome_std', ... (`mani submit --help` lists them)`."""
+    message = " ".join(error.format_message().replace("Value error, ", "").split())
+    context = getattr(error, "ctx", None)
+    if context is None:
+        return message
+    what = "commands" if isinstance(context.command, TyperGroup) else "options"
+    return f"{message} (`{context.command_path} --help` lists the {what})"
 
 
 class ManiTyper(typer.Typer):
