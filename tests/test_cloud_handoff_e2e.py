@@ -25,6 +25,7 @@ from backend.companies.store import set_company_settings, set_global_settings
 from backend.core.settings import reset_settings_cache
 from backend.delivery import engine
 from backend.jobs import queries
+from backend.ops.metrics import collect_families
 from backend.moodle import callbacks
 from models import Batch, Job, Recipient, utcnow
 from models.callbacks import CallbackDelivery
@@ -323,6 +324,9 @@ def test_a_handed_off_batch_with_no_report_is_flagged_stuck(sqlite_cb_db, keyed,
     with session_scope() as session:
         detail = queries.job_detail(session=session, job_ref=str(job_id))
     assert [b.stuck for b in detail.handoff.batches] == [True, False] and detail.handoff.stuck == 1
+    with session_scope() as session:
+        (family,) = [f for f in collect_families(session) if f.name == "mani_cloud_handoff_batches"]
+    assert {s.labels["state"]: s.value for s in family.samples} == {"open": 2, "stuck": 1}
     assert detail.handoff.batches[0].message_ids and detail.handoff.stuck_after == 3600
     shown = CliRunner().invoke(cli.app, ["jobs", "show", str(job_id)])
     assert shown.exit_code == 0, shown.output

@@ -13,10 +13,11 @@ from datetime import timedelta
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
+from backend.companies.resolution import resolve
 from backend.ops import deadletters
-from models import SCHEDULE_RUN_OPEN, Batch, BatchStatus, Job, ProviderCircuit, Recipient, Schedule, ScheduleRun, utcnow
+from models import BATCH_FINAL, SCHEDULE_RUN_OPEN, Batch, BatchStatus, Job, ProviderCircuit, Recipient, Schedule, ScheduleRun, utcnow
 from models.callbacks import CallbackAttempt, CallbackDelivery
 from models.db import session_scope
 
@@ -78,7 +79,25 @@ def collect_families(session) -> list[GaugeMetricFamily]:
     for circuit in session.execute(select(ProviderCircuit)).scalars():
         down.add_metric([circuit.company_id or "", circuit.provider], circuit.down_since.timestamp())
 
-    return [jobs, recipients, rate, depth, dead, callbacks, attempts, down, schedule_family(session, now)]
+    return [jobs, recipients, rate, depth, dead, callbacks, attempts, down, schedule_family(session, now),
+            handoff_family(session, now)]
+
+
+def handoff_family(session, now) -> GaugeMetricFamily:
+    """Batches at a company's own cloud worker not settled yet (open), and those of them with no
+    report for `cloud_stuck_after` seconds (stuck): what `mani jobs show` flags, for an alert."""
+    stuck_after = int(resolve(session=session, company_id=None).get("cloud_stuck_after") or 3600)
+    last_heard = func.coalesce(Batch.reported_at, Batch.handoff_at)
+    open_, stuck = session.execute(
+        select(func.count(), func.coalesce(func.sum(
+            case((last_heard < now - timedelta(seconds=stuck_after), 1), else_=0)), 0))
+        .where(Batch.handoff_at.is_not(None), Batch.status.not_in(sorted(BATCH_FINAL)))
+    ).one()
+    family = _gauge("mani_cloud_handoff_batches", "Batches handed to a company's own cloud worker and not settled "
+                    "(open), and those with no report for cloud_stuck_after seconds (stuck).", ["state"])
+    family.add_metric(["open"], int(open_))
+    family.add_metric(["stuck"], int(stuck))
+    return family
 
 
 def schedule_family(session, now) -> GaugeMetricFamily:
