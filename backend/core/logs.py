@@ -1,4 +1,4 @@
-"""Log set-up for mani's processes: one format, quiet migrations, secrets masked in every record."""
+"""Log set-up for mani's processes: one format, quiet libraries, secrets masked in every record."""
 
 from __future__ import annotations
 
@@ -26,4 +26,17 @@ def configure_logging(level: str, *, with_pid: bool = False) -> None:
     # The Mailgun client logs CRITICAL for every network failure and then raises it; mani reports
     # the raised error itself (one line per failed check in `companies test`), so this is a repeat.
     logging.getLogger("mailgun").setLevel(logging.DEBUG if debug else logging.CRITICAL + 1)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, KnownNoise) for f in handler.filters):
+            handler.addFilter(KnownNoise())
     install_log_masking()
+
+
+class KnownNoise(logging.Filter):
+    """Drops warnings about what mani does on purpose. `actors.runner` runs one Dramatiq worker per
+    lane (sends, callbacks) on one broker; each adds its own worker middleware, and Dramatiq
+    warns about the second ("adding a middleware of the same type twice"): at every start of
+    `mani worker` and of `mani submit --wait`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith("dramatiq.broker") and "_WorkerMiddleware" in record.getMessage())
