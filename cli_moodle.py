@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from backend.companies.resolution import resolve
 from backend.core.settings import get_settings
 from backend.jobs.moodle_source import (
     MoodlePreview,
@@ -34,6 +35,7 @@ from backend.moodle.source import (
     open_moodle,
 )
 from cli_common import JsonOption, ManiTyper, emit, handles_errors, plural, table
+from models import Company
 from models.db import session_scope
 
 moodle_app = ManiTyper(
@@ -64,15 +66,17 @@ def moodle_only_options_given(**given) -> None:
 
 
 @contextmanager
-def opened(company: str | None):
-    """(target or None, source) for `--company`, or the global settings when no company is given."""
+def opened(company: str | None, *, iomad: bool = True):
+    """(target, source) for `--company`: its Moodle and IOMAD company. Without a company, or with
+    `iomad=False` (the check needs no IOMAD company), (None, source) of the Moodle it reads."""
     settings = get_settings()
     with session_scope(read_only=True) as session:
-        target: MoodleTarget | None = moodle_target(session=session, company=company) if company else None
-        if target is None:
-            from backend.companies.resolution import resolve
-
-            resolved = resolve(session=session, company_id=None, settings=settings)
+        target: MoodleTarget | None = None
+        if company and iomad:
+            target = moodle_target(session=session, company=company, settings=settings)
+        else:
+            own = company if company and session.get(Company, company) is not None else None
+            resolved = resolve(session=session, company_id=own, settings=settings)
             url, prefix = resolved["moodle_database_url"] or "", resolved["moodle_table_prefix"] or "mdl_"
     source: MoodleSource = target.open() if target else open_moodle(url, prefix=prefix)
     try:
@@ -94,7 +98,7 @@ def check(
     """Can mani read this Moodle: tables under the prefix, the Moodle version, whether the login can write.
 
     Exits 1, with one sentence per problem, when something is missing or unreachable."""
-    with opened(company) as (_target, source):
+    with opened(company, iomad=False) as (_target, source):
         report = check_moodle(source=source)
 
     def human() -> None:

@@ -214,6 +214,8 @@ def test_company_settings_map_a_mani_company_to_its_moodle(moodle_env, monkeypat
     assert mani("companies", "add", "globex", "--name", "Globex").exit_code == 0
     result = mani("moodle", "preview", "--company", "globex", "--type", "welcome_std", "--since", "24h")
     assert result.exit_code == 1 and "moodle_company_id" in result.output
+    assert mani("moodle", "check", "--company", "acme").exit_code == 0  # acme's own Moodle URL
+    assert "set moodle_database_url" in mani("moodle", "check", "--company", "globex").output  # none for globex
     bad = mani("companies", "set", "acme", "moodle_database_url=ftp://x/y")
     assert bad.exit_code == 2 and "moodle_database_url must be a mysql+pymysql://" in bad.output
 
