@@ -267,3 +267,18 @@ def test_the_database_url_never_reaches_the_audit_log(moodle_env, monkeypatch):
     monkeypatch.delenv("MANI_MOODLE_DATABASE_URL")
     reset_settings_cache()
     assert mani("moodle", "check").exit_code == 0  # the stored (encrypted) URL is the one read
+
+
+def test_certificate_job_from_moodle_renders_and_sends_on_the_embedded_default(moodle_env):
+    result = mani("submit", "--moodle", "--company", COMPANY, "--type", "certificate", "--since", "7d",
+                  "--at", AT_ISO, "--wait", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["status"] == "completed", document
+    assert document["counts"] == {"sent": len(EXPECTED["certificate"])}
+    with session_scope() as session:
+        from models import Certificate
+
+        issued = session.exec(select(Certificate).where(Certificate.job_id == document["id"])).all()
+    assert len(issued) == len(EXPECTED["certificate"])
+    assert COURSE_NAME in {certificate.course_name for certificate in issued}
