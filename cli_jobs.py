@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from actors import broker as broker_setup
 from actors.enqueue import enqueue_after_commit
+from backend.core import audit
+from backend.core.errors import UnusableInput
 from backend.jobs import actions as job_actions
 from backend.jobs import queries
+from backend.jobs.export import write_job_log
 from cli_common import (
     JobRef,
     JobType,
@@ -132,6 +136,27 @@ def jobs_rejections(job: JobRef, wide: WideOption = False, as_json: JsonOption =
     emit(rejections, as_json=as_json, human=lambda: table(
         ["LINE", "EMAIL", "REASON"], [[r.line, r.email or "", r.reason] for r in rejections],
         wide=wide, no_wrap=("LINE",)))
+
+
+@jobs_app.command("export")
+@handles_errors
+def jobs_export(
+    job: JobRef,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The CSV file to write.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Every recipient of a job as CSV (email, names, status, attempts, last error, ...), spreadsheet-safe."""
+    with session_scope() as session:
+        job_id = queries.resolve_job_ref(session=session, job_ref=job)
+        try:
+            with output.expanduser().open("w", newline="", encoding="utf-8") as handle:
+                rows = write_job_log(session=session, job_id=job_id, handle=handle)
+        except OSError as error:
+            raise UnusableInput(f"cannot write {output}: {error.strerror or error}.") from None
+        audit.record(session=session, actor=who(), source="cli", action="job.export", target=str(job_id),
+                     details={"path": str(output), "rows": rows})
+    result = {"job_id": job_id, "path": str(output), "rows": rows}
+    emit(result, as_json=as_json, human=lambda: typer.echo(f"{plural(rows, 'recipient')} written to {output}"))
 
 
 VERBS = {"retry": "set to retry", "pause": "held while paused", "resume": "waiting to send",

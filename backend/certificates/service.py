@@ -6,7 +6,6 @@ batch's mail. Nothing here commits: the caller's `session_scope()` does.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import os
@@ -37,6 +36,7 @@ from backend.certificates.issue import attach_pdf as _attach
 from backend.certificates.issue import expiry_days as _expiry_days
 from backend.companies.resolution import resolve
 from backend.core import audit
+from backend.core.csv_out import csv_writer
 from backend.core.errors import InvalidTransition, NotFound, UnusableInput
 from backend.core.settings import get_settings
 from backend.storage.base import Storage, setting_value
@@ -370,7 +370,7 @@ def export_zip(*, session: Session, job_id: int, path: str | Path,
         with tempfile.TemporaryFile("w+b") as manifest_file, \
                 zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             manifest = io.TextIOWrapper(manifest_file, encoding="utf-8", newline="")
-            writer = csv.writer(manifest)
+            writer = csv_writer(manifest)  # names and courses come from CSVs: spreadsheet-safe
             writer.writerow(["code", "email", "fullname", "course_name", "issued_at", "expires_at", "revoked_at", "file"])
             while True:  # keyset pages: no ORM identity map grows with the job
                 page = session.exec(select(*columns).where(*conditions, Certificate.id > last_id)

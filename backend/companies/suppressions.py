@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from backend.core.audit import record
+from backend.core.csv_out import spreadsheet_safe
 from backend.core.errors import UnusableInput
 from backend.mail.addresses import checked_address, normalize_email
 from models import NO_COMPANY, Company, Suppression, utcnow
@@ -29,8 +30,6 @@ SOURCES = ("bounce", "complaint", "admin", "import")
 # Addresses per statement: far under every database's bound-parameter limit.
 CHUNK = 1000
 MAX_REASON = 500
-# A cell a spreadsheet would run as a formula, or that hides a line break, starts with one of these.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,12 +170,6 @@ def read_import_file(path: str | Path, *, default_reason: str) -> list[Entry]:
     if not entries:
         raise UnusableInput(f"file {path} lists no addresses.")
     return entries
-
-
-def spreadsheet_safe(value: object) -> str:
-    """A CSV cell a spreadsheet shows as text: a leading = + - @ tab or CR gets a quote before it."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 EXPORT_COLUMNS = ("company", "email", "source", "reason", "job_id", "created_by", "created_at")

@@ -3,7 +3,6 @@ batches, counts and callbacks to Moodle, with actions."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from rich.text import Text
@@ -15,6 +14,7 @@ from textual.widgets import DataTable, Input, Select, Static, TabbedContent, Tab
 
 from backend.jobs import actions as job_actions
 from backend.jobs import queries
+from backend.jobs.export import write_job_log
 from backend.jobs.public import CallbackDeliveryPublic, HandoffBatchPublic, JobDetailPublic, RecipientPagePublic
 from console import calls
 from console.messages import ActionDone, ActionFailed, Loaded
@@ -381,14 +381,8 @@ again and `R` every failed one. Each change asks first and says how many things 
     @work(thread=True, exclusive=True, group="job-export")
     def export_log(self, path: Path) -> None:
         def write_csv(*, session) -> int:
-            rows = 0
             with path.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=queries.LOG_COLUMNS)
-                writer.writeheader()
-                for record in queries.iter_recipient_log(session=session, job_id=self.job_id):
-                    writer.writerow(record)
-                    rows += 1
-            return rows
+                return write_job_log(session=session, job_id=self.job_id, handle=handle)
 
         def audit(*, session, rows: int) -> None:
             calls.audit(self, session=session, action="job.export", target=self.detail.job_id if self.detail else

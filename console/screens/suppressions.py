@@ -6,7 +6,6 @@ are audited; export writes a spreadsheet-safe CSV into the export folder.
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
 from backend.companies import suppressions
+from backend.core.csv_out import csv_writer
 from backend.jobs import queries
 from backend.jobs.public import SuppressionPublic
 from console import calls
@@ -304,7 +304,7 @@ addresses and reasons; Esc clears the search, then goes back."""
         def write_file(*, session) -> int:
             written = -1
             with open(target, "w", encoding="utf-8", newline="") as handle:
-                writer = csv.writer(handle)
+                writer = csv_writer(handle)
                 for row in suppressions.export_rows(session=session, company_id=company):
                     writer.writerow(row)
                     written += 1
