@@ -83,6 +83,23 @@ async def test_pause_resume_and_run_now_ask_first(demo_db):
 
 
 @run_async
+async def test_the_command_palette_goes_to_schedules_and_offers_their_actions(demo_db):
+    from console.commands import ManiCommands
+
+    app = make_app()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        provider = ManiCommands(app.screen)
+        names = [name for name, _, _ in provider._commands()]
+        assert "Go to Schedules" in names
+        dict((name, callback) for name, _, callback in provider._commands())["Go to Schedules"]()
+        await settle(pilot)
+        assert type(app.screen).__name__ == "SchedulesScreen"
+        names = [name for name, _, _ in ManiCommands(app.screen)._commands()]
+        assert "Schedules: run the selected schedule now" in names
+
+
+@run_async
 async def test_read_only_refuses_changes(demo_db):
     app = make_app(read_only=True)
     async with app.run_test(size=(120, 36)) as pilot:

@@ -149,6 +149,15 @@ you type; `p` pauses, `r` resumes, `n` runs the selected schedule now (each asks
             return None
         return self.schedules[min(table.cursor_row, len(self.schedules) - 1)]
 
+    def palette_commands(self) -> list[tuple[str, str, object]]:
+        """The command palette's entries for this screen (ctrl+p)."""
+        return [
+            ("Schedules: add a schedule", "Open the schedule form (a)", self.action_add),
+            ("Schedules: run the selected schedule now", "Asks first (n)", self.action_run_now),
+            ("Schedules: pause the selected schedule", "Asks first (p)", self.action_pause),
+            ("Schedules: resume the selected schedule", "Asks first (r)", self.action_resume),
+        ]
+
     # Actions --------------------------------------------------------------------------------------
 
     def action_add(self) -> None:
