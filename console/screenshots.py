@@ -26,6 +26,7 @@ SHOTS = (
     ("company-form", ("4", "e")),
     ("dead-letters", ("5",)),
     ("audit", ("6",)),
+    ("schedules", ("7", "down")),
     ("help", ("question_mark",)),
 )
 
