@@ -145,3 +145,41 @@ def send_queue_empty() -> bool | None:
     if isinstance(broker, RedisBroker):
         return broker.client.llen(f"{broker.namespace}:send") == 0
     return None
+
+
+# A worker whose heartbeat is older than this is dead: the messages it had fetched are lost
+# until someone sends them again (Dramatiq's own maintenance does so only now and then).
+DEAD_WORKER_SECONDS = 10.0
+
+
+def held_messages(queues: tuple[str, ...] = ("send", "jobs")) -> dict[str, set[int]] | None:
+    """What the broker still holds: actor name -> the ids its messages carry; None when it cannot tell.
+
+    A message counts when it waits in a queue or its delay queue, or a live worker has fetched
+    it. One fetched by a dead worker (heartbeat older than DEAD_WORKER_SECONDS) does not: it
+    sits in that worker's ack set and nobody will run it. This is how the sweeper tells, within
+    seconds, a batch waiting its turn from one whose message died with a worker or with Redis.
+    """
+    broker = current()
+    if not isinstance(broker, RedisBroker):
+        return None
+    client, namespace = broker.client, broker.namespace
+    now_ms = int(time.time() * 1000)
+    dead = [member.decode() if isinstance(member, bytes) else member for member in client.zrangebyscore(
+        f"{namespace}:__heartbeats__", 0, now_ms - DEAD_WORKER_SECONDS * 1000)]
+    held: dict[str, set[int]] = {}
+    for queue in queues:
+        for name in (queue, f"{queue}.DQ"):
+            lost = set()
+            for worker_id in dead:
+                lost |= {m.decode() if isinstance(m, bytes) else m
+                         for m in client.smembers(f"{namespace}:__acks__.{worker_id}.{name}")}
+            for data in client.hvals(f"{namespace}:{name}.msgs"):
+                try:
+                    message = dramatiq.Message.decode(data)
+                except Exception:  # noqa: BLE001 - a message we cannot read holds nothing of ours
+                    continue
+                if message.message_id in lost or not message.args:
+                    continue
+                held.setdefault(message.actor_name, set()).add(message.args[0])
+    return held

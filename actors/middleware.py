@@ -29,7 +29,8 @@ MAX_BACKOFF_INTERVALS = 15
 def sweep_once(*, settings: Settings) -> bool:
     """One sweep: find stored work whose message is missing and send it; False if it was not sent."""
     with session_scope() as session:
-        followups = sweep(session=session, settings=settings, send_queue_empty=broker_setup.send_queue_empty())
+        followups = sweep(session=session, settings=settings, send_queue_empty=broker_setup.send_queue_empty(),
+                          held=broker_setup.held_messages())
     if not followups:
         return True
     log.info("sweep: %s", followups.describe())

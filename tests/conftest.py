@@ -18,7 +18,7 @@ from backend.core.settings import reset_settings_cache
 from models.db import dispose_engines, get_engine, session_scope, upgrade
 
 pytest_plugins = ["tests.support.smtp", "tests.support.cloud", "tests.support.callbacks", "tests.support.moodle_db",
-                  "tests.support.pdfs"]
+                  "tests.support.pdfs", "tests.support.redis_server"]
 
 REDIS_URL = os.environ.get("MANI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("MANI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -72,11 +72,11 @@ class Settings(BaseSettings):
     # `batch_lease_seconds` (renewed on every commit), and a batch is given up on after
     # `max_batch_attempts` claims.
     commit_every: int = Field(default=50, ge=1)
-    batch_lease_seconds: int = Field(default=120, ge=1)
+    batch_lease_seconds: int = Field(default=30, ge=1)
     max_batch_attempts: int = Field(default=5, ge=1)
     requeue_after_seconds: int = Field(default=300, ge=1)
     sweep_interval_seconds: float = Field(default=2.0, gt=0)
-    broker_heartbeat_timeout_ms: int = 60_000
+    broker_heartbeat_timeout_ms: int = 15_000
     # Outages (backend.delivery.circuit): a provider that is unreachable or failing for everyone
     # opens its route's circuit; batches wait `outage_backoff_seconds`, doubling up to
     # `outage_backoff_max_seconds`, and count no attempt. After `max_outage_hours` the jobs

@@ -24,11 +24,23 @@ JOBS = Job.__table__
 FRESH_JOB_SECONDS = 2
 # How late a delayed retry message may be before the sweeper assumes it was lost.
 LATE_RETRY_SECONDS = 30
+# With the broker's view: how long after its message was sent a batch may still be missing from
+# the broker (the message goes out after the commit that stamped it).
+IN_TRANSIT_SECONDS = 5
 
 
-def sweep(*, session: Session, settings: Settings, send_queue_empty: bool | None = None) -> Followups:
-    """What needs a message again. `send_queue_empty=False` (the broker still holds batch
-    messages) means a queued batch is most likely waiting its turn, not lost: leave it."""
+def sweep(*, session: Session, settings: Settings, send_queue_empty: bool | None = None,
+          held: dict[str, set[int]] | None = None) -> Followups:
+    """What needs a message again.
+
+    `held` is the broker's own view (`actors.broker.held_messages`: actor name -> ids its
+    messages carry, a dead worker's fetched messages left out). With it, a waiting batch or job
+    whose message is not held is lost and sent again within seconds: after a worker's SIGKILL,
+    after Redis restarted empty. Without it (the embedded broker), `requeue_after_seconds`
+    decides; `send_queue_empty=False` then means a queued batch is most likely waiting its turn.
+    """
+    if held is not None:
+        return _sweep_with_view(session=session, settings=settings, held=held)
     now = utcnow()
     stale = now - timedelta(seconds=settings.requeue_after_seconds)
     result = Followups()
@@ -68,6 +80,42 @@ def sweep(*, session: Session, settings: Settings, send_queue_empty: bool | None
     result.finish_job_ids = list(
         session.execute(select(JOBS.c.id).where(running_job, ~open_batch)).scalars()
     )
+    result.callback_ids = _due_callbacks(session=session, now=now)
+    return result
+
+
+def _sweep_with_view(*, session: Session, settings: Settings, held: dict[str, set[int]]) -> Followups:
+    now = utcnow()
+    sent_before = now - timedelta(seconds=IN_TRANSIT_SECONDS)
+    result = Followups()
+    pending_jobs = session.execute(select(JOBS.c.id).where(
+        JOBS.c.status == JobStatus.PENDING,
+        or_(and_(JOBS.c.enqueued_at.is_(None), JOBS.c.created_at < now - timedelta(seconds=FRESH_JOB_SECONDS)),
+            JOBS.c.enqueued_at < sent_before),
+    )).scalars()
+    lost_jobs = sorted(set(pending_jobs) - held.get("dispatch_job", set()))
+    if lost_jobs:
+        result.dispatch_job_ids = _stamp(session, JOBS, and_(JOBS.c.id.in_(lost_jobs), JOBS.c.status == JobStatus.PENDING), now)
+    running_job = JOBS.c.status.in_(sorted(JOB_RUNNING))
+    job_is_running = exists().where(JOBS.c.id == BATCHES.c.job_id, running_job)
+    waiting = BATCHES.c.status.in_([BatchStatus.QUEUED, BatchStatus.RETRY_PENDING])
+    dead_holder = and_(BATCHES.c.status == BatchStatus.PROCESSING, BATCHES.c.lease_until < now,
+                       BATCHES.c.handoff_at.is_(None))
+    candidates = session.execute(select(BATCHES.c.id, BATCHES.c.next_attempt_at).where(
+        job_is_running, or_(waiting, dead_holder),
+        or_(BATCHES.c.enqueued_at.is_(None), BATCHES.c.enqueued_at < sent_before),
+    )).all()
+    due_at = {batch_id: next_at for batch_id, next_at in candidates}
+    lost = sorted(set(due_at) - held.get("send_batch", set()))
+    if lost:
+        for batch_id in _stamp(session, BATCHES, and_(BATCHES.c.id.in_(lost), or_(waiting, dead_holder)), now):
+            later = due_at[batch_id]
+            if later is not None and later > now:  # a retry's delayed message: send it delayed again
+                result.delayed_batches.append((batch_id, (later - now).total_seconds()))
+            else:
+                result.batch_ids.append(batch_id)
+    open_batch = exists().where(BATCHES.c.job_id == JOBS.c.id, BATCHES.c.status.not_in(sorted(BATCH_FINAL)))
+    result.finish_job_ids = list(session.execute(select(JOBS.c.id).where(running_job, ~open_batch)).scalars())
     result.callback_ids = _due_callbacks(session=session, now=now)
     return result
 
