@@ -174,12 +174,15 @@ def held_messages(queues: tuple[str, ...] = ("send", "jobs")) -> dict[str, set[i
             for worker_id in dead:
                 lost |= {m.decode() if isinstance(m, bytes) else m
                          for m in client.smembers(f"{namespace}:__acks__.{worker_id}.{name}")}
-            for data in client.hvals(f"{namespace}:{name}.msgs"):
+            # Keyed by the broker's own id (options["redis_message_id"]), as the ack sets are.
+            for key, data in client.hgetall(f"{namespace}:{name}.msgs").items():
+                if (key.decode() if isinstance(key, bytes) else key) in lost:
+                    continue
                 try:
                     message = dramatiq.Message.decode(data)
                 except Exception:  # noqa: BLE001 - a message we cannot read holds nothing of ours
                     continue
-                if message.message_id in lost or not message.args:
+                if not message.args:
                     continue
                 held.setdefault(message.actor_name, set()).add(message.args[0])
     return held

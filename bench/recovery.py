@@ -71,10 +71,15 @@ def _quiet(sink: SinkProcess, seconds: float = 2.0) -> int:
 
 
 def _job_end(sink: SinkProcess, total: int, timeout: float) -> tuple[float | None, int]:
+    """Seconds until every recipient got its message (duplicates do not count), and messages in all."""
     started = time.monotonic()
-    stats = sink.wait_for(total, timeout=timeout)
-    distinct = stats.get("recipients", stats["messages"])
-    return (time.monotonic() - started if distinct >= total else None), stats["messages"]
+    while time.monotonic() - started < timeout:
+        stats = sink.stats()
+        if stats["distinct_recipients"] >= total:
+            time.sleep(1.0)  # late duplicates still count towards the total
+            return time.monotonic() - started - 1.0, sink.stats()["messages"]
+        time.sleep(0.1)
+    return None, sink.stats()["messages"]
 
 
 def scenario(name: str, args, workdir: Path) -> dict:
@@ -126,13 +131,18 @@ def main() -> int:
     parser.add_argument("--postgres-url",
                         default=os.environ.get("MANI_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--only", choices=tuple(TARGETS), help="run one scenario")
+    parser.add_argument("--keep", type=Path, help="keep the worker logs in this directory")
     args = parser.parse_args()
     print(f"recovery: {args.recipients:,} recipients, batches of {args.batch_size}, "
           f"{args.processes} process(es) x {args.threads} threads, {args.db}, failure after {args.kill_at:,} sent")
     failed = False
     for name in ([args.only] if args.only else list(TARGETS)):
-        with tempfile.TemporaryDirectory(prefix=f"mani-recovery-{name}-") as directory:
-            result = scenario(name, args, Path(directory))
+        if args.keep:
+            (args.keep / name).mkdir(parents=True, exist_ok=True)
+            result = scenario(name, args, args.keep / name)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"mani-recovery-{name}-") as directory:
+                result = scenario(name, args, Path(directory))
         resumed = result["resumed_after_s"]
         ok = resumed is not None and resumed <= TARGETS[name]
         failed |= not ok

@@ -102,14 +102,20 @@ def _sweep_with_view(*, session: Session, settings: Settings, held: dict[str, se
     dead_holder = and_(BATCHES.c.status == BatchStatus.PROCESSING, BATCHES.c.lease_until < now,
                        BATCHES.c.handoff_at.is_(None))
     candidates = session.execute(select(BATCHES.c.id, BATCHES.c.next_attempt_at).where(
-        job_is_running, or_(waiting, dead_holder),
-        or_(BATCHES.c.enqueued_at.is_(None), BATCHES.c.enqueued_at < sent_before),
+        job_is_running, waiting, or_(BATCHES.c.enqueued_at.is_(None), BATCHES.c.enqueued_at < sent_before),
     )).all()
     due_at = {batch_id: next_at for batch_id, next_at in candidates}
-    lost = sorted(set(due_at) - held.get("send_batch", set()))
+    lost = set(due_at) - held.get("send_batch", set())
+    # A run whose lease ran out died (a live one renews it), or failed and waits for Dramatiq's
+    # retry, whose backoff can reach minutes: it is sent again now, once per lease.
+    lease = timedelta(seconds=settings.batch_lease_seconds)
+    lost |= set(session.execute(select(BATCHES.c.id).where(
+        job_is_running, dead_holder, or_(BATCHES.c.enqueued_at.is_(None), BATCHES.c.enqueued_at < now - lease),
+    )).scalars())
+    lost = sorted(lost)
     if lost:
         for batch_id in _stamp(session, BATCHES, and_(BATCHES.c.id.in_(lost), or_(waiting, dead_holder)), now):
-            later = due_at[batch_id]
+            later = due_at.get(batch_id)
             if later is not None and later > now:  # a retry's delayed message: send it delayed again
                 result.delayed_batches.append((batch_id, (later - now).total_seconds()))
             else:
