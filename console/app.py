@@ -90,7 +90,17 @@ class ManiConsole(App):
     # Navigation ---------------------------------------------------------------------------------
 
     def open_job(self, job_id: int) -> None:
-        self.push_screen(JobDetailScreen(job_id))
+        """Going back never lands on another job's screen: a job already open is gone back to,
+        and a job opened from another job's screen takes that screen's place."""
+        for depth, screen in enumerate(reversed(self.screen_stack)):
+            if isinstance(screen, JobDetailScreen) and screen.job_id == job_id:
+                for _ in range(depth):
+                    self.pop_screen()
+                return
+        if isinstance(self.screen, JobDetailScreen):
+            self.switch_screen(JobDetailScreen(job_id))
+        else:
+            self.push_screen(JobDetailScreen(job_id))
 
     def open_callback_log(self, delivery_id: int, closed: Callable[[bool], None] | None = None) -> None:
         """A callback's attempt log; `closed` learns whether a redelivery changed something."""

@@ -1,4 +1,11 @@
-"""Messages the console's workers post back to the UI thread."""
+"""Messages the console's workers hand back to the UI thread.
+
+A worker (`@work(thread=True, exclusive=True, exit_on_error=False)`) returns one typed message;
+`console.workers.WorkerResults` posts it to the node that started the worker, and turns an
+exception into one `ActionFailed`. So no worker catches its own errors, and a worker that was
+replaced by a newer one (exclusive) delivers nothing stale. The messages a single screen reads
+are defined in that screen's file; the ones several screens share are here.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +23,12 @@ class HealthReport(Message):
         self.error = error
 
 
-class Loaded(Message):
-    """A screen's data, read by a worker. `what` names the part (e.g. "page", "detail")."""
+class CompanyChoicesLoaded(Message):
+    """(company id, name) pairs for a company filter or picker."""
 
-    def __init__(self, what: str, data: Any) -> None:
+    def __init__(self, choices: list[tuple[str, str]]) -> None:
         super().__init__()
-        self.what = what
-        self.data = data
+        self.choices = choices
 
 
 class ActionDone(Message):
@@ -36,7 +42,7 @@ class ActionDone(Message):
 
 
 class ActionFailed(Message):
-    """A change or read failed; `message` says why, for a notification."""
+    """A change or read failed; `message` says why, for a notification. `action` names the worker."""
 
     def __init__(self, action: str, message: str) -> None:
         super().__init__()

@@ -7,14 +7,14 @@ import functools
 
 import pytest
 from sqlalchemy import func, select
-from textual.worker import WorkerCancelled
 
 from backend.core.errors import ReadOnly
 from console.app import ManiConsole
 from console.config import ConsoleConfig
-from console.demo import DEMO_NOW, seed
+from docs.tools.demo import DEMO_NOW, seed
 from models import AuditEntry, Batch, Company, Job, Recipient
 from models.db import session_scope
+from tests.support.console import settle
 
 
 def run_async(test):
@@ -25,17 +25,6 @@ def run_async(test):
         return asyncio.run(test(*args, **kwargs))
 
     return wrapper
-
-
-async def settle(pilot, rounds: int = 4) -> None:
-    """Let workers finish and their messages land (workers may start further workers)."""
-    for _ in range(rounds):
-        await pilot.pause()
-        try:
-            await pilot.app.workers.wait_for_complete()
-        except WorkerCancelled:
-            pass  # an exclusive worker was replaced by a newer one (a refresh timer): wait for that one
-    await pilot.pause()
 
 
 def make_app(**options) -> ManiConsole:
@@ -106,6 +95,22 @@ async def test_dashboard_refreshes_by_itself(demo_db):
         assert cell_text(table, "8", 5) == "400/600"
 
 
+@run_async
+async def test_a_failed_worker_is_one_notification_and_the_console_keeps_working(demo_db):
+    """No worker catches its own errors: the one `Worker.StateChanged` handler says why."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.open_job(999)
+        await settle(pilot)
+        failures = [n for n in app._notifications if n.title == "Failed"]
+        assert [n.message for n in failures] == ["no job '999': `mani jobs list` shows the jobs"]
+        assert type(app.screen).__name__ == "JobDetailScreen"
+        await pilot.press("escape", "2")
+        await settle(pilot)
+        assert app.screen.total > 0
+
+
 def recipient_statuses(job_id: int) -> dict[str, int]:
     with session_scope() as session:
         rows = session.execute(
@@ -139,7 +144,7 @@ async def test_open_a_job_retry_one_failed_recipient_then_all(demo_db):
         assert recipient_statuses(2).get("retry_pending") == 1
 
         await pilot.press("R")
-        await pilot.pause()
+        await settle(pilot)  # the question's count is read when the key is pressed
         assert "Retry all 39 failed recipients" in str(app.screen.query_one("#confirm-question").render())
         await pilot.press("y")
         await settle(pilot)
@@ -151,6 +156,26 @@ async def test_open_a_job_retry_one_failed_recipient_then_all(demo_db):
                                                            AuditEntry.actor == "tester")).scalars().all()
         assert [e.details["recipients"] for e in entries] == [1, 39]
         assert {e.source for e in entries} == {"console"}
+
+
+@run_async
+async def test_a_question_counts_what_its_action_will_do_even_when_the_screen_is_stale(demo_db):
+    app = make_app()  # refresh=0: the screen is not refreshed by itself
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.open_job(2)
+        await settle(pilot)
+        assert app.screen.detail.retryable == 40
+        with session_scope() as session:  # meanwhile a worker fails one more recipient
+            sent = session.execute(select(Recipient).where(Recipient.job_id == 2, Recipient.status == "sent")
+                                   ).scalars().first()
+            sent.status = "failed"
+            session.add(sent)
+        await pilot.press("R")
+        await settle(pilot)
+        assert "Retry all 41 failed recipients of job 2?" in app.screen.question
+        await pilot.press("y")
+        await settle(pilot)
+        assert any("Job 2: 41 recipients set to retry" in n.message for n in app._notifications)
 
 
 @run_async
@@ -242,6 +267,13 @@ async def test_edit_a_company_settings_validating_as_you_type(demo_db, monkeypat
         assert not form.query_one("#error-threshold").has_class("-shown")
         await pilot.press("ctrl+s")
         await settle(pilot)
+        # It asks first, saying what changes (a secret never shown).
+        assert type(app.screen).__name__ == "ConfirmModal"
+        question = app.screen.question
+        assert "threshold: 500 → 750" in question and "mailgun_api_key: replaced" in question
+        assert "0123456789abcdef" not in question
+        await pilot.press("y")
+        await settle(pilot)
         assert type(app.screen).__name__ == "CompaniesScreen"
         shown = " ".join(str(app.screen.query_one("#company-settings").get_row("mailgun_api_key")[1]).split())
         assert "0123456789abcdef" not in shown
@@ -266,6 +298,9 @@ async def test_edit_the_global_settings_from_the_companies_screen(demo_db):
         await settle(pilot)
         form = app.screen
         assert form.query_one("#company-form").border_title == "Global settings"
+        # An empty field shows the value in effect and where it comes from, not "(default)".
+        placeholder = form.query_one("#setting-job_batch_size").placeholder
+        assert placeholder.startswith("(") and ", from " in placeholder, placeholder
         batch_size = form.query_one("#setting-job_batch_size")
         batch_size.value = "0"
         await pilot.pause()
@@ -273,6 +308,10 @@ async def test_edit_the_global_settings_from_the_companies_screen(demo_db):
         batch_size.value = "500"
         await pilot.pause()
         await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "job_batch_size: (" in app.screen.question and ", from " in app.screen.question
+        assert "→ 500" in app.screen.question
+        await pilot.press("y")
         await settle(pilot)
         assert type(app.screen).__name__ == "CompaniesScreen"
     with session_scope() as session:

@@ -9,11 +9,12 @@ from rich.text import Text
 
 from console.app import ManiConsole
 from console.config import ConsoleConfig
-from console.demo import DEMO_NOW, demo_broker, seed
+from docs.tools.demo import DEMO_NOW, demo_broker, seed
 from console.widgets.counters import Counter
 from console.widgets.fit_table import Choice, Col, FitTable, layout
 from console.widgets.navbar import MAIN_SCREENS, NavBar
 from models.db import session_scope
+from tests.support.console import settle
 
 SIZES = [(80, 24), (100, 30), (120, 36), (160, 48)]
 SCREENS = [(), ("2",), ("job",), ("job", "t", "t", "t"), ("job", "t", "t", "t", "end", "enter"), ("3",), ("4",),
@@ -56,19 +57,13 @@ async def _visit(size: tuple[int, int], keys: tuple[str, ...]) -> list[str]:
     app = ManiConsole(ConsoleConfig(refresh=0, actor="alice", clock=lambda: DEMO_NOW, broker=demo_broker()))
     problems = []
     async with app.run_test(size=size) as pilot:
-        async def settle() -> None:
-            for _ in range(4):
-                await pilot.pause()
-                await app.workers.wait_for_complete()
-            await pilot.pause()
-
-        await settle()
+        await settle(pilot)
         for key in keys:
             if key == "job":
                 app.open_job(3)
             else:
                 await pilot.press(key)
-            await settle()
+            await settle(pilot)
         where = f"{size[0]}x{size[1]} {keys or 'dashboard'}"
         for table in app.screen.query(FitTable):
             if table.size.width and table.virtual_size.width > table.scrollable_content_region.width:

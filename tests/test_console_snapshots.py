@@ -14,9 +14,10 @@ import pytest_textual_snapshot
 
 from console.app import ManiConsole
 from console.config import ConsoleConfig
-from console.demo import DEMO_NOW, demo_broker, seed
-from console.screenshots import preserve_spaces
+from docs.tools.demo import DEMO_NOW, demo_broker, seed
+from docs.tools.screenshots import preserve_spaces
 from models.db import session_scope
+from tests.support.console import settle
 
 SNAPSHOT_DIR = Path(__file__).parent / "snapshots"
 pytestmark = pytest.mark.slow  # a whole app per snapshot: seconds each
@@ -48,10 +49,7 @@ def demo_app(sqlite_db):
 
 
 async def _settled(pilot) -> None:
-    for _ in range(5):
-        await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    await settle(pilot, rounds=5)
 
 
 def _screen(keys: tuple[str, ...] = (), job: int | None = None):

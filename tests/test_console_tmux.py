@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from console.demo import seed
+from docs.tools.demo import seed
 from models.db import session_scope
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ import pytest
 
 from backend.core.errors import NotFound
 from backend.jobs import queries as q
-from console.demo import DEMO_NOW, seed
+from docs.tools.demo import DEMO_NOW, seed
 
 
 @pytest.fixture

@@ -8,15 +8,16 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import Input, Static
 
 from backend.jobs import queries
 from backend.jobs.public import AuditEntryPublic
 from console import calls
-from console.messages import ActionFailed, Loaded
 from console.screens.base import ManiScreen
 from console.widgets import cells
 from console.widgets.fit_table import Col
+from console.widgets.full_text import FullTextModal
 from console.widgets.paged_table import PagedTable
 
 PAGE = 200
@@ -31,6 +32,14 @@ COLUMNS = (
 )
 
 
+class AuditLoaded(Message):
+    """One page of audit entries that match the search, from `offset`, of `total`."""
+
+    def __init__(self, rows: list[AuditEntryPublic], total: int, offset: int) -> None:
+        super().__init__()
+        self.rows, self.total, self.offset = rows, total, offset
+
+
 class AuditScreen(ManiScreen):
     NAV = "audit"
     HELP = """\
@@ -41,6 +50,8 @@ here, only masked. `/` searches actor, action or target."""
     BINDINGS = [
         Binding("slash", "search", "Search", id="audit.search", tooltip="Search by actor, action or target"),
         Binding("escape", "clear", "Clear", id="audit.clear", tooltip="Clear the search"),
+        Binding("v", "view", "Full text", id="audit.view",
+                tooltip="Every field of the selected entry, whole, selectable for copying (Enter too)"),
         Binding("ctrl+r,f5", "reload", "Refresh", id="audit.refresh", tooltip="Read the log again"),
     ]
 
@@ -72,18 +83,14 @@ here, only masked. `/` searches actor, action or target."""
             self.row_offset = max(offset, 0)
         self._load(self.query_one("#audit-search", Input).value.strip() or None, self.row_offset)
 
-    @work(thread=True, exclusive=True, group="audit")
-    def _load(self, search: str | None, offset: int) -> None:
-        try:
-            rows, total = calls.read(self, queries.audit_entries, search=search, limit=PAGE, offset=offset)
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("load", calls.explain(error)))
-            return
-        self.post_message(Loaded("audit", (rows, total, offset)))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="audit")
+    def _load(self, search: str | None, offset: int) -> AuditLoaded:
+        rows, total = calls.read(self, queries.audit_entries, search=search, limit=PAGE, offset=offset)
+        return AuditLoaded(rows, total, offset)
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        rows, total, offset = message.data
+    @on(AuditLoaded)
+    def _loaded(self, message: AuditLoaded) -> None:
+        rows, total, offset = message.rows, message.total, message.offset
         self.rows, self.total, self.row_offset = rows, total, offset
         table = self.query_one("#audit", PagedTable)
         table.set_rows((str(row.id), {
@@ -111,6 +118,17 @@ here, only masked. `/` searches actor, action or target."""
                 text.append(" · ")
                 text.append(json.dumps(row.details, separators=(", ", ": "), sort_keys=True))
         self.query_one("#audit-detail", Static).update(text)
+
+    @on(PagedTable.RowSelected, "#audit")
+    def action_view(self) -> None:
+        table = self.query_one("#audit", PagedTable)
+        if not self.rows or table.cursor_row < 0:
+            return
+        row = self.rows[min(table.cursor_row, len(self.rows) - 1)]
+        details = json.dumps(row.details, indent=2, sort_keys=True, ensure_ascii=False) if row.details else None
+        self.app.push_screen(FullTextModal(f"Audit entry {row.id}", [
+            ("when", row.at), ("actor", row.actor), ("source", row.source), ("action", row.action),
+            ("target", row.target), ("address", row.address), ("details", details)]))
 
     @on(PagedTable.PageRequest)
     def _page(self, message: PagedTable.PageRequest) -> None:

@@ -16,11 +16,12 @@ from console.messages import ActionDone, ActionFailed
 from console.widgets.banner import Banner
 from console.widgets.confirm import ConfirmModal
 from console.widgets.navbar import NavBar
+from console.workers import WorkerResults
 
 COMPACT_FOOTER_BELOW = 120
 
 
-class ManiScreen(Screen):
+class ManiScreen(WorkerResults, Screen):
     # Which main screen the nav bar highlights (a pushed screen names its parent's).
     NAV: ClassVar[str] = "dashboard"
     # Shown by `?` above the key map: what this screen is for, in a few lines of Markdown.

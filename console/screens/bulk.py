@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Input, Label, OptionList, Select, Static, TabbedContent, TabPane
+from textual.widgets import Button, DataTable, Input, Label, OptionList, Select, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from backend.core.settings import JOB_TYPES
@@ -23,10 +23,11 @@ from backend.jobs import queries
 from backend.jobs.moodle_source import NothingToSend, preview_moodle_selection, submit_moodle_selection
 from backend.jobs.preview import preview_csv
 from console import calls
-from console.messages import ActionDone, ActionFailed, Loaded
+from console.messages import ActionDone, ActionFailed, CompanyChoicesLoaded
 from console.screens.base import ManiScreen
 from console.widgets.fit_table import Col, FitTable
 from console.widgets.moodle_form import MoodleForm, MoodleFormValues
+from console.widgets.full_text import FullTextModal
 from console.widgets.path_input import PathSuggester
 
 ACCEPTED_COLUMNS = (
@@ -133,6 +134,14 @@ def html_as_text(html: str) -> str:
     return "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+class PreviewReady(Message):
+    """What the file would send; `form` is the (type, company, path) it was read with."""
+
+    def __init__(self, view: PreviewView, form: tuple[str, str | None, str]) -> None:
+        super().__init__()
+        self.view, self.form = view, form
+
+
 class BulkScreen(ManiScreen):
     NAV = "bulk"
     HELP = """\
@@ -150,6 +159,8 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
         Binding("ctrl+s", "send", "Send", id="bulk.send", tooltip="Create the job and send it (asks first)"),
         Binding("ctrl+t", "switch_source", "Source", id="bulk.source",
                 tooltip="Switch the source: a CSV file, or a selection from the Moodle database"),
+        Binding("v", "view", "Full text", id="bulk.view",
+                tooltip="The selected row's every field, whole (a rejection's reason, say); Enter too"),
         Binding("escape", "focus_form", "Form", show=False, id="bulk.form", tooltip="Back to the form"),
     ]
 
@@ -225,12 +236,13 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
             else "Pick a CSV file and press ctrl+o to preview.")
         self.query_one("#moodle-card" if moodle else "#bulk-path").focus()
 
-    @work(thread=True, exclusive=True, group="bulk-companies")
-    def load_companies(self) -> None:
-        try:
-            self.post_message(Loaded("companies", calls.read(self, queries.company_choices)))
-        except Exception:  # noqa: BLE001 - the banner says why
-            pass
+    @work(thread=True, exclusive=True, exit_on_error=False, group="bulk-companies")
+    def load_companies(self) -> CompanyChoicesLoaded:
+        return CompanyChoicesLoaded(calls.read(self, queries.company_choices))
+
+    @on(CompanyChoicesLoaded)
+    def _companies_loaded(self, message: CompanyChoicesLoaded) -> None:
+        self.query_one("#bulk-company", Select).set_options([(f"{n} ({c})", c) for c, n in message.choices])
 
     def _form(self) -> tuple[str, str | None, str]:
         company = self.query_one("#bulk-company", Select).value
@@ -254,27 +266,22 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
         self.query_one("#bulk-summary", Static).update("Reading the file…")
         self.run_preview(job_type, company, str(Path(path).expanduser()))
 
-    @work(thread=True, exclusive=True, group="bulk-preview")
-    def run_preview(self, job_type: str, company: str | None, path: str) -> None:
-        try:
-            preview = calls.read(self, preview_csv, path=path, job_type=job_type, company_id=company)
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("preview", calls.explain(error)))
-            self.post_message(Loaded("preview-failed", calls.explain(error)))
-            return
-        self.post_message(Loaded("preview", (PreviewView.of(preview), (job_type, company, path))))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="bulk-preview")
+    def run_preview(self, job_type: str, company: str | None, path: str) -> PreviewReady:
+        preview = calls.read(self, preview_csv, path=path, job_type=job_type, company_id=company)
+        return PreviewReady(PreviewView.of(preview), (job_type, company, path))
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        if message.what == "companies":
-            self.query_one("#bulk-company", Select).set_options([(f"{n} ({c})", c) for c, n in message.data])
-        elif message.what == "preview-failed":
+    @on(PreviewReady)
+    def _preview_ready(self, message: PreviewReady) -> None:
+        self._show_preview(message.view, message.form)
+
+    def on_action_failed(self, message: ActionFailed) -> None:
+        super().on_action_failed(message)
+        if message.action in ("run_preview", "run_moodle_preview"):
             self.preview = self.previewed = None
             self.query_one("#bulk-send-button", Button).disabled = True
             self.query_one("#moodle-send-button", Button).disabled = True
-            self.query_one("#bulk-summary", Static).update(Text(f"✖ {message.data}", style="bold red"))
-        elif message.what == "preview":
-            self._show_preview(*message.data)
+            self.query_one("#bulk-summary", Static).update(Text(f"✖ {message.message}", style="bold red"))
 
     def _show_preview(self, view: PreviewView, form: tuple) -> None:
         self.preview, self.previewed = view, form
@@ -328,15 +335,11 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
         # The moment the preview is evaluated for; Send uses the same one, so it sends what was seen.
         self.run_moodle_preview(form, int(self.app.config.clock().timestamp()))
 
-    @work(thread=True, exclusive=True, group="bulk-preview")
-    def run_moodle_preview(self, form: MoodleFormValues, at: int) -> None:
-        try:
-            made = calls.read(self, preview_moodle_selection, company=form.company, at=at, **form.options())
-        except Exception as error:  # noqa: BLE001
-            self.post_message(Loaded("preview-failed", calls.explain(error)))
-            return
-        self.post_message(MoodlePreviewed(PreviewView.of(made.preview), form, at, made.selection.source_name,
-                                          made.selection.invalid, made.already_certified))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="bulk-preview")
+    def run_moodle_preview(self, form: MoodleFormValues, at: int) -> MoodlePreviewed:
+        made = calls.read(self, preview_moodle_selection, company=form.company, at=at, **form.options())
+        return MoodlePreviewed(PreviewView.of(made.preview), form, at, made.selection.source_name,
+                               made.selection.invalid, made.already_certified)
 
     @on(MoodlePreviewed)
     def _moodle_previewed(self, message: MoodlePreviewed) -> None:
@@ -369,8 +372,8 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
         self.confirm("Send from Moodle", question, lambda: self.run_moodle_send(form, at),
                      label=f"Send {view.accepted:,}")
 
-    @work(thread=True, exclusive=True, group="bulk-send")
-    def run_moodle_send(self, form: MoodleFormValues, at: int) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="bulk-send")
+    def run_moodle_send(self, form: MoodleFormValues, at: int) -> ActionDone:
         def submit(*, session):
             made = submit_moodle_selection(session=session, company=form.company, at=at,
                                            created_by=self.app.config.actor, **form.options())
@@ -383,14 +386,28 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
 
         try:
             job_id, accepted, followups = calls.write(self, submit)
-            note = calls.hand_over(self, followups) or "nothing to send"
-        except NothingToSend as nothing:
-            self.post_message(ActionDone("send", str(nothing)))
+        except NothingToSend as nothing:  # not a failure: the selection emptied since the preview
+            return ActionDone("send", str(nothing))
+        note = calls.hand_over(self, followups) or "nothing to send"
+        return ActionDone("send", f"Job {job_id} created for {accepted:,} recipients; {note}.", job_id)
+
+    @on(DataTable.RowSelected)
+    def action_view(self) -> None:
+        """The selected accepted, rejected or duplicate row, whole."""
+        if self.preview is None:
             return
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("send", calls.explain(error)))
+        active = self.query_one("#bulk-tabs", TabbedContent).active
+        rows, title = {"tab-accepted": (self.preview.sample, "Accepted row"),
+                       "tab-rejected": (self.preview.rejected, "Rejected row"),
+                       "tab-duplicates": (self.preview.duplicates, "Duplicate")}.get(active, ([], ""))
+        table = self.query_one(f"#bulk-{active.removeprefix('tab-')}", FitTable) if rows else None
+        if table is None or table.cursor_row < 0:
             return
-        self.post_message(ActionDone("send", f"Job {job_id} created for {accepted:,} recipients; {note}.", job_id))
+        row = rows[min(table.cursor_row, len(rows) - 1)]
+        names = ("line", "email", "reason") if active == "tab-rejected" else (
+            "line", "email", "firstname", "lastname", "username")
+        self.app.push_screen(FullTextModal(f"{title}, line {_field(row, 'line') or '–'}",
+                                           [(name, _field(row, name)) for name in names]))
 
     # Send -----------------------------------------------------------------------------------------
 
@@ -419,8 +436,8 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
         self.confirm("Send bulk email", question, lambda: self.send(job_type, company, path),
                      label=f"Send {view.accepted:,}")
 
-    @work(thread=True, exclusive=True, group="bulk-send")
-    def send(self, job_type: str, company: str | None, path: str) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="bulk-send")
+    def send(self, job_type: str, company: str | None, path: str) -> ActionDone:
         def submit(*, session):
             created = jobs.submit_csv(session=session, path=path, job_type=job_type, company_id=company,
                                       created_by=self.app.config.actor)
@@ -430,13 +447,9 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
                                  "duplicates": created.skipped_duplicates})
             return created.job.id, created.accepted, created.followups
 
-        try:
-            job_id, accepted, followups = calls.write(self, submit)
-            note = calls.hand_over(self, followups) or "nothing to send"
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("send", calls.explain(error)))
-            return
-        self.post_message(ActionDone("send", f"Job {job_id} created for {accepted:,} recipients; {note}.", job_id))
+        job_id, accepted, followups = calls.write(self, submit)
+        note = calls.hand_over(self, followups) or "nothing to send"
+        return ActionDone("send", f"Job {job_id} created for {accepted:,} recipients; {note}.", job_id)
 
     def after_action(self, message: ActionDone) -> None:
         if message.action == "send" and message.data:

@@ -7,12 +7,13 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from backend.jobs import queries
 from backend.jobs.public import CallbackAttemptPublic, CallbackDeliveryPublic
 from console import calls
-from console.messages import ActionDone, ActionFailed, Loaded
+from console.messages import ActionDone
 from console.screens.base import ManiScreen
 from console.widgets import cells
 from console.widgets.callbacks import DELIVERY_STYLES, kind, redeliver_question
@@ -32,6 +33,14 @@ ATTEMPT_COLUMNS = (
 
 def _one_line(text: str | None) -> str:
     return " ".join((text or "").split())
+
+
+class LogLoaded(Message):
+    """One delivery and every attempt made, oldest first."""
+
+    def __init__(self, delivery: CallbackDeliveryPublic, attempts: list[CallbackAttemptPublic]) -> None:
+        super().__init__()
+        self.delivery, self.attempts = delivery, attempts
 
 
 class CallbackLogScreen(ManiScreen):
@@ -73,16 +82,13 @@ fresh schedule, and Moodle gets the recipients' current state. `j` opens the job
     def action_reload(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, group="callback-log")
-    def load(self) -> None:
-        try:
-            self.post_message(Loaded("log", calls.read(self, queries.delivery_log, delivery_id=self.delivery_id)))
-        except Exception as error:  # noqa: BLE001 - shown as a notification
-            self.post_message(ActionFailed("load", calls.explain(error)))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="callback-log")
+    def load(self) -> LogLoaded:
+        return LogLoaded(*calls.read(self, queries.delivery_log, delivery_id=self.delivery_id))
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        self.delivery, self.attempts = message.data
+    @on(LogLoaded)
+    def _loaded(self, message: LogLoaded) -> None:
+        self.delivery, self.attempts = message.delivery, message.attempts
         row, now = self.delivery, self.app.config.clock()
         self.sub_title = f"callback {row.id}"
         status = Text(row.status, style=DELIVERY_STYLES.get(row.status, ""))
@@ -146,15 +152,10 @@ fresh schedule, and Moodle gets the recipients' current state. `j` opens the job
             return
         self.confirm("Redeliver callback", redeliver_question([self.delivery]), self.redeliver, label="Redeliver")
 
-    @work(thread=True, exclusive=True, group="callback-log-action")
-    def redeliver(self) -> None:
-        try:
-            _, note = calls.redeliver_callbacks(self, delivery_ids=[self.delivery_id])
-        except Exception as error:  # noqa: BLE001 - every failure is shown, with why
-            self.post_message(ActionFailed("redeliver", calls.explain(error)))
-            return
-        self.post_message(ActionDone("redeliver", f"Callback {self.delivery_id} is due now"
-                                     + (f"; {note}" if note else "") + "."))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="callback-log-action")
+    def redeliver(self) -> ActionDone:
+        _, note = calls.redeliver_callbacks(self, delivery_ids=[self.delivery_id])
+        return ActionDone("redeliver", f"Callback {self.delivery_id} is due now" + (f"; {note}" if note else "") + ".")
 
     def after_action(self, message: ActionDone) -> None:
         self.changed = True

@@ -7,6 +7,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Static
 
@@ -16,9 +17,9 @@ from backend.companies.service import add_company
 from backend.jobs import queries
 from backend.jobs.queries import company_rates
 from console import calls
-from console.messages import ActionDone, ActionFailed, Loaded
+from console.messages import ActionDone
 from console.screens.base import ManiScreen
-from console.screens.company_form import CheckResultsModal, CompanyFormScreen
+from console.screens.company_form import CheckResultsModal, CompanyFormScreen, shown_value
 from console.screens.suppressions import SuppressionsScreen
 from console.widgets.callbacks import bounce_cell, rates_text
 from console.widgets.confirm import PromptModal
@@ -30,15 +31,28 @@ COMPANY_COLUMNS = (Col("id", "Id", min=6, max=16), Col("name", "Name", min=12, g
 SETTING_COLUMNS = (Col("setting", "Setting"), Col("value", "Value", min=12, grow=True), Col("source", "From"))
 
 
-def _shown(value) -> str:
-    """A setting's value as the form takes it: `true`, `a,b`, or – when unset."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return str(value)
+class CompaniesLoaded(Message):
+    """Every company (id, name) and its delivery rates over all its jobs."""
+
+    def __init__(self, companies: list[tuple[str, str]], rates: dict) -> None:
+        super().__init__()
+        self.companies, self.rates = companies, rates
+
+
+class SettingsDescribed(Message):
+    """One company's effective settings, each with where it comes from (`resolution.describe`)."""
+
+    def __init__(self, described: dict) -> None:
+        super().__init__()
+        self.described = described
+
+
+class ConnectionTested(Message):
+    """What `test connection` found for a company, one result per check."""
+
+    def __init__(self, company_id: str, results: list) -> None:
+        super().__init__()
+        self.company_id, self.results = company_id, results
 
 
 class CompaniesScreen(ManiScreen):
@@ -87,39 +101,34 @@ opens the company's suppression list."""
     def action_reload(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, group="companies")
-    def load(self) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="companies")
+    def load(self) -> CompaniesLoaded:
         def read_all(*, session) -> tuple[list, dict]:
             return queries.company_choices(session=session), company_rates(session=session)
 
-        try:
-            self.post_message(Loaded("companies", calls.read(self, read_all)))
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("load", calls.explain(error)))
+        return CompaniesLoaded(*calls.read(self, read_all))
 
-    @work(thread=True, exclusive=True, group="company-settings")
-    def load_settings(self, company_id: str) -> None:
-        try:
-            self.post_message(Loaded("settings", calls.read(self, describe, company_id=company_id)))
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("load", calls.explain(error)))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="company-settings")
+    def load_settings(self, company_id: str) -> SettingsDescribed:
+        return SettingsDescribed(calls.read(self, describe, company_id=company_id))
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        if message.what == "companies":
-            self.companies, self.rates = message.data
-            table = self.query_one("#companies", FitTable)
-            keep = table.cursor_row
-            table.set_rows((company_id, {"id": company_id, "name": name, "bounce": bounce_cell(self.rates.get(company_id))})
-                           for company_id, name in self.companies)
-            if self.companies:
-                table.move_cursor(row=min(max(keep, 0), len(self.companies) - 1), animate=False)
-                self.load_settings(self.selected_id())
-                self._show_rates()
-            else:
-                self.query_one("#company-detail", Static).update("No companies yet: press a to add one.")
-        elif message.what == "settings":
-            self._show_settings(message.data)
+    @on(CompaniesLoaded)
+    def _loaded(self, message: CompaniesLoaded) -> None:
+        self.companies, self.rates = message.companies, message.rates
+        table = self.query_one("#companies", FitTable)
+        keep = table.cursor_row
+        table.set_rows((company_id, {"id": company_id, "name": name, "bounce": bounce_cell(self.rates.get(company_id))})
+                       for company_id, name in self.companies)
+        if self.companies:
+            table.move_cursor(row=min(max(keep, 0), len(self.companies) - 1), animate=False)
+            self.load_settings(self.selected_id())
+            self._show_rates()
+        else:
+            self.query_one("#company-detail", Static).update("No companies yet: press a to add one.")
+
+    @on(SettingsDescribed)
+    def _settings_described(self, message: SettingsDescribed) -> None:
+        self._show_settings(message.described)
 
     def _show_settings(self, described: dict) -> None:
         self.described = described
@@ -127,7 +136,7 @@ opens the company's suppression list."""
         rows = []
         for key, entry in described["settings"].items():
             style = "bold" if entry["source"] == "company" else "dim" if entry["source"] == "default" else ""
-            rows.append((key, {"setting": key, "value": Text(_shown(entry["value"]), style=style),
+            rows.append((key, {"setting": key, "value": Text(shown_value(entry["value"]), style=style),
                                "source": entry["source"]}))
         table.set_rows(rows)
         company = described.get("company") or {}
@@ -143,7 +152,7 @@ opens the company's suppression list."""
         entry = self.described["settings"].get(key, {})
         # The value in full (the table may cut it), where it comes from, and what it is for.
         self.query_one("#company-detail", Static).update(Text.assemble(
-            (f"{key} = ", "bold"), (_shown(entry.get("value")), "bold"), (f" ({entry.get('source', '–')})", "dim"),
+            (f"{key} = ", "bold"), (shown_value(entry.get("value")), "bold"), (f" ({entry.get('source', '–')})", "dim"),
             " · ", entry.get("description", ""), (" Secret: shown masked." if entry.get("secret") else "", "italic")))
 
     @on(DataTable.RowHighlighted, "#companies")
@@ -205,15 +214,11 @@ opens the company's suppression list."""
 
         self.app.push_screen(PromptModal("Add a company", "Company id (the IOMAD company id or tenant id):"), got_id)
 
-    @work(thread=True, exclusive=True, group="company-action")
-    def add(self, company_id: str, name: str) -> None:
-        try:
-            calls.write(self, add_company, company_id=company_id, name=name, actor=self.app.config.actor,
-                        source="console")
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("add", calls.explain(error)))
-            return
-        self.post_message(ActionDone("add", f"Company {company_id} added."))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="company-action")
+    def add(self, company_id: str, name: str) -> ActionDone:
+        calls.write(self, add_company, company_id=company_id, name=name, actor=self.app.config.actor,
+                    source="console")
+        return ActionDone("add", f"Company {company_id} added.")
 
     def action_test(self) -> None:
         company_id = self.selected_id()
@@ -221,29 +226,21 @@ opens the company's suppression list."""
             self.notify(f"Testing {company_id}'s connections…", timeout=3)
             self.test_connection(company_id)
 
-    @work(thread=True, exclusive=True, group="company-test")
-    def test_connection(self, company_id: str) -> None:
-        try:
-            results = calls.read(self, check_company_connections, company_id=company_id)
+    @work(thread=True, exclusive=True, exit_on_error=False, group="company-test")
+    def test_connection(self, company_id: str) -> ConnectionTested:
+        results = calls.read(self, check_company_connections, company_id=company_id)
 
-            def audit(*, session) -> None:
-                calls.audit(self, session=session, action="company.test", target=f"company:{company_id}",
-                            details={r.name: ("ok" if r.ok else "failed") for r in results})
+        def audit(*, session) -> None:
+            calls.audit(self, session=session, action="company.test", target=f"company:{company_id}",
+                        details={r.name: ("ok" if r.ok else "failed") for r in results})
 
-            # A test changes nothing, so read-only mode allows it; it is still audited.
-            calls._with_session(self, audit, read_only=False)
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("test", calls.explain(error)))
-            return
-        self.post_message(Loaded("test", (company_id, results)))
+        # A test changes nothing, so read-only mode allows it; it is still audited.
+        calls._with_session(self, audit, read_only=False)
+        return ConnectionTested(company_id, results)
 
-    @on(Loaded)
-    def _tested(self, message: Loaded) -> None:
-        if message.what != "test":
-            return
-
-        company_id, results = message.data
-        self.app.push_screen(CheckResultsModal(company_id, results))
+    @on(ConnectionTested)
+    def _tested(self, message: ConnectionTested) -> None:
+        self.app.push_screen(CheckResultsModal(message.company_id, message.results))
 
     def after_action(self, message: ActionDone) -> None:
         self.load()

@@ -12,6 +12,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
@@ -21,11 +22,30 @@ from backend.companies.catalogue import SETTINGS_CATALOGUE, parse_value
 from backend.companies.resolution import describe
 from backend.companies.store import set_company_settings, set_global_settings
 from console import calls
-from console.messages import ActionDone, ActionFailed, Loaded
+from console.messages import ActionDone
 from console.screens.base import ManiScreen
 from console.widgets.confirm import ConfirmModal
 
 INHERIT = "__inherit__"
+
+
+def shown_value(value) -> str:
+    """A setting's value as the form takes it: `true`, `a,b`, or – when unset."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def in_effect(entry: dict, *, inherit: bool) -> str:
+    """What an empty field means: the value in effect and where it comes from, e.g.
+    `(inherit: 500, from global)` in a company's form, `(500, from settings)` in the global one."""
+    value = entry.get("value")
+    said = "not set" if value is None else f"{shown_value(value)}, from {entry.get('source', 'default')}"
+    return f"(inherit: {said})" if inherit else f"({said})"
 
 
 class SpecValidator(Validator):
@@ -43,16 +63,25 @@ class SpecValidator(Validator):
         return self.success()
 
 
+class FormLoaded(Message):
+    """The settings as stored (`resolution.describe`): what the form starts from."""
+
+    def __init__(self, described: dict) -> None:
+        super().__init__()
+        self.described = described
+
+
 class CompanyFormScreen(ManiScreen):
     NAV = "companies"
     HELP = """\
 **Edit company settings** (or, from `g`, the global settings). One field per setting. Empty
-means "inherit": the global value for a company, the file or default for a global setting.
-Each field is checked as you type. Secret fields stay empty: type a new value to replace the
-stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escape leaves."""
+means "inherit": the global value for a company, the file or default for a global setting; an
+empty field shows the value in effect and where it comes from. Each field is checked as you
+type. Secret fields stay empty: type a new value to replace the stored one, or leave it empty to
+keep it. `ctrl+s` shows what changes and asks before saving (all or nothing); Escape leaves."""
 
     BINDINGS = [
-        Binding("ctrl+s", "save", "Save", id="form.save", tooltip="Check and store the changed settings"),
+        Binding("ctrl+s", "save", "Save", id="form.save", tooltip="Show what changes, ask, then store it"),
         Binding("escape", "leave", "Back", id="form.back", tooltip="Leave without saving"),
     ]
 
@@ -62,11 +91,13 @@ stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escap
         self.company_id = company_id
         self.scope = "company" if company_id else "global"
         self.original: dict[str, str] = {}
+        self.effective: dict[str, str] = {}
         self.specs: dict = {}
+        self.select_options: dict[str, list[tuple[str, str]]] = {}
 
     def compose_body(self) -> ComposeResult:
         self.specs = SETTINGS_CATALOGUE[self.scope]
-        inherit = "(inherit)" if self.company_id else "(default)"
+        inherit = "(inherit)" if self.company_id else "(reading…)"  # until loaded: the value in effect
         with VerticalScroll(id="company-form") as form:
             form.border_title = f"Settings of {self.company_id}" if self.company_id else "Global settings"
             for key, spec in self.specs.items():
@@ -76,6 +107,7 @@ stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escap
                     if spec.kind == "bool" or choices:
                         options = [("true", "true"), ("false", "false")] if spec.kind == "bool" else [
                             (c, c) for c in choices]
+                        self.select_options[key] = options
                         yield Select([(inherit, INHERIT), *options], value=INHERIT, allow_blank=False,
                                      compact=True, id=f"setting-{key}")
                     else:
@@ -88,29 +120,30 @@ stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escap
     def on_mount(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, group="company-form")
-    def load(self) -> None:
-        try:
-            self.post_message(Loaded("described", calls.read(self, describe, company_id=self.company_id)))
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("load", calls.explain(error)))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="company-form")
+    def load(self) -> FormLoaded:
+        return FormLoaded(calls.read(self, describe, company_id=self.company_id))
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        for key, entry in message.data["settings"].items():
+    @on(FormLoaded)
+    def _loaded(self, message: FormLoaded) -> None:
+        for key, entry in message.described["settings"].items():
             own = entry.get("set")
             widget = self.query_one(f"#setting-{key}")
+            self.effective[key] = in_effect(entry, inherit=bool(self.company_id)) if own is None else (
+                "(inherit)" if self.company_id else "(file or default)")
             if entry.get("secret"):
                 # Never the stored value, only whether there is one (masked by the backend).
                 widget.placeholder = f"set ({own}): type to replace" if own is not None else "(not set)"
                 self.original[key] = ""
                 continue
-            text = "" if own is None else (str(own).lower() if isinstance(own, bool) else
-                                          ",".join(map(str, own)) if isinstance(own, list) else str(own))
+            text = "" if own is None else shown_value(own)
             self.original[key] = text
             if isinstance(widget, Select):
-                widget.value = text if text else INHERIT
+                with self.prevent(Select.Changed):
+                    widget.set_options([(self.effective[key], INHERIT), *self.select_options[key]])
+                    widget.value = text if text else INHERIT
             else:
+                widget.placeholder = self.effective[key]
                 widget.value = text
         first = self.query("#company-form Select, #company-form Input").first()
         first.focus()
@@ -154,23 +187,29 @@ stored one, or leave it empty to keep it. `ctrl+s` saves (all or nothing), Escap
         if not changes:
             self.notify("Nothing changed.", severity="warning")
             return
-        self.save(changes)
+        whose = f"{self.company_id}'s settings" if self.company_id else "the global settings"
+        self.confirm("Save settings", f"Save {len(changes)} change{'s' if len(changes) != 1 else ''} to {whose}?\n"
+                     + "\n".join(self.describe_change(key, value) for key, value in changes.items()),
+                     lambda: self.save(changes), label="Save")
 
-    @work(thread=True, exclusive=True, group="company-save")
-    def save(self, values: dict[str, str | None]) -> None:
-        try:
-            if self.company_id:
-                changed = calls.write(self, set_company_settings, company_id=self.company_id, values=values,
-                                      actor=self.app.config.actor, source="console")
-            else:
-                changed = calls.write(self, set_global_settings, values=values, actor=self.app.config.actor,
-                                      source="console")
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("save", calls.explain(error)))
-            return
+    def describe_change(self, key: str, value: str | None) -> str:
+        """`threshold: 500 → 750`; empty means inherit, and a secret is never shown."""
+        if self.specs[key].secret:
+            return f"• {key}: replaced (the new value is stored encrypted, never shown)"
+        before = self.original.get(key) or self.effective.get(key, "(inherit)")
+        after = value or ("(inherit)" if self.company_id else "(file or default)")
+        return f"• {key}: {before} → {after}"
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="company-save")
+    def save(self, values: dict[str, str | None]) -> ActionDone:
+        if self.company_id:
+            changed = calls.write(self, set_company_settings, company_id=self.company_id, values=values,
+                                  actor=self.app.config.actor, source="console")
+        else:
+            changed = calls.write(self, set_global_settings, values=values, actor=self.app.config.actor,
+                                  source="console")
         whose = f"of {self.company_id}" if self.company_id else "(global)"
-        self.post_message(ActionDone("save", f"Saved {len(changed)} setting(s) {whose}: "
-                                             f"{', '.join(sorted(changed)) or 'no change'}."))
+        return ActionDone("save", f"Saved {len(changed)} setting(s) {whose}: {', '.join(sorted(changed)) or 'no change'}.")
 
     def after_action(self, message: ActionDone) -> None:
         self.dismiss(True)

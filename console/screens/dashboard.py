@@ -6,15 +6,16 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.containers import Grid
 from textual.timer import Timer
+from textual.worker import Worker
 from textual.widgets import DataTable, Static
 
 from backend.jobs.public import DashboardPublic
 from backend.jobs.queries import dashboard, failed_deliveries
 from backend.ops.deadletters import BrokerStats, broker_stats
 from console import calls
-from console.messages import Loaded
 from console.screens.base import ManiScreen
 from console.widgets import cells
 from console.widgets.banner import Banner
@@ -50,6 +51,14 @@ JOB_COLUMNS = (
 ONE_ROW_WIDTH = 160
 
 
+class DashboardLoaded(Message):
+    """One refresh: `snapshot` None when the database did not answer, `stats` None when the broker did not."""
+
+    def __init__(self, snapshot: DashboardPublic | None, stats: BrokerStats | None, failed_callbacks: int) -> None:
+        super().__init__()
+        self.snapshot, self.stats, self.failed_callbacks = snapshot, stats, failed_callbacks
+
+
 class DashboardScreen(ManiScreen):
     NAV = "dashboard"
     HELP = """\
@@ -69,6 +78,7 @@ Select a job and press **Enter** for its detail."""
         self._timer: Timer | None = None
         self._snapshot: DashboardPublic | None = None
         self._stats: BrokerStats | None = None
+        self._loading: Worker | None = None
 
     def compose_body(self) -> ComposeResult:
         with Grid(id="counters"):
@@ -83,10 +93,10 @@ Select a job and press **Enter** for its detail."""
         self._arrange_counters()
 
     def on_screen_resume(self) -> None:
-        self.load()
+        self._loading = self.load()
         refresh = self.app.config.refresh
         if refresh and self._timer is None:
-            self._timer = self.set_interval(refresh, self.load)
+            self._timer = self.set_interval(refresh, self._tick)
         elif self._timer is not None:
             self._timer.resume()
 
@@ -103,10 +113,16 @@ Select a job and press **Enter** for its detail."""
     # Data -------------------------------------------------------------------------------------
 
     def action_reload(self) -> None:
-        self.load()
+        self._loading = self.load()
 
-    @work(thread=True, exclusive=True, group="dashboard")
-    def load(self) -> None:
+    def _tick(self) -> None:
+        """The timer's refresh waits for a read still running rather than cancelling it: with an
+        interval shorter than a read, cancelling would mean no read ever lands."""
+        if self._loading is None or self._loading.is_finished:
+            self._loading = self.load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="dashboard")
+    def load(self) -> DashboardLoaded:
         config = self.app.config
         snapshot = stats = None
         failed_callbacks = 0
@@ -125,11 +141,11 @@ Select a job and press **Enter** for its detail."""
             stats = calls.broker(self, broker_stats)
         except calls.Unavailable:
             pass
-        self.post_message(Loaded("dashboard", (snapshot, stats, failed_callbacks)))
+        return DashboardLoaded(snapshot, stats, failed_callbacks)
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        snapshot, stats, failed_callbacks = message.data
+    @on(DashboardLoaded)
+    def _loaded(self, message: DashboardLoaded) -> None:
+        snapshot, stats, failed_callbacks = message.snapshot, message.stats, message.failed_callbacks
         self._stats = stats
         if snapshot is not None:
             self._snapshot = snapshot
@@ -206,6 +222,14 @@ Select a job and press **Enter** for its detail."""
         table.set_rows(rows)
         if selected is not None and str(selected) in {str(job.id) for job in snap.jobs}:
             table.move_cursor(row=table.get_row_index(str(selected)), animate=False)
+
+    def palette_commands(self) -> list[tuple[str, str, object]]:
+        """The palette's "open": the selected job first."""
+        table = self.query_one("#active-jobs", DataTable)
+        if not table.row_count or table.cursor_row < 0:
+            return []
+        job_id = int(table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value)
+        return [(f"Open job {job_id}", "The selected job's detail page", lambda: self.app.open_job(job_id))]
 
     def action_open_job(self) -> None:
         table = self.query_one("#active-jobs", DataTable)

@@ -7,17 +7,20 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from backend.jobs.public import CallbackDeliveryPublic
 from backend.jobs.queries import failed_deliveries
 from backend.ops import deadletters
 from backend.ops.deadletters import DeadLetter
 from console import calls
-from console.messages import ActionDone, ActionFailed, Loaded
+from console.messages import ActionDone
 from console.screens.base import ManiScreen
 from console.widgets import cells
 from console.widgets.callbacks import CallbacksPane
 from console.widgets.fit_table import Col, FitTable
+from console.widgets.full_text import FullTextModal
 
 # What goes first when the terminal is narrow is the highest `drop`.
 COLUMNS = (
@@ -35,6 +38,22 @@ REDELIVER = Binding.Group("Redeliver", compact=True)
 # Keys that act on the focused table: broker messages, or failed callbacks.
 LETTER_ACTIONS = {"requeue", "requeue_all", "delete", "delete_all"}
 CALLBACK_ACTIONS = {"redeliver", "redeliver_all", "open_delivery"}
+
+
+class LettersLoaded(Message):
+    """The broker's dead letters; `kind` is the broker's ("redis", "stub", "none")."""
+
+    def __init__(self, kind: str, letters: list[DeadLetter]) -> None:
+        super().__init__()
+        self.kind, self.letters = kind, letters
+
+
+class FailedCallbacksLoaded(Message):
+    """The newest failed callback deliveries of every job, and how many there are in all."""
+
+    def __init__(self, rows: list[CallbackDeliveryPublic], total: int) -> None:
+        super().__init__()
+        self.rows, self.total = rows, total
 
 
 class DeadLettersScreen(ManiScreen):
@@ -62,6 +81,8 @@ redelivers the selected, `R` all of them. Each asks first."""
                 tooltip="Failed callbacks: send every failed callback again"),
         Binding("enter", "open_delivery", "Attempts", id="dead.callback_log",
                 tooltip="Failed callbacks: open the selected callback's attempt log"),
+        Binding("v", "view", "Full text", id="dead.view",
+                tooltip="Every field of the selected dead letter or callback, whole, selectable (Enter too)"),
         Binding("ctrl+r,f5", "reload", "Refresh", id="dead.refresh", tooltip="Read the dead letters again"),
     ]
 
@@ -115,25 +136,28 @@ redelivers the selected, `R` all of them. Each asks first."""
     def action_reload(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, group="dead-letters")
     def load(self) -> None:
-        try:
-            stats = calls.broker(self, deadletters.broker_stats)
-            self.post_message(Loaded("letters", (stats.kind, calls.broker(self, deadletters.list_dead_letters))))
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("load", calls.explain(error)))
-        # The failed callbacks live in the database: shown even when the broker does not answer.
-        try:
-            self.post_message(Loaded("callbacks", calls.read(self, failed_deliveries)))
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("load", calls.explain(error)))
+        # Two workers: the failed callbacks live in the database, so they are shown even when the
+        # broker does not answer.
+        self.load_letters()
+        self.load_callbacks()
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        if message.what == "callbacks":
-            self._show_callbacks(*message.data)
-            return
-        self.kind, self.letters = message.data
+    @work(thread=True, exclusive=True, exit_on_error=False, group="dead-letters")
+    def load_letters(self) -> LettersLoaded:
+        stats = calls.broker(self, deadletters.broker_stats)
+        return LettersLoaded(stats.kind, calls.broker(self, deadletters.list_dead_letters))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="dead-letters-callbacks")
+    def load_callbacks(self) -> FailedCallbacksLoaded:
+        return FailedCallbacksLoaded(*calls.read(self, failed_deliveries))
+
+    @on(FailedCallbacksLoaded)
+    def _callbacks_loaded(self, message: FailedCallbacksLoaded) -> None:
+        self._show_callbacks(message.rows, message.total)
+
+    @on(LettersLoaded)
+    def _loaded(self, message: LettersLoaded) -> None:
+        self.kind, self.letters = message.kind, message.letters
         table = self.query_one("#dead-letters", FitTable)
         keep = table.cursor_row
         table.set_rows((letter.key, {
@@ -178,6 +202,18 @@ redelivers the selected, `R` all of them. Each asks first."""
             text = Text("")
         self.query_one("#dead-error", Static).update(text)
 
+    @on(DataTable.RowSelected, "#dead-letters")
+    def action_view(self) -> None:
+        if self._on_callbacks():
+            self.query_one(CallbacksPane).view()
+            return
+        letter = self._selected()
+        if letter is not None:
+            self.app.push_screen(FullTextModal(f"Dead letter {letter.message_id}", [
+                ("queue", letter.queue), ("actor", letter.actor), ("arguments", letter.arguments),
+                ("error", letter.error), ("died", letter.dead_at), ("retries", letter.retries),
+                ("message id", letter.message_id), ("key", letter.key)]))
+
     def _selected(self) -> DeadLetter | None:
         table = self.query_one("#dead-letters", DataTable)
         if not self.letters or table.cursor_row < 0:
@@ -212,26 +248,22 @@ redelivers the selected, `R` all of them. Each asks first."""
     def action_delete_all(self) -> None:
         self._ask(requeue=False, every=True)
 
-    @work(thread=True, exclusive=True, group="dead-letters-action")
-    def move(self, keys: list[str] | None, requeue: bool, expected: int) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="dead-letters-action")
+    def move(self, keys: list[str] | None, requeue: bool, expected: int) -> ActionDone:
         letters = {letter.key: letter for letter in self.letters}
         fn = deadletters.requeue if requeue else deadletters.delete
         action = "deadletter.requeue" if requeue else "deadletter.delete"
-        try:
-            count = calls.broker(self, fn, change=True, keys=keys)
+        count = calls.broker(self, fn, change=True, keys=keys)
 
-            def audit(*, session) -> None:
-                details = {"count": count}
-                if keys and keys[0] in letters:
-                    details.update(deadletters.describe(letters[keys[0]]))
-                calls.audit(self, session=session, action=action, target=keys[0] if keys else "all", details=details)
+        def audit(*, session) -> None:
+            details = {"count": count}
+            if keys and keys[0] in letters:
+                details.update(deadletters.describe(letters[keys[0]]))
+            calls.audit(self, session=session, action=action, target=keys[0] if keys else "all", details=details)
 
-            calls.write(self, audit)
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed(action, calls.explain(error)))
-            return
+        calls.write(self, audit)
         verb = "Requeued" if requeue else "Deleted"
-        self.post_message(ActionDone(action, f"{verb} {count:,} dead letter(s)."))
+        return ActionDone(action, f"{verb} {count:,} dead letter(s).")
 
     def after_action(self, message: ActionDone) -> None:
         self.load()

@@ -8,6 +8,7 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Select, Static
 
@@ -15,7 +16,7 @@ from backend.core.settings import JOB_TYPES
 from backend.jobs import queries
 from backend.jobs.public import JobPublic
 from console import calls
-from console.messages import ActionFailed, Loaded
+from console.messages import CompanyChoicesLoaded
 from console.screens.base import ManiScreen
 from console.widgets import cells
 from console.widgets.fit_table import Choice, Col
@@ -47,6 +48,14 @@ def parse_since(text: str, now: datetime) -> datetime | None:
         amount = int(text[:-1])
         return now - (timedelta(days=amount) if text[-1] == "d" else timedelta(hours=amount))
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+class JobsLoaded(Message):
+    """One page of jobs that match the filters, from `offset`, of `total`."""
+
+    def __init__(self, rows: list[JobPublic], total: int, offset: int) -> None:
+        super().__init__()
+        self.rows, self.total, self.offset = rows, total, offset
 
 
 class HistoryScreen(ManiScreen):
@@ -117,30 +126,23 @@ or an email address (or its beginning) to find the jobs that sent to it. Enter o
             return
         self._load(self._filters(), since, self.row_offset)
 
-    @work(thread=True, exclusive=True, group="history")
-    def _load(self, filters: dict, since: datetime | None, offset: int) -> None:
-        try:
-            rows, total = calls.read(self, queries.search_jobs, since=since, limit=PAGE, offset=offset, **filters)
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("load", calls.explain(error)))
-            return
-        self.post_message(Loaded("jobs", (rows, total, offset)))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="history")
+    def _load(self, filters: dict, since: datetime | None, offset: int) -> JobsLoaded:
+        rows, total = calls.read(self, queries.search_jobs, since=since, limit=PAGE, offset=offset, **filters)
+        return JobsLoaded(rows, total, offset)
 
-    @work(thread=True, exclusive=True, group="history-companies")
-    def load_companies(self) -> None:
-        try:
-            choices = calls.read(self, queries.company_choices)
-        except Exception:  # noqa: BLE001 - the banner says why; the filter stays empty
-            return
-        self.post_message(Loaded("companies", choices))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="history-companies")
+    def load_companies(self) -> CompanyChoicesLoaded:
+        return CompanyChoicesLoaded(calls.read(self, queries.company_choices))
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        if message.what == "companies":
-            self.query_one("#filter-company", Select).set_options(
-                [(f"{name} ({cid})", cid) for cid, name in message.data])
-            return
-        rows, total, offset = message.data
+    @on(CompanyChoicesLoaded)
+    def _companies_loaded(self, message: CompanyChoicesLoaded) -> None:
+        self.query_one("#filter-company", Select).set_options(
+            [(f"{name} ({cid})", cid) for cid, name in message.choices])
+
+    @on(JobsLoaded)
+    def _loaded(self, message: JobsLoaded) -> None:
+        rows, total, offset = message.rows, message.total, message.offset
         self.rows, self.total, self.row_offset = rows, total, offset
         table = self.query_one("#history", PagedTable)
         keep = table.cursor_row
@@ -196,6 +198,14 @@ or an email address (or its beginning) to find the jobs that sent to it. Enter o
             self.query_one(selector, Input).value = ""
         self.load(0)
         self.query_one("#history").focus()
+
+    def palette_commands(self) -> list[tuple[str, str, object]]:
+        """The palette's "open": the selected job first."""
+        table = self.query_one("#history", PagedTable)
+        if not self.rows or table.cursor_row < 0:
+            return []
+        job_id = self.rows[min(table.cursor_row, len(self.rows) - 1)].id
+        return [(f"Open job {job_id}", "The selected job's detail page", lambda: self.app.open_job(job_id))]
 
     def action_open_job(self) -> None:
         table = self.query_one("#history", PagedTable)

@@ -9,6 +9,8 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
+from textual.timer import Timer
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent, TabPane
 
@@ -17,12 +19,13 @@ from backend.jobs import queries
 from backend.jobs.export import write_job_log
 from backend.jobs.public import CallbackDeliveryPublic, HandoffBatchPublic, JobDetailPublic, RecipientPagePublic
 from console import calls
-from console.messages import ActionDone, ActionFailed, Loaded
+from console.messages import ActionDone
 from console.screens.base import ManiScreen
 from console.widgets import cells
 from console.widgets.callbacks import CallbacksPane
 from console.widgets.confirm import PromptModal
 from console.widgets.fit_table import Col, FitTable
+from console.widgets.full_text import FullTextModal
 from console.widgets.job_summary import JobSummary
 from console.widgets.paged_table import PagedTable
 from models import RECIPIENT_PROBLEM, RECIPIENT_RETRYABLE
@@ -87,19 +90,52 @@ def _handoff_note(batch: HandoffBatchPublic, now) -> Text:
     return note
 
 
+class DetailLoaded(Message):
+    """The job's summary, batches and counts, and its callback deliveries."""
+
+    def __init__(self, detail: JobDetailPublic, deliveries: list[CallbackDeliveryPublic]) -> None:
+        super().__init__()
+        self.detail, self.deliveries = detail, deliveries
+
+
+class PageLoaded(Message):
+    """One page of recipients; `direction` says which way it was turned ("current": a refresh)."""
+
+    def __init__(self, page: RecipientPagePublic, direction: str) -> None:
+        super().__init__()
+        self.page, self.direction = page, direction
+
+
+class QuestionCounts(Message):
+    """The job as it is when an action's key is pressed: what its question counts."""
+
+    def __init__(self, kind: str, detail: JobDetailPublic) -> None:
+        super().__init__()
+        self.kind, self.detail = kind, detail
+
+
+def plural(count: int, word: str) -> str:
+    """`1 recipient`, `2,000 recipients`."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
 class JobDetailScreen(ManiScreen):
     HELP = """\
 **Job detail.** The job's summary: progress, bounce and complaint rates (▲ from 2%), the
 share of callbacks Moodle has received, the route and why. `t` goes to the next tab: recipients
 (one page at a time, `[` `]` to page, moving past the edge turns the page), batches, status
 counts, callbacks.
-`/` searches addresses; the status list filters. `r` retries the selected recipient,
-`R` every failed one; `p`/`u` pause/resume; `c` cancels; `e` exports the log as CSV.
-On the **Callbacks** tab, Enter opens a delivery's attempt log, `r` sends the selected callback
-again and `R` every failed one. Each change asks first and says how many things it touches."""
+It refreshes on its own at the dashboard's interval, keeping the cursor where it is.
+`/` searches addresses; the status list filters; Esc clears them before it goes back.
+Enter or `v` shows the selected row whole (the line under the table has its error).
+`r` retries the selected recipient, `R` every failed one; `p`/`u` pause/resume; `c` cancels;
+`e` exports the log as CSV. On the **Callbacks** tab, Enter opens a delivery's attempt log,
+`v` shows it whole, `r` sends the selected callback again and `R` every failed one. Each change
+asks first and says how many things it touches."""
 
     BINDINGS = [
-        Binding("escape", "back", "Back", id="job.back", tooltip="Back to the previous screen"),
+        Binding("escape", "back", "Back", id="job.back",
+                tooltip="Clear the search and the filter; when there is none, back to the previous screen"),
         Binding("slash", "search", "Search", id="job.search", tooltip="Search recipients by address"),
         Binding("r", "retry_selected", "Retry", id="job.retry_one", tooltip="Retry the selected failed recipient",
                 group=RETRY),
@@ -111,6 +147,8 @@ again and `R` every failed one. Each change asks first and says how many things 
                 tooltip="Callbacks tab: send every failed callback of this job again"),
         Binding("enter", "open_delivery", "Attempts", id="job.callback_log",
                 tooltip="Callbacks tab: open the selected callback's attempt log"),
+        Binding("v", "view", "Full text", show=False, id="job.view",
+                tooltip="Every field of the selected row, whole, selectable for copying (Enter too)"),
         Binding("p", "pause", "Pause", id="job.pause", tooltip="Pause the job: no more sends until resumed",
                 group=PAUSE),
         Binding("u", "resume", "Resume", id="job.resume", tooltip="Resume a paused job", group=PAUSE),
@@ -129,6 +167,7 @@ again and `R` every failed one. Each change asks first and says how many things 
         self.status_filter = "all"
         self.search = ""
         self.NAV = "dashboard"
+        self._timer: Timer | None = None
 
     def compose_body(self) -> ComposeResult:
         self.NAV = self.app.current_mode
@@ -139,9 +178,11 @@ again and `R` every failed one. Each change asks first and says how many things 
                     yield Select(STATUS_FILTERS, value="all", allow_blank=False, compact=True, id="recipient-status")
                     yield Input(placeholder="/ search address", compact=True, id="recipient-search")
                 yield PagedTable(RECIPIENT_COLUMNS, id="recipients", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="recipient-detail", classes="detail-line")
                 yield Static("", id="page-status", classes="status-line")
             with TabPane("Batches", id="tab-batches"):
                 yield FitTable(BATCH_COLUMNS, id="batches", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="batch-detail", classes="detail-line")
             with TabPane("Counts", id="tab-counts"):
                 yield FitTable(COUNT_COLUMNS, id="counts", cursor_type="row", show_cursor=False)
             with TabPane("Callbacks", id="tab-callbacks"):
@@ -154,23 +195,38 @@ again and `R` every failed one. Each change asks first and says how many things 
 
     # Loading ------------------------------------------------------------------------------------
 
+    def on_screen_resume(self) -> None:
+        """While the job is on screen it refreshes at the dashboard's interval (`--refresh`)."""
+        refresh = self.app.config.refresh
+        if refresh and self._timer is None:
+            self._timer = self.set_interval(refresh, self._tick)
+        elif self._timer is not None:
+            self._timer.resume()
+
+    def on_screen_suspend(self) -> None:
+        if self._timer is not None:
+            self._timer.pause()
+
+    def _tick(self) -> None:
+        """Read the job and the page on screen again, unless a read is still running: a refresh
+        never cancels a page the admin asked for, and never moves the cursor or the scroll."""
+        if not self.busy("job-detail", "job-page"):
+            self.action_reload()
+
     def action_reload(self) -> None:
         self.load_detail()
         self.load_page("current")
 
-    @work(thread=True, exclusive=True, group="job-detail")
-    def load_detail(self) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="job-detail")
+    def load_detail(self) -> DetailLoaded:
         def read_all(*, session) -> tuple:
             detail = queries.job_detail(session=session, job_ref=self.job_id)
             return detail, queries.list_deliveries(session=session, job_id=detail.id, newest_first=False, limit=500)
 
-        try:
-            self.post_message(Loaded("detail", calls.read(self, read_all)))
-        except Exception as error:  # noqa: BLE001 - shown as a notification
-            self.post_message(ActionFailed("load", calls.explain(error)))
+        return DetailLoaded(*calls.read(self, read_all))
 
-    @work(thread=True, exclusive=True, group="job-page")
-    def load_page(self, direction: str) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="job-page")
+    def load_page(self, direction: str) -> PageLoaded:
         page, size = self.page, self.app.config.page_size
         options: dict = {}
         if direction == "next" and page and page.rows:
@@ -181,22 +237,19 @@ again and `R` every failed one. Each change asks first and says how many things 
             options["last"] = True
         elif direction == "current" and page and page.rows:
             options["after_id"] = page.rows[0].id - 1
-        try:
-            result = calls.read(
-                self, queries.recipients_page, job_id=self.job_id, status=_status_filter(self.status_filter),
-                search=self.search or None, limit=size, **options,
-            )
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("load", calls.explain(error)))
-            return
-        self.post_message(Loaded("page", (result, direction)))
+        page = calls.read(
+            self, queries.recipients_page, job_id=self.job_id, status=_status_filter(self.status_filter),
+            search=self.search or None, limit=size, **options,
+        )
+        return PageLoaded(page, direction)
 
-    @on(Loaded)
-    def _loaded(self, message: Loaded) -> None:
-        if message.what == "detail":
-            self._show_detail(*message.data)
-        elif message.what == "page":
-            self._show_page(*message.data)
+    @on(DetailLoaded)
+    def _detail_loaded(self, message: DetailLoaded) -> None:
+        self._show_detail(message.detail, message.deliveries)
+
+    @on(PageLoaded)
+    def _page_loaded(self, message: PageLoaded) -> None:
+        self._show_page(message.page, message.direction)
 
     def _show_detail(self, detail: JobDetailPublic, deliveries: list[CallbackDeliveryPublic]) -> None:
         self.detail = detail
@@ -216,6 +269,7 @@ again and `R` every failed one. Each change asks first and says how many things 
             for status, count in sorted(detail.counts.items(), key=lambda item: -item[1])
         )
         self.query_one(CallbacksPane).show(deliveries, now)
+        self._describe_batch()
 
     def _show_page(self, page: RecipientPagePublic, direction: str) -> None:
         self.page = page
@@ -229,11 +283,13 @@ again and `R` every failed one. Each change asks first and says how many things 
         table.has_next, table.has_previous = page.has_next, page.has_previous
         if page.rows:
             target = len(page.rows) - 1 if direction == "previous:end" or direction == "last" else keep
-            table.move_cursor(row=min(target, len(page.rows) - 1), animate=False)
+            table.move_cursor(row=min(target, len(page.rows) - 1), animate=False, scroll=direction != "current")
+        self._describe_recipient()
         end = page.start + len(page.rows)
         shown = f"rows {page.start + 1:,}–{end:,} of {page.total:,}" if page.rows else "no recipients match"
         self.query_one("#page-status", Static).update(
-            f"{shown} · [ ] page · / search · filter: {self.status_filter}" + (f" · “{self.search}”" if self.search else "")
+            f"{shown} · [ ] page · ⏎ whole row · filter: {self.status_filter}"
+            + (f" · “{self.search}”" if self.search else "")
         )
 
     @on(PagedTable.PageRequest)
@@ -252,6 +308,65 @@ again and `R` every failed one. Each change asks first and says how many things 
         self.page = None
         self.load_page("first")
         self.query_one("#recipients").focus()
+
+    # The selected row, whole -----------------------------------------------------------------------
+
+    @on(DataTable.RowHighlighted, "#recipients")
+    def _describe_recipient(self) -> None:
+        """The line under the table: the selected recipient with its last error whole, wrapped."""
+        row = self._selected_recipient()
+        text = Text()
+        if row is not None:
+            text.append(row.email, style="bold")
+            text.append(f" · line {row.line or '–'} · ")
+            text.append_text(cells.status_text(row.status))
+            text.append(f" · {row.attempts:,} attempt{'s' if row.attempts != 1 else ''}")
+            if row.error:
+                text.append(" · last error: ")
+                text.append(" ".join(row.error.split()), style="red")
+        self.query_one("#recipient-detail", Static).update(text)
+
+    def _selected_batch(self):
+        table = self.query_one("#batches", FitTable)
+        batches = self.detail.batches if self.detail else []
+        if not batches or table.cursor_row < 0:
+            return None
+        return batches[min(table.cursor_row, len(batches) - 1)]
+
+    @on(DataTable.RowHighlighted, "#batches")
+    def _describe_batch(self) -> None:
+        batch = self._selected_batch()
+        text = Text()
+        if batch is not None:
+            text.append(f"batch {batch.number}", style="bold")
+            text.append(f" · {batch.status} · {batch.sent:,} sent, {batch.failed:,} failed of {batch.size:,}")
+            if batch.error:
+                text.append(" · last error: ")
+                text.append(" ".join(batch.error.split()), style="red")
+        self.query_one("#batch-detail", Static).update(text)
+
+    @on(DataTable.RowSelected, "#recipients")
+    @on(DataTable.RowSelected, "#batches")
+    def action_view(self) -> None:
+        """Every field of the selected recipient, batch or callback, whole (Enter or `v`)."""
+        active = self.query_one(TabbedContent).active
+        if active == "tab-callbacks":
+            self.query_one(CallbacksPane).view()
+        elif active == "tab-batches":
+            batch = self._selected_batch()
+            if batch is not None:
+                self.app.push_screen(FullTextModal(f"Job {self.job_id}, batch {batch.number}", [
+                    ("batch", batch.number), ("status", batch.status), ("size", batch.size), ("sent", batch.sent),
+                    ("failed", batch.failed), ("attempts", batch.attempts), ("started", batch.started_at), ("finished", batch.finished_at),
+                    ("last error", batch.error)]))
+        elif active == "tab-recipients":
+            row = self._selected_recipient()
+            if row is not None:
+                self.app.push_screen(FullTextModal(f"Job {self.job_id}, recipient {row.email}", [
+                    ("email", row.email), ("line", row.line), ("name", row.name), ("user id", row.userid),
+                    ("status", row.status), ("attempts", row.attempts), ("last error", row.error),
+                    ("sent", row.sent_at), ("message id", row.external_id), ("certificate", row.certificate_url),
+                    ("certificate code", row.certificate_code), ("batch", row.batch_id), ("recipient id", row.id)]))
 
     # Callbacks tab -------------------------------------------------------------------------------
 
@@ -293,12 +408,19 @@ again and `R` every failed one. Each change asks first and says how many things 
         self.query_one("#recipient-search", Input).focus()
 
     def action_back(self) -> None:
-        focused = self.focused
-        if isinstance(focused, Input) and focused.value:
-            focused.value = ""
-            if self.search:
-                self.search = ""
-                self.load_page("first")
+        """Esc clears an active search or filter first (the text being typed, too); only then
+        does it go back. See docs/console.md, "Keys that mean the same everywhere"."""
+        typed = self.query_one("#recipient-search", Input)
+        if self.search or typed.value or self.status_filter != "all":
+            typed.value = ""
+            self.search = ""
+            if self.status_filter != "all":
+                self.status_filter = "all"
+                with self.prevent(Select.Changed):
+                    self.query_one("#recipient-status", Select).value = "all"
+            self.page = None
+            self.load_page("first")
+            self.query_one("#recipients").focus()
             return
         self.app.pop_screen()
 
@@ -321,46 +443,65 @@ again and `R` every failed one. Each change asks first and says how many things 
         self.confirm("Retry recipient", f"Retry 1 recipient ({row.email}) of job {self.job_id}?",
                      lambda: self.run_action("retry", recipient_ids=[row.id]), label="Retry")
 
+    # The whole-job actions ask with counts read when the key is pressed, by the same backend
+    # function (`queries.job_detail`) whose sets the action uses: the question's count is the
+    # count the action reports, not the one of the last refresh.
+
     def action_retry_all(self) -> None:
-        count = self.detail.retryable if self.detail else 0
-        if not count:
-            self.notify(f"Job {self.job_id} has no failed recipients to retry.", severity="warning")
-            return
-        self.confirm("Retry all failed", f"Retry all {count:,} failed recipients of job {self.job_id}? "
-                     "Each is sent again.", lambda: self.run_action("retry"), label=f"Retry {count:,}")
+        if not self.refuse_if_read_only():
+            self.read_question("retry")
 
     def action_pause(self) -> None:
-        waiting = self.detail.waiting if self.detail else 0
-        self.confirm("Pause job", f"Pause job {self.job_id}? {waiting:,} recipients not yet sent wait "
-                     "until you resume it.", lambda: self.run_action("pause"), label="Pause")
+        if not self.refuse_if_read_only():
+            self.read_question("pause")
 
     def action_resume(self) -> None:
-        waiting = self.detail.waiting if self.detail else 0
-        self.confirm("Resume job", f"Resume job {self.job_id}? {waiting:,} recipients not yet sent "
-                     "will be sent.", lambda: self.run_action("resume"), label="Resume")
+        if not self.refuse_if_read_only():
+            self.read_question("resume")
 
     def action_cancel_job(self) -> None:
-        # The count the cancel itself will report (`queries.count_cancellable`, as of the last refresh).
-        cancellable = self.detail.cancellable if self.detail else 0
-        self.confirm("Cancel job", f"Cancel job {self.job_id} for good? {cancellable:,} recipients not yet "
-                     "sent will never be sent.", lambda: self.run_action("cancel"), label="Cancel job", danger=True)
+        if not self.refuse_if_read_only():
+            self.read_question("cancel")
 
-    @work(thread=True, exclusive=True, group="job-action")
-    def run_action(self, kind: str, recipient_ids: list[int] | None = None) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="job-question")
+    def read_question(self, kind: str) -> QuestionCounts:
+        return QuestionCounts(kind, calls.read(self, queries.job_detail, job_ref=self.job_id))
+
+    @on(QuestionCounts)
+    def _ask(self, message: QuestionCounts) -> None:
+        detail, job = message.detail, self.job_id
+        if message.kind == "retry":
+            count = detail.retryable
+            if not count:
+                self.notify(f"Job {job} has no failed recipients to retry.", severity="warning")
+                return
+            self.confirm("Retry all failed", f"Retry {'the' if count == 1 else 'all'} {plural(count, 'failed recipient')}"
+                         f" of job {job}? Each is sent again.", lambda: self.run_action("retry"),
+                         label=f"Retry {count:,}")
+        elif message.kind == "pause":
+            self.confirm("Pause job", f"Pause job {job}? {plural(detail.waiting, 'recipient')} not yet sent wait "
+                         "until you resume it.", lambda: self.run_action("pause"), label="Pause")
+        elif message.kind == "resume":
+            self.confirm("Resume job", f"Resume job {job}? {plural(detail.waiting, 'recipient')} not yet sent "
+                         "will be sent.", lambda: self.run_action("resume"), label="Resume")
+        elif message.kind == "cancel":
+            # `cancellable` is `queries.count_cancellable`, the count the cancel itself reports.
+            self.confirm("Cancel job", f"Cancel job {job} for good? {plural(detail.cancellable, 'recipient')} not "
+                         "yet sent will never be sent.", lambda: self.run_action("cancel"), label="Cancel job",
+                         danger=True)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="job-action")
+    def run_action(self, kind: str, recipient_ids: list[int] | None = None) -> ActionDone:
         actor = self.app.config.actor
         fn = {"retry": job_actions.retry_job, "pause": job_actions.pause_job, "resume": job_actions.resume_job,
               "cancel": job_actions.cancel_job}[kind]
         options = {"recipient_ids": recipient_ids} if recipient_ids else {}
-        try:
-            result = calls.write(self, fn, job_ref=self.job_id, actor=actor, source="console", **options)
-            note = calls.hand_over(self, result.followups)
-        except Exception as error:  # noqa: BLE001 - every failure is shown, with why
-            self.post_message(ActionFailed(kind, calls.explain(error)))
-            return
+        result = calls.write(self, fn, job_ref=self.job_id, actor=actor, source="console", **options)
+        note = calls.hand_over(self, result.followups)
         count = result.public.recipients
-        words = {"retry": f"{count:,} recipient(s) set to retry", "pause": "paused",
-                 "resume": "resumed", "cancel": f"cancelled ({count:,} recipients not sent)"}[kind]
-        self.post_message(ActionDone(kind, f"Job {self.job_id}: {words}" + (f"; {note}" if note else "") + "."))
+        words = {"retry": f"{plural(count, 'recipient')} set to retry", "pause": "paused",
+                 "resume": "resumed", "cancel": f"cancelled ({plural(count, 'recipient')} not sent)"}[kind]
+        return ActionDone(kind, f"Job {self.job_id}: {words}" + (f"; {note}" if note else "") + ".")
 
     def after_action(self, message: ActionDone) -> None:
         self.action_reload()
@@ -378,8 +519,8 @@ again and `R` every failed one. Each change asks first and says how many things 
         self.app.push_screen(PromptModal("Export the job's log", "Write every recipient of this job to:",
                                          str(default)), chosen)
 
-    @work(thread=True, exclusive=True, group="job-export")
-    def export_log(self, path: Path) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="job-export")
+    def export_log(self, path: Path) -> ActionDone:
         def write_csv(*, session) -> int:
             with path.open("w", newline="", encoding="utf-8") as handle:
                 return write_job_log(session=session, job_id=self.job_id, handle=handle)
@@ -388,12 +529,8 @@ again and `R` every failed one. Each change asks first and says how many things 
             calls.audit(self, session=session, action="job.export", target=self.detail.job_id if self.detail else
                         str(self.job_id), details={"path": str(path), "rows": rows})
 
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            rows = calls.read(self, write_csv)
-            # An export is not a change, so read-only mode allows it; it is still audited.
-            calls._with_session(self, audit, read_only=False, rows=rows)
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("export", calls.explain(error)))
-            return
-        self.post_message(ActionDone("export", f"Exported {rows:,} recipients to {path}."))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = calls.read(self, write_csv)
+        # An export is not a change, so read-only mode allows it; it is still audited.
+        calls._with_session(self, audit, read_only=False, rows=rows)
+        return ActionDone("export", f"Exported {rows:,} recipients to {path}.")

@@ -13,9 +13,11 @@ from textual.widgets import DataTable, Static
 
 from backend.jobs.public import CallbackDeliveryPublic
 from console import calls
-from console.messages import ActionDone, ActionFailed
+from console.messages import ActionDone
 from console.widgets import cells
 from console.widgets.fit_table import Choice, Col, FitTable
+from console.widgets.full_text import FullTextModal
+from console.workers import WorkerResults
 
 # The seeds' targets: a bounce rate under 2 %, callbacks delivered above 99 %.
 BOUNCE_LIMIT = 0.02
@@ -170,7 +172,7 @@ def redeliver_question(rows: list[CallbackDeliveryPublic], *, scope: str = "", t
             "schedule starts afresh.")
 
 
-class CallbacksPane(Vertical):
+class CallbacksPane(WorkerResults, Vertical):
     """A `DeliveryTable` with the selected delivery in full under it. Enter (or `open_log`) opens
     the attempt log; `ask_redeliver*` confirm, then a worker redelivers and posts ActionDone or
     ActionFailed, which reach the screen (it notifies and reloads)."""
@@ -204,6 +206,17 @@ class CallbacksPane(Vertical):
         reload = getattr(self.screen, "action_reload", None)
         self.app.open_callback_log(row.id, lambda changed: reload() if changed and reload else None)
 
+    def view(self) -> None:
+        """Every field of the selected delivery, whole, selectable for copying."""
+        row = self.table.selected()
+        if row is None:
+            return
+        self.app.push_screen(FullTextModal(f"Callback {row.id}", [
+            ("callback", row.id), ("job", row.job_id), ("kind", kind(row)), ("status", row.status),
+            ("url", row.url), ("recipient updates", row.updates), ("attempts", row.attempts),
+            ("last status code", row.last_status_code), ("last error", row.last_error),
+            ("next attempt", row.next_attempt_at), ("delivered", row.delivered_at), ("created", row.created_at)]))
+
     def ask_redeliver(self) -> None:
         row = self.table.selected()
         if row is None:
@@ -224,14 +237,9 @@ class CallbacksPane(Vertical):
                             lambda: self.redeliver(failed_of_job=job_id, every_failed=job_id is None),
                             label=f"Redeliver {count:,}")
 
-    @work(thread=True, exclusive=True, group="callback-redeliver")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="callback-redeliver")
     def redeliver(self, delivery_ids: list[int] = (), failed_of_job: int | None = None,
-                  every_failed: bool = False) -> None:
-        try:
-            done, note = calls.redeliver_callbacks(self, delivery_ids=list(delivery_ids), failed_of_job=failed_of_job,
-                                                   every_failed=every_failed)
-        except Exception as error:  # noqa: BLE001 - every failure is shown, with why
-            self.post_message(ActionFailed("redeliver", calls.explain(error)))
-            return
-        self.post_message(ActionDone("redeliver", f"{len(done):,} callback(s) due now" + (f"; {note}" if note else "")
-                                     + "."))
+                  every_failed: bool = False) -> ActionDone:
+        done, note = calls.redeliver_callbacks(self, delivery_ids=list(delivery_ids), failed_of_job=failed_of_job,
+                                               every_failed=every_failed)
+        return ActionDone("redeliver", f"{len(done):,} callback(s) due now" + (f"; {note}" if note else "") + ".")

@@ -157,9 +157,30 @@ class FitTable(DataTable):
         self._refit(force=True)
 
     def set_rows(self, rows: Iterable[tuple[str | None, Mapping[str, Cell]]]) -> None:
-        """Replace the rows ((key, {column key: value})); the cursor stays on the same line."""
-        self._rows = list(rows)
+        """Replace the rows ((key, {column key: value})); the cursor stays on the same line.
+
+        When the rows have the same keys as before and the columns keep their widths (a refresh
+        of the same page), the cells are updated in place: the cursor and the scroll do not move.
+        """
+        rows = list(rows)
+        same_keys = (self._shape is not None and len(rows) == self.row_count == len(self._rows)
+                     and all(new == old is not None for (new, _), (old, _) in zip(rows, self._rows)))
+        self._rows = rows
+        if same_keys and self.size.width > 0:
+            shape = layout(self._specs, (cells for _, cells in rows), self._available(), self.cell_padding)
+            if shape == self._shape:
+                self._update_cells()
+                return
         self._refit(force=True)
+
+    def _update_cells(self) -> None:
+        shape = self._shape or []
+        forms = {col.key: _form((cells.get(col.key) for _, cells in self._rows), width) for col, width in shape}
+        for key, cells in self._rows:
+            for col, width in shape:
+                value = as_text(cells.get(col.key), width, col.justify, forms[col.key])
+                if self.get_cell(key, col.key) != value:
+                    self.update_cell(key, col.key, value)
 
     def _available(self) -> int:
         width = self.size.width

@@ -1,6 +1,6 @@
 """Write an SVG screenshot of every console screen (for docs/console.md), from the demo data.
 
-    python -m console.screenshots docs/screenshots [--size 120x36]
+    python -m docs.tools.screenshots docs/screenshots [--size 120x36]
 
 It uses a throwaway SQLite store and a frozen clock, so the pictures only change when the
 console does.
@@ -34,7 +34,7 @@ SHOTS = (
 async def _shoot(out: Path, size: tuple[int, int], name: str, keys: tuple[str, ...]) -> None:
     from console.app import ManiConsole
     from console.config import ConsoleConfig
-    from console.demo import DEMO_NOW, demo_broker
+    from docs.tools.demo import DEMO_NOW, demo_broker
 
     app = ManiConsole(ConsoleConfig(refresh=0, actor="alice", clock=lambda: DEMO_NOW, broker=demo_broker()))
     async with app.run_test(size=size) as pilot:
@@ -75,7 +75,7 @@ def main() -> int:
     os.environ["MANI_CONFIG"] = os.path.join(os.environ["MANI_DATA_DIR"], "none.toml")
 
     from backend.core.settings import reset_settings_cache
-    from console.demo import DEMO_NOW, seed
+    from docs.tools.demo import DEMO_NOW, seed
     from models.db import get_engine, session_scope, upgrade
 
     reset_settings_cache()

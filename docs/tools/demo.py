@@ -6,7 +6,7 @@ and recipients (a few bounced or complained), callback deliveries to Moodle with
 (delivered, retrying, failed for good), and a few audit entries. Everything is placed relative
 to `now`, so a frozen clock gives identical screens.
 
-    python -m console.demo            # seeds the configured store (refuses a non-empty one)
+    python -m docs.tools.demo            # seeds the configured store (refuses a non-empty one)
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Tooling for the docs: the console's demo data and its screenshots (not part of the installed package)."""
