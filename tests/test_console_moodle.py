@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 import pytest_textual_snapshot
 from sqlmodel import select
-from textual.worker import WorkerCancelled
 
 from backend.core.settings import reset_settings_cache
 from console.app import ManiConsole
 from console.config import ConsoleConfig
-from console.demo import demo_broker
+from docs.tools.demo import demo_broker
 from console.screens.bulk import BulkScreen
-from console.screenshots import preserve_spaces
+from docs.tools.screenshots import preserve_spaces
 from console.widgets.moodle_form import MoodleForm
 from models import AuditEntry, Job
 from models.db import session_scope
+from tests.support.console import settle
 from tests.support.moodle_fixture import AT, COURSE, COURSE_NAME, EXPECTED
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.postgres]
@@ -36,16 +36,6 @@ def run_async(test):
         return asyncio.run(test(*args, **kwargs))
 
     return wrapper
-
-
-async def settle(pilot, rounds: int = 5) -> None:
-    for _ in range(rounds):
-        await pilot.pause()
-        try:
-            await pilot.app.workers.wait_for_complete()
-        except WorkerCancelled:
-            pass
-    await pilot.pause()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest_textual_snapshot
 from sqlmodel import select
 
 from backend.core.settings import reset_settings_cache
-from console.demo import DEMO_NOW, demo_broker
+from docs.tools.demo import DEMO_NOW, demo_broker
 from console.screens.job_detail import JobDetailScreen
 from models import AuditEntry, Company, Schedule, ScheduleRun
 from models.db import session_scope

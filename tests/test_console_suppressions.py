@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import pytest_textual_snapshot
 from sqlalchemy import insert, select
-from textual.worker import WorkerCancelled
 
 from console.app import ManiConsole
 from console.config import ConsoleConfig
-from console.demo import DEMO_NOW, demo_broker, seed
-from console.screenshots import preserve_spaces
+from docs.tools.demo import DEMO_NOW, demo_broker, seed
+from docs.tools.screenshots import preserve_spaces
 from console.screens.suppressions import SuppressionsScreen
 from models import AuditEntry, Suppression
 from models.db import session_scope
+from tests.support.console import settle
 
 SNAPSHOT_DIR = Path(__file__).parent / "snapshots"
 ENTRIES = [
@@ -37,16 +37,6 @@ def run_async(test):
         return asyncio.run(test(*args, **kwargs))
 
     return wrapper
-
-
-async def settle(pilot, rounds: int = 4) -> None:
-    for _ in range(rounds):
-        await pilot.pause()
-        try:
-            await pilot.app.workers.wait_for_complete()
-        except WorkerCancelled:
-            pass
-    await pilot.pause()
 
 
 @pytest.fixture
