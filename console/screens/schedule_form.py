@@ -20,7 +20,7 @@ from backend.schedules.queries import SchedulePublic
 from backend.schedules.recurrence import Frequency
 from backend.schedules.service import add_schedule, edit_schedule, preview_run_times
 from console import calls
-from console.messages import ActionDone, ActionFailed
+from console.messages import ActionDone
 from console.screens.base import ManiScreen
 from console.widgets.confirm import ConfirmModal
 
@@ -162,22 +162,18 @@ are checked against the company in Moodle then); Escape leaves."""
             return
         self.save(self.spec())
 
-    @work(thread=True, exclusive=True, group="schedule-save")
-    def save(self, spec: ScheduleInput) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="schedule-save")
+    def save(self, spec: ScheduleInput) -> ActionDone:
         actor, now = self.app.config.actor, self.app.config.clock()
-        try:
-            if self.schedule is None:
-                saved = calls.write(self, add_schedule, spec=spec, actor=actor, source="console", now=now)
-            else:
-                changes = {key: getattr(spec, key) for key in ScheduleInput.__dataclass_fields__
-                           if key not in ("enabled", "extra")}
-                saved = calls.write(self, edit_schedule, ref=self.schedule.id, changes=changes, actor=actor,
-                                    source="console", now=now)
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("save", calls.explain(error)))
-            return
-        self.post_message(ActionDone("save", f"Schedule {saved.id} saved: next run {saved.next_run_at:%Y-%m-%d %H:%M} UTC."
-                                     if saved.next_run_at else f"Schedule {saved.id} saved (paused)."))
+        if self.schedule is None:
+            saved = calls.write(self, add_schedule, spec=spec, actor=actor, source="console", now=now)
+        else:
+            changes = {key: getattr(spec, key) for key in ScheduleInput.__dataclass_fields__
+                       if key not in ("enabled", "extra")}
+            saved = calls.write(self, edit_schedule, ref=self.schedule.id, changes=changes, actor=actor,
+                                source="console", now=now)
+        return ActionDone("save", f"Schedule {saved.id} saved: next run {saved.next_run_at:%Y-%m-%d %H:%M} UTC."
+                          if saved.next_run_at else f"Schedule {saved.id} saved (paused).")
 
     def after_action(self, message: ActionDone) -> None:
         self.dismiss(True)

@@ -95,12 +95,9 @@ you type; `p` pauses, `r` resumes, `n` runs the selected schedule now (each asks
     def action_reload(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, group="schedules")
-    def load(self) -> None:
-        try:
-            self.post_message(SchedulesLoaded(calls.read(self, list_schedules)))
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("load", calls.explain(error)))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="schedules")
+    def load(self) -> SchedulesLoaded:
+        return SchedulesLoaded(calls.read(self, list_schedules))
 
     @on(SchedulesLoaded)
     def _loaded(self, message: SchedulesLoaded) -> None:
@@ -198,36 +195,27 @@ you type; `p` pauses, `r` resumes, `n` runs the selected schedule now (each asks
     def _selected(self) -> None:
         self.action_open_job()
 
-    @work(thread=True, exclusive=True, group="schedule-action")
-    def change(self, what: str, schedule_id: int) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="schedule-action")
+    def change(self, what: str, schedule_id: int) -> ActionDone:
         act = pause_schedule if what == "pause" else resume_schedule
-        try:
-            schedule = calls.write(self, act, ref=schedule_id, actor=self.app.config.actor, source="console")
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed(what, calls.explain(error)))
-            return
+        schedule = calls.write(self, act, ref=schedule_id, actor=self.app.config.actor, source="console")
         after = "paused" if what == "pause" else f"resumed: next run {local_time(schedule.next_run_at, schedule.timezone)}"
-        self.post_message(ActionDone(what, f"Schedule {schedule_id} {after}."))
+        return ActionDone(what, f"Schedule {schedule_id} {after}.")
 
-    @work(thread=True, exclusive=True, group="schedule-action")
-    def run_now(self, schedule_id: int) -> None:
-        try:
-            run_id = calls.write(self, add_manual_run, ref=schedule_id, actor=self.app.config.actor, source="console")
-            outcome = execute_run(run_id=run_id, actor=self.app.config.actor, source="console")
-            queued = calls.hand_over(self, outcome.followups, what="the job")
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("run", calls.explain(error)))
-            return
+    @work(thread=True, exclusive=True, exit_on_error=False, group="schedule-action")
+    def run_now(self, schedule_id: int) -> ActionDone | ActionFailed:
+        run_id = calls.write(self, add_manual_run, ref=schedule_id, actor=self.app.config.actor, source="console")
+        outcome = execute_run(run_id=run_id, actor=self.app.config.actor, source="console")
+        queued = calls.hand_over(self, outcome.followups, what="the job")
         if outcome.job_id:
-            self.post_message(ActionDone("run", f"Run {run_id}: job {outcome.job_id} created; {queued}."))
-        elif outcome.status in ("failed", "retrying"):
-            self.post_message(ActionFailed("run", f"Run {run_id} {outcome.status}: {outcome.error}"))
-        else:
-            self.post_message(ActionDone("run", f"Run {run_id}: nobody to send to ({outcome.status})."))
+            return ActionDone("run", f"Run {run_id}: job {outcome.job_id} created; {queued}.")
+        if outcome.status in ("failed", "retrying"):
+            return ActionFailed("run", f"Run {run_id} {outcome.status}: {outcome.error}")
+        return ActionDone("run", f"Run {run_id}: nobody to send to ({outcome.status}).")
 
     def on_action_failed(self, message: ActionFailed) -> None:
         super().on_action_failed(message)
-        if message.action == "run":
+        if message.action in ("run", "run_now"):
             self.load()  # the failed run is recorded: show it
 
     def after_action(self, message: ActionDone) -> None:

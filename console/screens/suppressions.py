@@ -22,7 +22,7 @@ from backend.core.csv_out import csv_writer
 from backend.jobs import queries
 from backend.jobs.public import SuppressionPublic
 from console import calls
-from console.messages import ActionDone, ActionFailed
+from console.messages import ActionDone
 from console.screens.base import ManiScreen
 from console.widgets import cells
 from console.widgets.confirm import PromptModal
@@ -131,27 +131,20 @@ addresses and reasons; Esc clears the search, then goes back."""
 
     # Reading ----------------------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="supp-companies")
-    def load_companies(self) -> None:
-        try:
-            self.post_message(CompaniesLoaded(calls.read(self, queries.company_choices)))
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("load", calls.explain(error)))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="supp-companies")
+    def load_companies(self) -> CompaniesLoaded:
+        return CompaniesLoaded(calls.read(self, queries.company_choices))
 
     def load(self, offset: int | None = None) -> None:
         if offset is not None:
             self.row_offset = max(offset, 0)
         self._load(self.company_id, self.query_one("#supp-search", Input).value.strip() or None, self.row_offset)
 
-    @work(thread=True, exclusive=True, group="supp-load")
-    def _load(self, company_id: str | None, search: str | None, offset: int) -> None:
-        try:
-            rows, total = calls.read(self, queries.suppressions, company_id=company_id, search=search,
-                                     limit=PAGE, offset=offset)
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("load", calls.explain(error)))
-            return
-        self.post_message(SuppressionsLoaded(company_id, rows, total, offset))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="supp-load")
+    def _load(self, company_id: str | None, search: str | None, offset: int) -> SuppressionsLoaded:
+        rows, total = calls.read(self, queries.suppressions, company_id=company_id, search=search,
+                                 limit=PAGE, offset=offset)
+        return SuppressionsLoaded(company_id, rows, total, offset)
 
     @on(CompaniesLoaded)
     def _companies(self, message: CompaniesLoaded) -> None:
@@ -270,8 +263,9 @@ addresses and reasons; Esc clears the search, then goes back."""
         self.app.push_screen(PromptModal("Import suppressions", "CSV file (an email column, and reason)",
                                          suggester=PathSuggester(base=self.app.config.csv_dir)), given)
 
-    @work(thread=True, exclusive=True, group="supp-change")
-    def change(self, kind: str, company_id: str | None, *, emails: list[str] = (), path: str | None = None) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="supp-change")
+    def change(self, kind: str, company_id: str | None, *, emails: list[str] = (), path: str | None = None
+               ) -> ActionDone:
         actor = self.app.config.actor
 
         def run(*, session) -> int:
@@ -284,19 +278,15 @@ addresses and reasons; Esc clears the search, then goes back."""
                                     source="import" if kind == "import" else "admin", actor=actor,
                                     audit_source="console")
 
-        try:
-            count = calls.write(self, run)
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed(kind, calls.explain(error)))
-            return
+        count = calls.write(self, run)
         verb = "removed from" if kind == "remove" else "added to"
-        self.post_message(ActionDone(kind, f"{count:,} address(es) {verb} the list of {self._label(company_id)}."))
+        return ActionDone(kind, f"{count:,} address(es) {verb} the list of {self._label(company_id)}.")
 
     def after_action(self, message: ActionDone) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, group="supp-export")
-    def action_export(self) -> None:
+    @work(thread=True, exclusive=True, exit_on_error=False, group="supp-export")
+    def action_export(self) -> ActionDone:
         company = self.company_id
         name = f"suppressions-{company or 'no-company'}.csv"
         target = Path(self.app.config.export_dir) / re.sub(r"[^A-Za-z0-9._-]", "_", name)
@@ -310,9 +300,5 @@ addresses and reasons; Esc clears the search, then goes back."""
                     written += 1
             return written
 
-        try:
-            count = calls.read(self, write_file)
-        except Exception as error:  # noqa: BLE001
-            self.post_message(ActionFailed("export", calls.explain(error)))
-            return
-        self.post_message(ActionDone("export", f"Wrote {count:,} address(es) to {target}."))
+        count = calls.read(self, write_file)
+        return ActionDone("export", f"Wrote {count:,} address(es) to {target}.")

@@ -18,6 +18,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select
 
 from backend.jobs.moodle_source import moodle_company_choices, moodle_course_choices
 from console import calls
+from console.workers import WorkerResults
 
 # (selection type, the card's title): the seeds' wording, [X] being the form's fields.
 CARDS = (
@@ -63,7 +64,7 @@ class MoodleCoursesLoaded(Message):
         self.problem = problem
 
 
-class MoodleForm(Vertical):
+class MoodleForm(WorkerResults, Vertical):
     """The Moodle source's fields; the Preview and Send buttons are the screen's to handle."""
 
     DEFAULT_CSS = """
@@ -104,22 +105,17 @@ class MoodleForm(Vertical):
 
     # Choices, read in workers ---------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="moodle-companies")
-    def load_companies(self) -> None:
-        try:
-            choices, problem = calls.read(self, moodle_company_choices)
-        except Exception as error:  # noqa: BLE001 - shown in the summary
-            choices, problem = [], calls.explain(error)
-        self.post_message(MoodleCompaniesLoaded(choices, problem))
+    # A failure is one `ActionFailed` (the `WorkerResults` handler), which the screen notifies.
 
-    @work(thread=True, exclusive=True, group="moodle-courses")
-    def load_courses(self, company: str) -> None:
-        try:
-            courses = calls.read(self, moodle_course_choices, company=company)
-        except Exception as error:  # noqa: BLE001 - shown in the summary
-            self.post_message(MoodleCoursesLoaded(company, [], calls.explain(error)))
-            return
-        self.post_message(MoodleCoursesLoaded(company, [(f"{c.fullname} ({c.id})", c.id) for c in courses], None))
+    @work(thread=True, exclusive=True, exit_on_error=False, group="moodle-companies")
+    def load_companies(self) -> MoodleCompaniesLoaded:
+        choices, problem = calls.read(self, moodle_company_choices)
+        return MoodleCompaniesLoaded(choices, problem)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="moodle-courses")
+    def load_courses(self, company: str) -> MoodleCoursesLoaded:
+        courses = calls.read(self, moodle_course_choices, company=company)
+        return MoodleCoursesLoaded(company, [(f"{c.fullname} ({c.id})", c.id) for c in courses], None)
 
     @on(MoodleCompaniesLoaded)
     def _companies(self, message: MoodleCompaniesLoaded) -> None:
