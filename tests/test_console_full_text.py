@@ -153,3 +153,33 @@ async def test_a_rejection_reason_is_shown_whole(demo_db, tmp_path):
         await settle(pilot)
         assert type(app.screen).__name__ == "FullTextModal"
         assert f"reason: {reason}" in app.screen.query_one(TextArea).text
+
+
+@run_async
+async def test_the_bulk_preview_counts_every_duplicate_and_rejected_row(sqlite_db, tmp_path):
+    """More than 1,000 duplicates and more than 1,000 rejected rows: the console shows the
+    complete counts (`Preview` directly), not the lengths of the rows kept for display."""
+    from backend.jobs.create import submit_csv
+    from tests.support.engine import people, write_csv
+
+    earlier = write_csv(tmp_path / "earlier.csv", people(1200))
+    with session_scope() as session:
+        submit_csv(session=session, path=earlier, job_type="welcome_std")
+    rows = people(1200) + people(30, start=5000) + [{"email": f"broken{i}.example.com"} for i in range(1100)]
+    path = write_csv(tmp_path / "next.csv", rows)
+    app = make_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("3")
+        await settle(pilot)
+        app.screen.query_one("#bulk-path").value = str(path)
+        await pilot.press("ctrl+o")
+        await settle(pilot)
+        summary = _plain(app.screen.query_one("#bulk-summary"))
+        assert "30 to send · 1,100 rejected · 1,200 duplicates skipped" in summary
+        tabs = app.screen.query_one("#bulk-tabs")
+        assert str(tabs.get_tab("tab-rejected").label) == "Rejected 1,100"
+        assert str(tabs.get_tab("tab-duplicates").label) == "Duplicates 1,200"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "(1,100 rejected rows and 1,200 duplicates are not sent.)" in app.screen.question

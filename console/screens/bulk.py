@@ -21,7 +21,7 @@ from backend.core.settings import JOB_TYPES
 from backend.jobs import create as jobs
 from backend.jobs import queries
 from backend.jobs.moodle_source import NothingToSend, preview_moodle_selection, submit_moodle_selection
-from backend.jobs.preview import preview_csv
+from backend.jobs.preview import Preview, preview_csv
 from console import calls
 from console.messages import ActionDone, ActionFailed, CompanyChoicesLoaded
 from console.screens.base import ManiScreen
@@ -63,7 +63,7 @@ SOURCES = (
 class MoodlePreviewed(Message):
     """A Moodle selection's preview, with the form and the moment (`at`) it was evaluated for."""
 
-    def __init__(self, view: PreviewView, form: MoodleFormValues, at: int, source_name: str, invalid: int,
+    def __init__(self, view: Preview, form: MoodleFormValues, at: int, source_name: str, invalid: int,
                  already_certified: int) -> None:
         super().__init__()
         self.view = view
@@ -72,52 +72,6 @@ class MoodlePreviewed(Message):
         self.source_name = source_name
         self.invalid = invalid
         self.already_certified = already_certified
-
-
-@dataclass
-class PreviewView:
-    """The parts of `backend.jobs.create.preview_csv`'s answer the screen shows."""
-
-    accepted: int
-    sample: list[Any]
-    rejected: list[Any]
-    duplicates: list[Any]
-    duplicate_count: int
-    subject: str
-    text: str
-    html: str
-    # Rows with no username whose mail says to log in with the email address.
-    without_username: int = 0
-
-    @classmethod
-    def of(cls, preview: Any) -> PreviewView:
-        def pick(*names, default=None):
-            for name in names:
-                value = preview.get(name) if isinstance(preview, dict) else getattr(preview, name, None)
-                if value is not None:
-                    return value
-            return default
-
-        message = pick("message", "first_message", "rendered", default=None)
-
-        def part(name: str) -> str:
-            if message is None:
-                return ""
-            value = message.get(name) if isinstance(message, dict) else getattr(message, name, None)
-            return value or ""
-
-        duplicates = pick("duplicates", "duplicate_rows", "skipped_duplicates", default=[])
-        count = pick("duplicate_count", "skipped", default=None)
-        if isinstance(duplicates, int):
-            count, duplicates = duplicates, []
-        accepted = pick("accepted", "accepted_count", default=0)
-        sample = pick("sample", "accepted_rows", "rows", default=[])
-        if isinstance(accepted, list):
-            accepted, sample = len(accepted), accepted
-        return cls(accepted=int(accepted), sample=list(sample), rejected=list(pick("rejected", default=[])),
-                   duplicates=list(duplicates), duplicate_count=int(count if count is not None else len(duplicates)),
-                   subject=part("subject"), text=part("text"), html=part("html"),
-                   without_username=int(pick("without_username_count", default=0)))
 
 
 def _field(row: Any, name: str) -> str:
@@ -137,7 +91,7 @@ def html_as_text(html: str) -> str:
 class PreviewReady(Message):
     """What the file would send; `form` is the (type, company, path) it was read with."""
 
-    def __init__(self, view: PreviewView, form: tuple[str, str | None, str]) -> None:
+    def __init__(self, view: Preview, form: tuple[str, str | None, str]) -> None:
         super().__init__()
         self.view, self.form = view, form
 
@@ -166,7 +120,7 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.preview: PreviewView | None = None
+        self.preview: Preview | None = None
         self.previewed: tuple | None = None
         self.source = "csv"
 
@@ -269,7 +223,7 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
     @work(thread=True, exclusive=True, exit_on_error=False, group="bulk-preview")
     def run_preview(self, job_type: str, company: str | None, path: str) -> PreviewReady:
         preview = calls.read(self, preview_csv, path=path, job_type=job_type, company_id=company)
-        return PreviewReady(PreviewView.of(preview), (job_type, company, path))
+        return PreviewReady(preview, (job_type, company, path))
 
     @on(PreviewReady)
     def _preview_ready(self, message: PreviewReady) -> None:
@@ -283,22 +237,22 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
             self.query_one("#moodle-send-button", Button).disabled = True
             self.query_one("#bulk-summary", Static).update(Text(f"✖ {message.message}", style="bold red"))
 
-    def _show_preview(self, view: PreviewView, form: tuple) -> None:
+    def _show_preview(self, view: Preview, form: tuple) -> None:
         self.preview, self.previewed = view, form
         summary = Text.assemble(
-            (f"{view.accepted:,} to send", "bold green"), " · ", (f"{len(view.rejected):,} rejected", "bold red"),
-            " · ", (f"{view.duplicate_count:,} duplicates skipped", "bold yellow"),
+            (f"{view.accepted:,} to send", "bold green"), " · ", (f"{view.rejected_count:,} rejected", "bold red"),
+            " · ", (f"{view.skipped_duplicates:,} duplicates skipped", "bold yellow"),
             f" · {form[0]} · {form[1] or 'no company'} · {Path(form[2]).name}",
         )
-        if view.without_username:
-            summary.append(f" · {view.without_username:,} without username (log in with email)", style="yellow")
+        if view.without_username_count:
+            summary.append(f" · {view.without_username_count:,} without username (log in with email)", style="yellow")
         self.query_one("#bulk-summary", Static).update(summary)
         self._fill(view)
 
-    def _fill(self, view: PreviewView) -> None:
+    def _fill(self, view: Preview) -> None:
         """The tabs: accepted sample, rejected rows, duplicates, and the first message."""
         fields = ("line", "email", "firstname", "lastname", "username")
-        no_username = Text("(email login)", style="yellow") if view.without_username else ""
+        no_username = Text("(email login)", style="yellow") if view.without_username_count else ""
         self.query_one("#bulk-accepted", FitTable).set_rows(
             (None, {**{name: _field(row, name) for name in fields},
                     "username": _field(row, "username") or no_username}) for row in view.sample)
@@ -311,15 +265,16 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
               "reason": _field(row, "reason") or "sent the same type recently"}) for row in view.duplicates)
         tabs = self.query_one("#bulk-tabs", TabbedContent)
         tabs.get_tab("tab-accepted").label = f"Accepted {view.accepted:,}"
-        tabs.get_tab("tab-rejected").label = f"Rejected {len(view.rejected):,}"
-        tabs.get_tab("tab-duplicates").label = f"Duplicates {view.duplicate_count:,}"
+        tabs.get_tab("tab-rejected").label = f"Rejected {view.rejected_count:,}"
+        tabs.get_tab("tab-duplicates").label = f"Duplicates {view.skipped_duplicates:,}"
         message = Text()
         message.append("Subject: ", style="bold")
-        message.append(view.subject + "\n\n")
+        first = view.message
+        message.append((first.subject if first else "") + "\n\n")
         message.append("── text ──\n", style="dim")
-        message.append(view.text.strip() + "\n\n")
+        message.append((first.text.strip() if first else "") + "\n\n")
         message.append("── HTML, as text ──\n", style="dim")
-        message.append(html_as_text(view.html) if view.html else "(no HTML part)")
+        message.append(html_as_text(first.html) if first and first.html else "(no HTML part)")
         self.query_one("#bulk-message-text", Static).update(message)
         self.query_one("#bulk-send-button", Button).disabled = view.accepted == 0
 
@@ -338,7 +293,7 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
     @work(thread=True, exclusive=True, exit_on_error=False, group="bulk-preview")
     def run_moodle_preview(self, form: MoodleFormValues, at: int) -> MoodlePreviewed:
         made = calls.read(self, preview_moodle_selection, company=form.company, at=at, **form.options())
-        return MoodlePreviewed(PreviewView.of(made.preview), form, at, made.selection.source_name,
+        return MoodlePreviewed(made.preview, form, at, made.selection.source_name,
                                made.selection.invalid, made.already_certified)
 
     @on(MoodlePreviewed)
@@ -348,7 +303,7 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
         summary = Text.assemble(
             (f"{view.accepted:,} to send", "bold green"), " · ",
             (f"{message.invalid:,} invalid addresses", "bold red"), " · ",
-            (f"{view.duplicate_count:,} duplicates skipped", "bold yellow"),
+            (f"{view.skipped_duplicates:,} duplicates skipped", "bold yellow"),
         )
         if message.already_certified:
             summary.append(f" · {message.already_certified:,} already certified", style="yellow")
@@ -367,8 +322,8 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
             self.notify("Nothing to send: the selection has nobody left to mail.", severity="warning")
             return
         question = f"Send {form.selection_type} to {view.accepted:,} recipients of {form.company}, selected from Moodle?"
-        if view.rejected:
-            question += f" ({len(view.rejected):,} with an unusable address are not sent.)"
+        if view.rejected_count:
+            question += f" ({view.rejected_count:,} with an unusable address are not sent.)"
         self.confirm("Send from Moodle", question, lambda: self.run_moodle_send(form, at),
                      label=f"Send {view.accepted:,}")
 
@@ -429,8 +384,8 @@ reads the Moodle database as of that moment, and Send makes exactly that job."""
             return
         question = (f"Send {job_type} to {view.accepted:,} recipients"
                     f"{' of ' + company if company else ''} from {Path(path).name}?")
-        skipped = [f"{len(view.rejected):,} rejected rows"] if view.rejected else []
-        skipped += [f"{view.duplicate_count:,} duplicates"] if view.duplicate_count else []
+        skipped = [f"{view.rejected_count:,} rejected rows"] if view.rejected_count else []
+        skipped += [f"{view.skipped_duplicates:,} duplicates"] if view.skipped_duplicates else []
         if skipped:
             question += f" ({' and '.join(skipped)} are not sent.)"
         self.confirm("Send bulk email", question, lambda: self.send(job_type, company, path),
