@@ -183,3 +183,24 @@ async def test_the_bulk_preview_counts_every_duplicate_and_rejected_row(sqlite_d
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert "(1,100 rejected rows and 1,200 duplicates are not sent.)" in app.screen.question
+
+
+@run_async
+async def test_the_connection_test_dialog_wraps_its_results_whole(demo_db):
+    from types import SimpleNamespace
+
+    from console.screens.company_form import CheckResultsModal
+
+    long_detail = ("the provider answered 401 Unauthorized: the API key was rejected for the domain "
+                   "mg.acme.example.org; check the key in the company's settings and the sending domain")
+    results = [SimpleNamespace(name="provider", ok=False, detail=long_detail),
+               SimpleNamespace(name="storage", ok=True, detail="bucket reachable")]
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.push_screen(CheckResultsModal("acme", results))
+        await settle(pilot)
+        shown = app.screen.query_one("#check-results-text")
+        assert shown.size.height >= 3  # the long answer wraps onto more lines
+        text = " ".join(_plain(shown).split())
+        assert f"FAIL provider · {long_detail}" in text and "ok storage · bucket reachable" in text

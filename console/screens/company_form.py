@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
-from textual.widgets import DataTable, Input, Label, Select, Static
+from textual.widgets import Input, Label, Select, Static
 
 from backend.companies.catalogue import SETTINGS_CATALOGUE, parse_value
 from backend.companies.resolution import describe
@@ -238,12 +238,12 @@ class CheckResultsModal(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-body") as body:
             body.border_title = f"Connection test: {self.company_id}"
-            table = DataTable(id="check-results", cursor_type="row", show_cursor=False)
-            table.add_columns("Check", "", "Detail")
-            for result in self.results:
-                table.add_row(result.name, Text("ok", style="bold green") if result.ok else
-                              Text("FAIL", style="bold red"), result.detail)
-            yield table
+            # One paragraph per check, wrapped: a provider's answer is read whole, never cut.
+            lines = [Text.assemble(("ok   " if result.ok else "FAIL ", "bold green" if result.ok else "bold red"),
+                                   (result.name, "bold"), " · ", result.detail or "")
+                     for result in self.results]
+            with VerticalScroll(id="check-results"):
+                yield Static(Text("\n").join(lines), id="check-results-text")
             ok = all(result.ok for result in self.results)
             yield Static(Text("All checks passed." if ok else "Some checks failed.",
                               style="green" if ok else "bold red"))
