@@ -271,16 +271,25 @@ def preview_moodle(
     return MoodlePreview(preview=preview, selection=selection, already_certified=claims.already if claims else 0)
 
 
+def _typed_selection(*, session: Session, company: str, settings: Settings | None, selection_type: str,
+                     **typed_options):
+    """The company's Moodle target and the selection options checked from what an admin typed."""
+    target = moodle_target(session=session, company=company, settings=settings)
+    options = selection_options(selection_type=selection_type, iomad_company_id=target.iomad_company_id,
+                                **typed_options)
+    return target, options
+
+
 def preview_moodle_selection(
     *, session: Session, company: str, selection_type: str, since: str | None = None, course: int | None = None,
     inactive_for: str | None = None, include_completed: bool = False, unless_activity: int | None = None,
     at: str | int | None = None, settings: Settings | None = None, **preview_options,
 ) -> MoodlePreview:
     """`preview_moodle` for `--company` and options as typed (the CLI's dry run, the console's preview)."""
-    target = moodle_target(session=session, company=company, settings=settings)
-    options = selection_options(
-        selection_type=selection_type, iomad_company_id=target.iomad_company_id, since=since, course=course,
-        inactive_for=inactive_for, include_completed=include_completed, unless_activity=unless_activity, at=at,
+    target, options = _typed_selection(
+        session=session, company=company, settings=settings, selection_type=selection_type, since=since,
+        course=course, inactive_for=inactive_for, include_completed=include_completed,
+        unless_activity=unless_activity, at=at,
     )
     with target.open() as source:
         return preview_moodle(session=session, source=source, target=target, options=options, settings=settings,
@@ -293,10 +302,10 @@ def submit_moodle_selection(
     at: str | int | None = None, settings: Settings | None = None, **job_options,
 ) -> MoodleJobCreated:
     """`submit_moodle` for `--company` and options as typed (`mani submit --moodle`, the console's send)."""
-    target = moodle_target(session=session, company=company, settings=settings)
-    options = selection_options(
-        selection_type=selection_type, iomad_company_id=target.iomad_company_id, since=since, course=course,
-        inactive_for=inactive_for, include_completed=include_completed, unless_activity=unless_activity, at=at,
+    target, options = _typed_selection(
+        session=session, company=company, settings=settings, selection_type=selection_type, since=since,
+        course=course, inactive_for=inactive_for, include_completed=include_completed,
+        unless_activity=unless_activity, at=at,
     )
     with target.open() as source:
         return submit_moodle(session=session, source=source, target=target, options=options, settings=settings,

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer, Input
 
@@ -84,3 +85,19 @@ class ManiScreen(WorkerResults, Screen):
 
     def after_action(self, message: ActionDone) -> None:
         """Hook: reload what the action changed."""
+
+    # Screens that refresh by themselves (dashboard, job detail) call these from
+    # on_screen_resume / on_screen_suspend: one timer per screen, paused while it is hidden.
+    _refresh_timer: Timer | None = None
+
+    def resume_refreshing(self, tick: Callable[[], object]) -> None:
+        """Tick every `--refresh` seconds while this screen is shown (never when it is 0)."""
+        refresh = self.app.config.refresh
+        if refresh and self._refresh_timer is None:
+            self._refresh_timer = self.set_interval(refresh, tick)
+        elif self._refresh_timer is not None:
+            self._refresh_timer.resume()
+
+    def pause_refreshing(self) -> None:
+        if self._refresh_timer is not None:
+            self._refresh_timer.pause()

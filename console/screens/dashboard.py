@@ -8,7 +8,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.containers import Grid
-from textual.timer import Timer
 from textual.worker import Worker
 from textual.widgets import DataTable, Static
 
@@ -75,7 +74,6 @@ Select a job and press **Enter** for its detail."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._timer: Timer | None = None
         self._snapshot: DashboardPublic | None = None
         self._stats: BrokerStats | None = None
         self._loading: Worker | None = None
@@ -94,15 +92,10 @@ Select a job and press **Enter** for its detail."""
 
     def on_screen_resume(self) -> None:
         self._loading = self.load()
-        refresh = self.app.config.refresh
-        if refresh and self._timer is None:
-            self._timer = self.set_interval(refresh, self._tick)
-        elif self._timer is not None:
-            self._timer.resume()
+        self.resume_refreshing(self._tick)
 
     def on_screen_suspend(self) -> None:
-        if self._timer is not None:
-            self._timer.pause()
+        self.pause_refreshing()
 
     def on_resize(self) -> None:
         self._arrange_counters()

@@ -10,7 +10,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.timer import Timer
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Input, Select, Static, TabbedContent, TabPane
 
@@ -167,7 +166,6 @@ asks first and says how many things it touches."""
         self.status_filter = "all"
         self.search = ""
         self.NAV = "dashboard"
-        self._timer: Timer | None = None
 
     def compose_body(self) -> ComposeResult:
         self.NAV = self.app.current_mode
@@ -197,15 +195,10 @@ asks first and says how many things it touches."""
 
     def on_screen_resume(self) -> None:
         """While the job is on screen it refreshes at the dashboard's interval (`--refresh`)."""
-        refresh = self.app.config.refresh
-        if refresh and self._timer is None:
-            self._timer = self.set_interval(refresh, self._tick)
-        elif self._timer is not None:
-            self._timer.resume()
+        self.resume_refreshing(self._tick)
 
     def on_screen_suspend(self) -> None:
-        if self._timer is not None:
-            self._timer.pause()
+        self.pause_refreshing()
 
     def _tick(self) -> None:
         """Read the job and the page on screen again, unless a read is still running: a refresh

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from backend.mail.ratelimit import RateLimiter, Unlimited
+
 
 class Outcome(StrEnum):
     SENT = "sent"
@@ -83,6 +85,16 @@ class ClientProvider:
         if self._client is not None:
             self._client.close()
         self._client = None
+
+    def _pace(self, limiter: RateLimiter | None, max_batch: int) -> None:
+        """Set the limiter, whether this provider paces its own sends, and how many messages one
+        API request carries: at most one second's worth of the rate, so the rate holds within
+        the second."""
+        self.limiter = limiter or Unlimited()
+        # The engine's own per-chunk acquire would pace twice: a pacing provider paces itself.
+        self.paces_sends = not isinstance(self.limiter, Unlimited)
+        rate = getattr(self.limiter, "rate", 0) or 0
+        self.request_size = max(1, min(max_batch, int(rate))) if rate else max_batch
 
     def _require_client(self) -> None:
         if self._client is None:

@@ -29,7 +29,7 @@ from typing import Any
 from backend.mail.mime import MessageError, compose, format_address, normalize_address, split_sender
 from backend.mail.providers.base import ClientProvider, Outcome, OutgoingMessage, ProviderError, SendResult
 from backend.mail.providers.ses import sender_of
-from backend.mail.ratelimit import RateLimiter, Unlimited, limiter_for
+from backend.mail.ratelimit import RateLimiter, limiter_for
 
 MAX_BATCH = 1000
 # Mailgun takes messages up to 25 MB; stay well clear with the recipient variables.
@@ -87,11 +87,7 @@ class MailgunProvider(ClientProvider):
         self.sender, self.domain = sender, domain
         self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
         self._api_key, self.timeout = api_key, timeout
-        self.limiter = limiter or Unlimited()
-        self.paces_sends = not isinstance(self.limiter, Unlimited)
-        rate = getattr(self.limiter, "rate", 0) or 0
-        # A call holds at most one second's worth of the rate, so the rate holds within the second.
-        self.request_size = max(1, min(MAX_BATCH, int(rate))) if rate else MAX_BATCH
+        self._pace(limiter, MAX_BATCH)
         self._client = None
         self._sent_any = False
 

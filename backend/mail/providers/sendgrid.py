@@ -30,7 +30,7 @@ import httpx
 from backend.mail.mime import MessageError, normalize_address, split_sender
 from backend.mail.providers.base import ClientProvider, Outcome, OutgoingMessage, ProviderError, SendResult
 from backend.mail.providers.ses import sender_of
-from backend.mail.ratelimit import RateLimiter, Unlimited, limiter_for
+from backend.mail.ratelimit import RateLimiter, limiter_for
 
 MAX_BATCH = 1000
 SUBSTITUTION_LIMIT = 10_000
@@ -62,10 +62,7 @@ class SendGridProvider(ClientProvider):
         self.from_field = {"email": address, **({"name": name} if name else {})}
         self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
         self._api_key, self.timeout = api_key, timeout
-        self.limiter = limiter or Unlimited()
-        self.paces_sends = not isinstance(self.limiter, Unlimited)
-        rate = getattr(self.limiter, "rate", 0) or 0
-        self.request_size = max(1, min(MAX_BATCH, int(rate))) if rate else MAX_BATCH
+        self._pace(limiter, MAX_BATCH)
         self._client = None
         self._sent_any = False
 
